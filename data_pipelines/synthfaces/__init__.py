@@ -1,0 +1,1 @@
+"""SynthFaces: procedural faces with weakly correlated, crawled-alt-text-like captions."""

@@ -1,0 +1,96 @@
+"""GPTFace pre-training configs: `--config experiments/pretrain.py:VARIANT` (tiny, base, large).
+
+Shapes follow DESIGN.md: base is the paper's BERT-base body over 256 px faces (16x16 VQ codes,
+1024-entry codebook); tiny trains end to end on a 2-core CPU over 64 px SynthFaces.
+Override any field on the command line, e.g. `--config.train.steps=100`.
+"""
+import ml_collections
+
+# name: (layers, width, heads, mlp, image px, VQ downsampling, codebook, text length, vocab)
+VARIANTS = {
+    "tiny": (4, 128, 4, 512, 64, 8, 256, 32, 1000),
+    "base": (12, 768, 12, 3072, 256, 16, 1024, 64, 32000),
+    "large": (24, 1024, 16, 4096, 256, 16, 1024, 64, 32000),
+}
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    if arg not in VARIANTS:
+        raise ValueError(f"unknown pretrain variant {arg!r}; choose one of {sorted(VARIANTS)}")
+    layers, width, heads, mlp, image_size, downsample, codebook, text_len, vocab = VARIANTS[arg]
+    tiny = arg == "tiny"
+    c = ml_collections.ConfigDict()
+    c.variant = arg
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "synthfaces"          # or a folder written by `gptface data ingest`
+    c.data.dir = ""                       # empty: <workdir>/data
+    c.data.num_train = 2000 if tiny else 1_000_000
+    c.data.num_test = 200 if tiny else 10_000
+    c.data.image_size = image_size
+    c.data.caption_noise_rate = 0.15
+    c.data.caption_false_rate = 0.2
+    c.data.worker_count = 0 if tiny else 8
+    c.data.shuffle_seed = 0
+
+    c.text = ml_collections.ConfigDict()
+    c.text.vocab_size = vocab
+    c.text.max_len = text_len
+
+    c.vq = ml_collections.ConfigDict()
+    c.vq.downsample = downsample
+    c.vq.codebook_size = codebook
+
+    c.model = ml_collections.ConfigDict()
+    c.model.num_layers = layers
+    c.model.width = width
+    c.model.num_heads = heads
+    c.model.mlp_dim = mlp
+    c.model.dropout = 0.0 if tiny else 0.1
+    c.model.compute_dtype = "bfloat16"
+    c.model.param_dtype = "float32"
+
+    c.masking = ml_collections.ConfigDict()
+    # Per-example masking mode probabilities: joint / image-generation / text-generation.
+    c.masking.mode_probs = (0.5, 0.3, 0.2)
+    c.masking.text_ratio = 0.2
+    c.masking.image_ratio = 0.4
+    c.masking.span_p = 0.2                # SpanBERT geometric span lengths
+    c.masking.max_span = 10
+    c.masking.replace_probs = (0.8, 0.1, 0.1)  # [MASK] / random token / keep
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.text_weight = 1.0
+    c.loss.image_weight = 1.0
+    c.loss.itm_weight = 1.0
+    c.loss.hard_negative_fraction = 0.0
+    c.loss.caption_dropout = 0.1
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 300 if tiny else 500_000
+    c.train.batch_size = 32 if tiny else 4096
+    c.train.accum_steps = 1
+    c.train.learning_rate = 1e-3 if tiny else 1e-4
+    c.train.warmup_steps = 30 if tiny else 10_000
+    c.train.weight_decay = 0.01
+    c.train.grad_clip = 1.0
+    c.train.log_every = 10 if tiny else 100
+    c.train.checkpoint_every = 100 if tiny else 5_000
+    c.train.keep_checkpoints = 3
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.axes = ("data", "fsdp", "tensor")
+    c.mesh.shape = (-1, 1, 1)             # -1: all remaining devices
+    # Logical axis name -> mesh axis (or None: replicated). Every array dimension is named.
+    c.mesh.logical_rules = (
+        ("batch", ("data", "fsdp")),
+        ("embed", "fsdp"),
+        ("mlp", "tensor"),
+        ("heads", "tensor"),
+        ("kv", None),
+        ("vocab", "tensor"),
+        ("length", None),
+    )
+    c.lock()
+    return c

@@ -1,0 +1,92 @@
+"""`gptface`: the one command-line entry point. Subcommands are thin; the work lives in modules.
+
+    gptface data synth --num 2000 --image-size 64 --out DIR
+    gptface data preview DIR --out grid.png
+    gptface data stats DIR
+    gptface config --config experiments/pretrain.py:tiny --config.train.steps=100
+    gptface demo --workdir runs/demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from data_pipelines import preview
+from data_pipelines.shards import ShardError
+from data_pipelines.synthfaces import builder
+
+
+def _stats(args: argparse.Namespace) -> None:
+    from data_pipelines.shards import ShardSource
+    from data_pipelines.synthfaces.stats import split_report
+    print(json.dumps(split_report(ShardSource(args.dataset, args.split)), indent=1))
+
+
+def _config(args: argparse.Namespace, rest: list[str]) -> int:
+    from gptface_jax import config_lib
+    try:
+        config = config_lib.load(rest)
+        num_devices = None
+        if args.check_devices:
+            import jax  # only the device count: nothing is compiled
+            num_devices = jax.device_count()
+        config_lib.validate(config, num_devices)
+    except config_lib.ConfigError as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
+    print(config)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gptface_jax import demo
+    return demo.run(args.workdir, num=args.num)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gptface", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="build, inspect and read datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("synth", help="write SynthFaces ArrayRecord shards")
+    builder.add_arguments(p)
+    p.set_defaults(func=builder.run)
+    p = data.add_parser("preview", help="contact sheet of a dataset's faces and captions")
+    preview.add_arguments(p)
+    p.set_defaults(func=preview.run)
+    p = data.add_parser("stats", help="label and caption-quality report of a SynthFaces split")
+    p.add_argument("dataset")
+    p.add_argument("--split", default="train")
+    p.set_defaults(func=_stats)
+
+    p = sub.add_parser("config", help="load, override and validate an experiment config; print it",
+                       description="Remaining arguments are absl config flags: --config FILE:ARG --config.a.b=V")
+    p.add_argument("--no-check-devices", dest="check_devices", action="store_false",
+                   help="skip the mesh/batch checks against this machine's device count")
+    p.set_defaults(func=_config, wants_rest=True)
+
+    p = sub.add_parser("demo", help="the end-to-end tiny demo on SynthFaces (the README's main job)")
+    p.add_argument("--workdir", default="runs/demo")
+    p.add_argument("--num", type=int, default=2000, help="SynthFaces training examples")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "wants_rest", False):
+        return int(args.func(args, rest) or 0)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return int(args.func(args) or 0)
+    except ShardError as e:  # bad input data: one clear line, no traceback
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

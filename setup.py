@@ -1,0 +1,41 @@
+"""GPTFace-JAX: generative pre-trained facial-linguistic transformer (JAX/Flax)."""
+from setuptools import find_packages, setup
+
+# Pinned to versions tested together (CPU, Python 3.11). Minor bumps inside these series are
+# expected to work; jax's make_mesh axis-type default and orbax's restore API moved across series.
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "grain==0.2.18",
+    "tensorflow-datasets==4.9.10",   # used without TensorFlow: ArrayRecord + tfds.data_source
+    "array-record==0.8.6",
+    "importlib_resources>=6",        # tfds imports it lazily for builders outside its catalogue
+    "ml-collections==1.1.0",
+    "absl-py>=2.1",
+    "sentencepiece==0.2.1",
+    "opencv-python-headless>=4.10,<5",  # 5.x ships no Haar cascades
+    "numpy>=2.0,<3",
+    "pillow>=10.1",
+    "tqdm>=4.66",
+]
+EXTRAS = {
+    "test": ["pytest>=8", "pytest-xdist>=3.5"],
+}
+
+setup(
+    name="gptface-jax",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["gptface_jax", "gptface_jax.*", "data_pipelines", "data_pipelines.*",
+                                    "experiments"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["gptface = gptface_jax.cli:main"]},
+)

@@ -1,0 +1,77 @@
+"""Experiment configs: variants, absl overrides, and validation that fails before any compile."""
+import subprocess
+import sys
+
+import pytest
+
+from gptface_jax import config_lib
+
+PRETRAIN = "experiments/pretrain.py"
+
+
+def _load(variant="tiny", *overrides):
+    return config_lib.load(["--config", f"{PRETRAIN}:{variant}", *overrides])
+
+
+@pytest.mark.parametrize("variant,layers,width", [("tiny", 4, 128), ("base", 12, 768), ("large", 24, 1024)])
+def test_variants_load_and_validate(variant, layers, width):
+    config = config_lib.validate(_load(variant), num_devices=8)
+    assert (config.model.num_layers, config.model.width) == (layers, width)
+    assert config.data.image_size // config.vq.downsample == (8 if variant == "tiny" else 16)
+
+
+def test_overrides_apply_and_config_is_locked():
+    config = _load("tiny", "--config.train.steps=100", "--config.mesh.shape=(4,2,1)")
+    assert config.train.steps == 100
+    assert tuple(config.mesh.shape) == (4, 2, 1)
+    with pytest.raises(AttributeError):
+        config.train.new_field = 1
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.data.image_size=60", "data.image_size=60 is not divisible by vq.downsample=8"),
+    ("--config.train.batch_size=30", "not divisible by the data-parallel size 8"),
+    ("--config.mesh.axes=('data','model','tensor')", "unknown axis ['model']"),
+    ("--config.mesh.shape=(3,1,1)", "uses 3 devices but 8 are present"),
+    ("--config.model.num_heads=5", "model.width=128 is not divisible by model.num_heads=5"),
+    ("--config.masking.mode_probs=(0.5,0.5,0.5)", "masking.mode_probs"),
+    ("--config.train.warmup_steps=1000", "train.warmup_steps=1000"),
+    ("--config.train.accum_steps=3", "train.batch_size=32 is not divisible by train.accum_steps=3"),
+    ("--config.vq.downsample=6", "power of two"),
+    ("--config.train.bogus=1", "no field 'bogus'"),
+    ("--config.train.steps=abc", "invalid literal"),
+])
+def test_bad_values_are_reported_clearly(override, message):
+    with pytest.raises(config_lib.ConfigError, match=None) as info:
+        config_lib.validate(_load("tiny", override), num_devices=8)
+    assert message in str(info.value)
+
+
+def test_all_problems_reported_at_once():
+    with pytest.raises(config_lib.ConfigError) as info:
+        config_lib.validate(_load("tiny", "--config.data.image_size=60", "--config.model.num_heads=5"), 8)
+    assert "image_size=60" in str(info.value) and "num_heads=5" in str(info.value)
+
+
+def test_unknown_variant():
+    with pytest.raises(config_lib.ConfigError, match="unknown pretrain variant 'huge'"):
+        _load("huge")
+
+
+def test_cli_rejects_bad_override_before_any_backend_starts():
+    # No XLA backend initialised means nothing can have been compiled.
+    code = ("import sys; from gptface_jax import cli; "
+            f"rc = cli.main(['config', '--no-check-devices', '--config', '{PRETRAIN}:tiny', "
+            "'--config.data.image_size=60']); "
+            "from jax._src import xla_bridge; "
+            "assert not xla_bridge._backends, 'a backend was initialised'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "data.image_size=60 is not divisible by vq.downsample=8" in proc.stderr
+
+
+def test_cli_prints_a_valid_config():
+    proc = subprocess.run([sys.executable, "-m", "gptface_jax.cli", "config", "--config", f"{PRETRAIN}:tiny",
+                           "--config.train.steps=70"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "steps: 70" in proc.stdout
