@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS, rng_for, sample_face
-from data_pipelines.synthfaces.captions import CaptionConfig, make_caption, mentioned_facts
+from data_pipelines.synthfaces.captions import CaptionConfig, judge_labels, make_caption, mentioned_facts
 from data_pipelines.synthfaces.generate import make_example
 from data_pipelines.synthfaces.render import render
-from data_pipelines.synthfaces.stats import judge_labels
 
 
 def test_same_seed_same_bytes_in_any_order():

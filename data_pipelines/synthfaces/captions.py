@@ -213,9 +213,9 @@ def mentioned_facts(text: str) -> set[Fact]:
     return found
 
 
-def judge(face: Face, facts: set[Fact]) -> tuple[int, int]:
-    """(number of true, number of false) facts among `facts` for this face."""
-    truth = {"hair_colour": face.hair_colour, "expression": face.expression,
-             **{a: int(face.attributes[a]) for a in ATTRIBUTES}}
+def judge_labels(attributes, hair_colour: int, expression: int, facts) -> tuple[int, int]:
+    """(true, false) counts of `facts` against one face's labels (attribute vector in ATTRIBUTES order)."""
+    truth = {"hair_colour": int(hair_colour), "expression": int(expression),
+             **{a: int(v) for a, v in zip(ATTRIBUTES, attributes)}}
     n_true = sum(truth[k] == v for k, v in facts)
     return n_true, len(facts) - n_true

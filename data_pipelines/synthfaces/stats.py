@@ -9,15 +9,7 @@ import numpy as np
 
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
-from data_pipelines.synthfaces.captions import mentioned_facts
-
-
-def judge_labels(attributes: np.ndarray, hair_colour: int, expression: int, facts) -> tuple[int, int]:
-    """(true, false) counts of `facts` against one record's stored labels."""
-    truth = {"hair_colour": int(hair_colour), "expression": int(expression),
-             **{a: int(v) for a, v in zip(ATTRIBUTES, attributes)}}
-    n_true = sum(truth[k] == v for k, v in facts)
-    return n_true, len(facts) - n_true
+from data_pipelines.synthfaces.captions import judge_labels, mentioned_facts
 
 
 def split_report(source: ShardSource) -> dict:
