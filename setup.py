@@ -20,9 +20,12 @@ INSTALL_REQUIRES = [
     "numpy>=2.0,<3",
     "pillow>=10.1",
     "tqdm>=4.66",
+    "pyarrow>=14",                   # Parquet / CSV crawl tables
 ]
 EXTRAS = {
-    "test": ["pytest>=8", "pytest-xdist>=3.5"],
+    # scikit-image and matplotlib ship the real photos the face-pipeline tests use; scipy reads LFWA's .mat
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "matplotlib>=3.8", "scipy>=1.11"],
+    "beam": ["apache-beam>=2.60"],   # `gptface data ingest --beam-runner ...` for crawls of tens of millions
 }
 
 setup(

@@ -15,6 +15,7 @@ import cv2
 import grain
 import numpy as np
 
+from data_pipelines.errors import OptionError
 from data_pipelines.shards import ShardError, ShardSource
 
 
@@ -33,18 +34,18 @@ class ReaderConfig:
 
     def validate(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise OptionError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.process_index < self.process_count:
-            raise ValueError(f"process_index {self.process_index} not in [0, {self.process_count})")
+            raise OptionError(f"process_index {self.process_index} not in [0, {self.process_count})")
         if self.worker_count < 0:
-            raise ValueError(f"worker_count must be >= 0, got {self.worker_count}")
+            raise OptionError(f"worker_count must be >= 0, got {self.worker_count}")
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
     """JPEG/PNG bytes -> RGB uint8 (H, W, 3)."""
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"undecodable image ({len(data)} bytes)")
+        raise OptionError(f"undecodable image ({len(data)} bytes)")
     return np.ascontiguousarray(bgr[..., ::-1])
 
 

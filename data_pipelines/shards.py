@@ -15,8 +15,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from array_record.python import array_record_module
 
+from data_pipelines.errors import DataError
 
-class ShardError(RuntimeError):
+
+class ShardError(DataError):
     """A dataset folder or shard that cannot be read as written."""
 
 

@@ -3,6 +3,8 @@
     gptface data synth --num 2000 --image-size 64 --out DIR
     gptface data preview DIR --out grid.png
     gptface data stats DIR
+    gptface data ingest --input crawl/*.tar --format webdataset --out DIR
+    gptface data benchmark --name celeba --manual-dir ~/celeba --out DIR
     gptface config --config experiments/pretrain.py:tiny --config.train.steps=100
     gptface demo --workdir runs/demo
 """
@@ -13,7 +15,9 @@ import json
 import sys
 
 from data_pipelines import preview
-from data_pipelines.shards import ShardError
+from data_pipelines.benchmarks import builder as benchmark_builder
+from data_pipelines.errors import DataError
+from data_pipelines.ingest import builder as ingest_builder
 from data_pipelines.synthfaces import builder
 
 
@@ -56,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("preview", help="contact sheet of a dataset's faces and captions")
     preview.add_arguments(p)
     p.set_defaults(func=preview.run)
+    p = data.add_parser("ingest", help="crawled face-text pairs -> face crops + clean captions as shards")
+    ingest_builder.add_arguments(p)
+    p.set_defaults(func=ingest_builder.run)
+    p = data.add_parser("benchmark", help="CelebA / LFWA / RAF-DB / AffectNet from their official files",
+                        description=benchmark_builder.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    benchmark_builder.add_arguments(p)
+    p.set_defaults(func=benchmark_builder.run)
     p = data.add_parser("stats", help="label and caption-quality report of a SynthFaces split")
     p.add_argument("dataset")
     p.add_argument("--split", default="train")
@@ -83,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args) or 0)
-    except ShardError as e:  # bad input data: one clear line, no traceback
+    except DataError as e:  # bad input data: one clear line, no traceback
         print(f"gptface: {e}", file=sys.stderr)
         return 2
 

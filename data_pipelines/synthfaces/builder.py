@@ -18,6 +18,7 @@ from typing import Iterator
 
 import tensorflow_datasets as tfds
 
+from data_pipelines.errors import OptionError
 from data_pipelines import schema
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
 from data_pipelines.synthfaces.captions import CaptionConfig
@@ -39,9 +40,9 @@ class SynthFacesConfig(tfds.core.BuilderConfig):
     def create(cls, num_train: int, num_test: int, image_size: int, seed: int,
                caption: CaptionConfig = CaptionConfig(), workers: int = 0) -> "SynthFacesConfig":
         if num_train < 1 or num_test < 0:
-            raise ValueError(f"SynthFaces needs num_train >= 1 and num_test >= 0, got {num_train}, {num_test}")
+            raise OptionError(f"SynthFaces needs num_train >= 1 and num_test >= 0, got {num_train}, {num_test}")
         if image_size < 16:
-            raise ValueError(f"SynthFaces renders at >= 16 pixels, got --image-size {image_size}")
+            raise OptionError(f"SynthFaces renders at >= 16 pixels, got --image-size {image_size}")
         caption.validate()
         name = (f"px{image_size}_n{num_train}_t{num_test}_seed{seed}"
                 f"_noise{caption.noise_rate:g}_false{caption.false_rate:g}")

@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from data_pipelines.errors import OptionError
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS, Face
 
 # A fact is (key, value): key is an attribute name, "hair_colour" or "expression"; value is a bool
@@ -91,9 +92,9 @@ class CaptionConfig:
         for name in ("noise_rate", "false_rate"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"CaptionConfig.{name} must be in [0, 1], got {v}")
+                raise OptionError(f"CaptionConfig.{name} must be in [0, 1], got {v}")
         if not 1 <= self.min_facts <= self.max_facts:
-            raise ValueError(f"CaptionConfig needs 1 <= min_facts <= max_facts, got "
+            raise OptionError(f"CaptionConfig needs 1 <= min_facts <= max_facts, got "
                              f"{self.min_facts}..{self.max_facts}")
 
 

@@ -1,0 +1,1 @@
+"""Downstream face benchmarks read from the files users download themselves (official layouts)."""

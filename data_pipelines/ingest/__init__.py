@@ -1,0 +1,1 @@
+"""Crawled face-text ingestion: readers -> face pipeline -> dedup -> ArrayRecord shards + report."""
