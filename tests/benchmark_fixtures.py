@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from crawl_fixtures import astronaut, grace_hopper, lfw_faces_and_non_faces
+from tests.crawl_fixtures import astronaut, grace_hopper, lfw_faces_and_non_faces
 from data_pipelines.benchmarks.lfwa import CELEBA_40
 
 

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmark_fixtures import make_affectnet, make_celeba, make_lfwa_mat, make_rafdb
+from tests.benchmark_fixtures import make_affectnet, make_celeba, make_lfwa_mat, make_rafdb
 from data_pipelines.benchmarks import affectnet, celeba, lfwa, rafdb
 from data_pipelines.benchmarks.builder import build
 from data_pipelines.benchmarks.layout import LayoutError

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-import crawl_fixtures as cf
+from tests import crawl_fixtures as cf
 from data_pipelines.ingest.builder import ingest
 from data_pipelines.ingest.captions import CaptionOptions, clean_caption
 from data_pipelines.ingest.dedup import NearDuplicateIndex, hamming, phash
