@@ -15,6 +15,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/synthfaces.py
+	$(BIN)/python bench/ingest.py
 
 install: $(STAMP)
 

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_builder.add_arguments(p)
     p.set_defaults(func=ingest_builder.run)
     p = data.add_parser("benchmark", help="CelebA / LFWA / RAF-DB / AffectNet from their official files",
-                        description=benchmark_builder.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description=benchmark_builder.layouts_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     benchmark_builder.add_arguments(p)
     p.set_defaults(func=benchmark_builder.run)
     p = data.add_parser("stats", help="label and caption-quality report of a SynthFaces split")

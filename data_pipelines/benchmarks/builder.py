@@ -26,11 +26,17 @@ from data_pipelines import schema
 from data_pipelines.benchmarks import affectnet, celeba, lfwa, rafdb
 from data_pipelines.benchmarks.layout import Benchmark, Item
 from data_pipelines.ingest.errors import DropRecord
+from data_pipelines.ingest.builder import single_threaded_opencv
 from data_pipelines.ingest.faces import CropBox, crop, crop_box, decode_image
 from data_pipelines.synthfaces.generate import encode_jpeg
 
 READERS = {"celeba": celeba.read, "lfwa": lfwa.read, "rafdb": rafdb.read, "affectnet": affectnet.read}
 REPORT_NAME = "benchmark_report.json"
+
+
+def layouts_help() -> str:
+    """This module's description followed by every dataset's expected manual-dir layout."""
+    return "\n".join([__doc__] + [m.__doc__ for m in (celeba, lfwa, rafdb, affectnet)])
 
 
 def crop_face(rgb: np.ndarray, item: Item, protocol: str, size: int) -> np.ndarray:
@@ -103,7 +109,7 @@ class FaceBenchmark(tfds.core.GeneratorBasedBuilder):
         encode = functools.partial(_encode, protocol=bench.crop, size=cfg.image_size)
         workers = cfg.workers or os.cpu_count() or 1
         counts = {"listed": len(items), "written": 0, "skipped": {}}
-        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 and len(items) > 64 else None
+        pool = multiprocessing.get_context("spawn").Pool(workers, single_threaded_opencv) if workers > 1 and len(items) > 64 else None
         try:
             results = pool.imap(encode, items, chunksize=32) if pool else map(encode, items)
             for index, (item, jpeg, problem) in enumerate(tqdm(results, total=len(items), desc=f"{bench.name} {split}",

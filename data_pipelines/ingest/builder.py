@@ -44,6 +44,12 @@ def stable_index(key: str) -> int:
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:15], 16)
 
 
+def single_threaded_opencv() -> None:
+    """Pool initializer: one OpenCV thread per worker process, so N workers use N cores, not N^2."""
+    import cv2
+    cv2.setNumThreads(1)
+
+
 def _finish(outcome: Outcome) -> tuple[str, dict]:
     outcome.record["index"] = stable_index(outcome.key)
     return outcome.key, outcome.record
@@ -96,7 +102,7 @@ class CrawledFaces(tfds.core.GeneratorBasedBuilder):
         report = IngestReport()
         workers = cfg.workers or os.cpu_count() or 1
         process = functools.partial(process_pair, options=options)
-        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+        pool = multiprocessing.get_context("spawn").Pool(workers, single_threaded_opencv) if workers > 1 else None
         try:
             outcomes = pool.imap(process, pairs, chunksize=8) if pool else map(process, pairs)
             for outcome in tqdm(outcomes, desc="ingest", unit=" pairs", mininterval=2, file=sys.stderr):
