@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench install clean
 
+# On a CPU-only machine, one virtual JAX device per core lets data parallelism use every core.
 demo: $(STAMP)
-	$(BIN)/gptface demo --workdir $(WORKDIR)
+	JAX_NUM_CPU_DEVICES=$$(nproc) $(BIN)/gptface demo --workdir $(WORKDIR)
 
 test: $(STAMP)
 	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 tests

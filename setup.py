@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "pillow>=10.1",
     "tqdm>=4.66",
     "pyarrow>=14",                   # Parquet / CSV crawl tables
+    "tensorboardX>=2.6",             # TensorBoard event files without TensorFlow
 ]
 EXTRAS = {
     # scikit-image and matplotlib ship the real photos the face-pipeline tests use; scipy reads LFWA's .mat

@@ -56,10 +56,13 @@ class ShardSource:
         self.shard_lengths = [int(n) for n in info.shard_lengths]
         self._starts = np.cumsum([0] + self.shard_lengths[:-1]).tolist()
         self.metadata = dict(builder.info.metadata or {})
-        self.image_shape = tuple(builder.info.features["image"].shape)
+        has_image = "image" in builder.info.features
+        self.image_shape = tuple(builder.info.features["image"].shape) if has_image else None
         if verify:
             self.verify()
-        self._source = builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+        # Images stay encoded bytes: decoding is the pipeline's job (pre-tokenized sets have none).
+        decoders = {"image": tfds.decode.SkipDecoding()} if has_image else None
+        self._source = builder.as_data_source(split=split, decoders=decoders)
 
     def verify(self) -> None:
         """Checks every shard exists and holds the records dataset_info.json promises."""

@@ -8,7 +8,7 @@ import ml_collections
 
 # name: (layers, width, heads, mlp, image px, VQ downsampling, codebook, text length, vocab)
 VARIANTS = {
-    "tiny": (4, 128, 4, 512, 64, 8, 256, 32, 1000),
+    "tiny": (4, 128, 4, 512, 64, 8, 1024, 32, 1000),
     "base": (12, 768, 12, 3072, 256, 16, 1024, 64, 32000),
     "large": (24, 1024, 16, 4096, 256, 16, 1024, 64, 32000),
 }

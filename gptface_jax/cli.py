@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from data_pipelines import preview
+from data_pipelines import preview, text_tokenizer
 from data_pipelines.benchmarks import builder as benchmark_builder
 from data_pipelines.errors import DataError
 from data_pipelines.ingest import builder as ingest_builder
@@ -43,6 +43,18 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _vq(args: argparse.Namespace, rest: list[str]) -> int:
+    from gptface_jax import config_lib, vq_train
+    try:
+        config = vq_train.validate(config_lib.load(rest))
+    except config_lib.ConfigError as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
+    scores = vq_train.train(config, args.workdir)
+    print(json.dumps(scores, indent=1))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gptface_jax import demo
     return demo.run(args.workdir, num=args.num)
@@ -67,10 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
                         description=benchmark_builder.layouts_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     benchmark_builder.add_arguments(p)
     p.set_defaults(func=benchmark_builder.run)
+    p = data.add_parser("pretokenize", help="shards -> image codes + text ids for pre-training")
+    from gptface_jax import pretokenize
+    pretokenize.add_arguments(p)
+    p.set_defaults(func=pretokenize.run)
     p = data.add_parser("stats", help="label and caption-quality report of a SynthFaces split")
     p.add_argument("dataset")
     p.add_argument("--split", default="train")
     p.set_defaults(func=_stats)
+
+    tok = sub.add_parser("tokenizer", help="train the text and image tokenizers").add_subparsers(
+        dest="tokenizer_command", required=True)
+    p = tok.add_parser("text", help="SentencePiece on a dataset's captions")
+    text_tokenizer.add_arguments(p)
+    p.set_defaults(func=text_tokenizer.run)
+    p = tok.add_parser("image", help="the VQ image tokenizer (config flags: --config experiments/vq.py:tiny ...)")
+    p.add_argument("--workdir", required=True)
+    p.set_defaults(func=_vq, wants_rest=True)
 
     p = sub.add_parser("config", help="load, override and validate an experiment config; print it",
                        description="Remaining arguments are absl config flags: --config FILE:ARG --config.a.b=V")

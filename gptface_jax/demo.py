@@ -1,8 +1,9 @@
 """The README's main job: the tiny end-to-end run on built-in SynthFaces data.
 
-Stages so far: synthesise the corpus -> contact sheet -> data report -> read it through the
-grain pipeline. Each stage reuses its output when the workdir already has it, so a rerun resumes.
-Tokenizers, pre-training and editing join as their issues land.
+Stages so far: synthesise the corpus -> contact sheet -> data report -> grain reader -> text
+tokenizer -> VQ image tokenizer (a short time budget; the quality run is in BENCHMARKS.md) ->
+pre-tokenized shards. Each stage reuses its output when the workdir already has it, so a rerun
+resumes. Pre-training and editing join as their issues land.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from data_pipelines import preview
+from data_pipelines import preview, text_tokenizer
 from data_pipelines.pipeline import ReaderConfig, image_text_dataset
 from data_pipelines.shards import ShardError, ShardSource, find_dataset_dir
 from data_pipelines.synthfaces import builder
@@ -40,7 +41,44 @@ def _reader_throughput(source: ShardSource, batches: int = 20, batch_size: int =
     return batches * batch_size / (time.perf_counter() - start)
 
 
-def run(workdir: str, num: int = 2000) -> int:
+def _text_tokenizer(workdir: Path, data_dir: Path, vocab_size: int) -> Path:
+    path = workdir / "text_tokenizer.model"
+    if path.exists():
+        print(f"reusing {path}")
+    else:
+        path.write_bytes(text_tokenizer.train(text_tokenizer.captions_of(str(data_dir)), vocab_size))
+    tok = text_tokenizer.TextTokenizer(str(path))
+    tok.check_fits(vocab_size)
+    print(f"{tok.vocab_size} pieces; e.g. {tok.sp.encode('a young woman with bangs', out_type=str)}")
+    return path
+
+
+def _vq(workdir: Path, data_dir: Path, budget_s: float) -> dict:
+    from experiments import vq as vq_experiment
+    from gptface_jax import vq_train
+    vq_dir = workdir / "vq"
+    if (vq_dir / "vq_eval.json").exists():
+        print(f"reusing {vq_dir}")
+        return json.loads((vq_dir / "vq_eval.json").read_text())
+    config = vq_experiment.get_config("tiny")
+    config.data.dir = str(data_dir)
+    config.train.time_budget_s = budget_s
+    config.train.eval_every = 10**9  # evaluated once, at the end
+    return vq_train.train(config, str(vq_dir))
+
+
+def _pretokenize(workdir: Path, data_dir: Path, tokenizer: Path, max_len: int) -> Path:
+    from gptface_jax.pretokenize import pretokenize
+    root = workdir / "pretokenized"
+    try:
+        path = find_dataset_dir(root)
+        print(f"reusing {path}")
+        return path
+    except ShardError:
+        return Path(pretokenize(str(data_dir), str(tokenizer), str(workdir / "vq"), str(root), max_len=max_len))
+
+
+def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0) -> int:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _stage(f"1. SynthFaces: {num} faces at 64 px")
@@ -62,11 +100,27 @@ def run(workdir: str, num: int = 2000) -> int:
     samples_per_s = _reader_throughput(train)
     print(f"reader: {samples_per_s:.0f} samples/s (64 px, batch 32, in-process decode)")
 
+    from experiments import pretrain
+    pretrain_config = pretrain.get_config("tiny")
+    _stage("5. text tokenizer (SentencePiece on the captions)")
+    tokenizer = _text_tokenizer(workdir, data_dir, pretrain_config.text.vocab_size)
+
+    _stage(f"6. VQ image tokenizer (tiny, {vq_budget_s:.0f} s budget)")
+    vq_scores = _vq(workdir, data_dir, vq_budget_s)
+    print(f"held-out PSNR {vq_scores['eval_psnr']:.2f} dB, codebook usage {vq_scores['eval_code_usage']:.2f}; "
+          f"grid: {workdir}/vq/reconstructions.png")
+
+    _stage("7. pre-tokenized shards")
+    pre_dir = _pretokenize(workdir, data_dir, tokenizer, pretrain_config.text.max_len)
+    print(f"{len(ShardSource(pre_dir, 'train'))} train examples as image codes + text ids in {pre_dir}")
+
     metrics = {"data_dir": str(data_dir), "train_records": len(train),
                "test_records": len(ShardSource(data_dir, "test")),
-               "reader_samples_per_s": round(samples_per_s, 1), **{
+               "reader_samples_per_s": round(samples_per_s, 1), "pretokenized_dir": str(pre_dir),
+               "vq_eval_psnr": vq_scores["eval_psnr"], "vq_eval_code_usage": vq_scores["eval_code_usage"], **{
                    k: report[k] for k in ("caption_share_with_true_fact", "caption_share_with_false_fact",
                                           "caption_share_without_facts")}}
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    print(f"\ndemo done: {workdir}/metrics.json, {workdir}/preview.png, {workdir}/data_report.json")
+    print(f"\ndemo done: {workdir}/metrics.json, {workdir}/preview.png, {workdir}/data_report.json, "
+          f"{workdir}/vq/reconstructions.png")
     return 0

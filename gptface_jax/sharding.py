@@ -1,0 +1,57 @@
+"""Meshes, logical-axis rules and host batches -> global arrays.
+
+All parallelism is configuration: `config.mesh.axes` names the mesh axes ('data', 'fsdp',
+'tensor'), `config.mesh.shape` sizes them (-1: the remaining devices), and
+`config.mesh.logical_rules` maps the logical names that parameters and activations carry onto them.
+Axis types are Auto: jax 0.10's make_mesh defaults to Explicit, which logical-rule sharding
+does not use.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from gptface_jax.config_lib import resolve_mesh_shape
+
+
+def make_mesh(config, devices=None) -> Mesh:
+    devices = list(devices if devices is not None else jax.devices())
+    shape = resolve_mesh_shape(config, len(devices))
+    if math.prod(shape) != len(devices):
+        raise ValueError(f"mesh.shape={tuple(config.mesh.shape)} resolves to {shape}, which does not use "
+                         f"the {len(devices)} devices present")
+    return jax.make_mesh(shape, tuple(config.mesh.axes), axis_types=(AxisType.Auto,) * len(shape), devices=devices)
+
+
+def logical_rules(config) -> tuple[tuple[str, object], ...]:
+    return tuple((name, tuple(t) if isinstance(t, (list, tuple)) else t) for name, t in config.mesh.logical_rules)
+
+
+def batch_spec(config) -> P:
+    """PartitionSpec of a batch's leading axis (the 'batch' logical axis)."""
+    target = dict(logical_rules(config)).get("batch")
+    return P(target)
+
+
+def batch_sharding(mesh: Mesh, config) -> NamedSharding:
+    return NamedSharding(mesh, batch_spec(config))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def to_global(batch: dict, mesh: Mesh, config) -> dict:
+    """This process's slice of a batch -> global jax.Arrays sharded on the batch axis.
+
+    Every process passes its own rows (grain already sliced the data per process).
+    """
+    def put(x):
+        x = np.asarray(x)
+        spec = P(*batch_spec(config), *([None] * (x.ndim - 1)))
+        return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
+
+    return {k: put(v) for k, v in batch.items() if np.asarray(v).dtype.kind in "biuf"}

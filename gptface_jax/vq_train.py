@@ -1,0 +1,364 @@
+"""Training the VQ image tokenizer.
+
+    gptface tokenizer image --config experiments/vq.py:tiny --workdir W
+
+Sections: 1. config  2. data  3. model and state  4. the jitted step  5. evaluation
+6. the loop (metrics, checkpoints, resume, time budget)  7. loading a trained tokenizer.
+A rerun with the same workdir resumes from the latest checkpoint, input pipeline included.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from data_pipelines.errors import DataError
+from data_pipelines.pipeline import ReaderConfig, image_text_dataset
+from data_pipelines.shards import ShardError, ShardSource, find_dataset_dir
+from gptface_jax import config_lib, sharding
+from gptface_jax.checkpoints import Checkpointer, abstract_like
+from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
+from gptface_jax.vq import VQConfig, VQModel
+
+CONFIG_FILE = "vq_config.json"
+
+
+# --- 1. config ---------------------------------------------------------------------------------------------
+
+def vq_config(config) -> VQConfig:
+    v = config.vq
+    return VQConfig(image_size=config.data.image_size, downsample=v.downsample, codebook_size=v.codebook_size,
+                    code_dim=v.code_dim, channels=tuple(v.channels), res_blocks=v.res_blocks, patch=v.patch,
+                    beta=v.beta, dtype=v.compute_dtype)
+
+
+def validate(config, num_devices: int | None = None):
+    """Every problem with a VQ config in one ConfigError, before anything is built."""
+    errors = []
+    try:
+        vq_config(config).validate()
+    except ValueError as e:
+        errors.append(str(e))
+    t = config.train
+    if t.steps < 1 or not 0 <= t.warmup_steps <= t.steps:
+        errors.append(f"train.steps={t.steps} / train.warmup_steps={t.warmup_steps} must satisfy 0 <= warmup <= steps >= 1")
+    if not 0 < config.vq.dead_usage < 1:
+        errors.append(f"vq.dead_usage={config.vq.dead_usage} must be in (0, 1)")
+    if num_devices is not None and not errors:
+        dp = config_lib.data_parallel_size(config, num_devices)
+        if t.batch_size % dp:
+            errors.append(f"train.batch_size={t.batch_size} is not divisible by the data-parallel size {dp}")
+    if errors:
+        raise config_lib.ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+    return config
+
+
+# --- 2. data --------------------------------------------------------------------------------------------------
+
+def dataset_dir(config, workdir: str) -> str:
+    if config.data.dir:
+        return str(find_dataset_dir(config.data.dir))
+    try:
+        return str(find_dataset_dir(os.path.join(workdir, "data")))
+    except ShardError:
+        from data_pipelines.synthfaces import builder
+        print(f"writing SynthFaces ({config.data.num_train} + {config.data.num_test}) to {workdir}/data", flush=True)
+        return builder.build(os.path.join(workdir, "data"), num=config.data.num_train, num_test=config.data.num_test,
+                             image_size=config.data.image_size, seed=config.seed)
+
+
+def to_float(images):
+    return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def to_uint8(images) -> np.ndarray:
+    return np.asarray(jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8))
+
+
+# --- 3. model and state -----------------------------------------------------------------------------------
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    t = config.train
+    warmup = max(t.warmup_steps, 1)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, warmup, max(t.steps, warmup + 1),
+                                                  end_value=t.learning_rate * 0.05)
+    return optax.chain(optax.clip_by_global_norm(t.grad_clip),
+                       optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=t.weight_decay))
+
+
+def init_state(model: VQModel, tx, config, rng) -> dict:
+    c = model.config
+    params = model.init(rng, jnp.zeros((1, c.image_size, c.image_size, 3)))["params"]
+    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+            "usage": jnp.full((c.codebook_size,), 1.0 / c.codebook_size, jnp.float32)}
+
+
+# --- 4. the jitted step -----------------------------------------------------------------------------------
+
+def restart_dead_codes(codebook, usage, z, rng, dead_usage: float):
+    """Codes whose usage EMA fell below dead_usage x uniform are moved onto random encoder outputs."""
+    k = codebook.shape[0]
+    flat = z.reshape(-1, z.shape[-1])
+    dead = usage < dead_usage / k
+    picks = flat[jax.random.randint(rng, (k,), 0, flat.shape[0])]
+    codebook = jnp.where(dead[:, None], picks, codebook)
+    usage = jnp.where(dead, 1.0 / k, usage)
+    return codebook, usage, dead.sum()
+
+
+def codebook_stats(codes, k: int) -> tuple[jax.Array, jax.Array]:
+    """(fraction of the codebook used, perplexity) of a batch of codes."""
+    counts = jnp.bincount(codes.reshape(-1), length=k).astype(jnp.float32)
+    probs = counts / counts.sum()
+    perplexity = jnp.exp(-jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.maximum(probs, 1e-12)), 0.0)))
+    return (counts > 0).mean(), perplexity
+
+
+def psnr(recon, target):
+    """Per-image PSNR in dB of images in [-1, 1], measured on [0, 1] after clipping."""
+    mse = jnp.mean(jnp.square((jnp.clip(recon, -1, 1) - target) / 2.0), axis=(1, 2, 3))
+    return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
+
+
+def make_train_step(model: VQModel, tx, config):
+    k = model.config.codebook_size
+    v, loss_w = config.vq, config.loss
+
+    def loss_fn(params, images):
+        recon, codes, z, quant_loss = model.apply({"params": params}, images)
+        l1 = jnp.mean(jnp.abs(recon - images))
+        l2 = jnp.mean(jnp.square(recon - images))
+        loss = loss_w.l1_weight * l1 + loss_w.l2_weight * l2 + quant_loss
+        return loss, {"recon": recon, "codes": codes, "z": z, "l1": l1, "l2": l2, "quant_loss": quant_loss}
+
+    def step(state, images_uint8, seed_key):
+        images = to_float(images_uint8)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], images)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        freq = jnp.bincount(aux["codes"].reshape(-1), length=k) / aux["codes"].size
+        usage = v.usage_decay * state["usage"] + (1 - v.usage_decay) * freq
+        step_no = state["step"] + 1
+        rng = jax.random.fold_in(seed_key, step_no)
+
+        def restart(args):
+            params, usage = args
+            codebook, usage, n = restart_dead_codes(params["codebook"], usage, jax.lax.stop_gradient(aux["z"]), rng,
+                                                    v.dead_usage)
+            return {**params, "codebook": codebook}, usage, n
+
+        params, usage, restarted = jax.lax.cond(step_no % v.restart_every == 0, restart,
+                                                lambda a: (a[0], a[1], jnp.zeros((), jnp.int32)), (params, usage))
+        used, perplexity = codebook_stats(aux["codes"], k)
+        metrics = {"loss": loss, "l1": aux["l1"], "mse": aux["l2"], "quant_loss": aux["quant_loss"],
+                   "psnr": psnr(aux["recon"], images).mean(), "batch_code_usage": used, "perplexity": perplexity,
+                   "restarted_codes": restarted, "grad_norm": optax.tree.norm(grads)}
+        return {"params": params, "opt_state": opt_state, "step": step_no, "usage": usage}, metrics
+
+    return step
+
+
+# --- 5. evaluation ----------------------------------------------------------------------------------------------
+
+def make_eval_step(model: VQModel):
+    def evaluate(params, images_uint8):
+        images = to_float(images_uint8)
+        codes = model.apply({"params": params}, images, method=VQModel.encode)
+        recon = model.apply({"params": params}, codes, method=VQModel.decode_codes)
+        return codes, recon, psnr(recon, images), jnp.mean(jnp.abs(jnp.clip(recon, -1, 1) - images), axis=(1, 2, 3)), \
+            jnp.mean(jnp.square((jnp.clip(recon, -1, 1) - images) / 2.0), axis=(1, 2, 3))
+    return evaluate
+
+
+def evaluate(eval_fn, params, source: ShardSource, batch_size: int, codebook_size: int, mesh, config):
+    """Held-out reconstruction quality and codebook use over a whole split."""
+    it = image_text_dataset(source, ReaderConfig(batch_size=batch_size, shuffle=False, num_epochs=1,
+                                                 drop_remainder=False))
+    psnrs, l1s, mses, codes_all, grid = [], [], [], [], None
+    for batch in it:
+        images = batch["image"]
+        n = len(images)
+        pad = (-n) % batch_size  # fixed shapes: pad the last batch, drop the padding after
+        padded = np.concatenate([images, np.repeat(images[-1:], pad, 0)]) if pad else images
+        codes, recon, p, l1, mse = eval_fn(params, sharding.to_global({"image": padded}, mesh, config)["image"])
+        psnrs.append(np.asarray(p)[:n]); l1s.append(np.asarray(l1)[:n]); mses.append(np.asarray(mse)[:n])
+        codes_all.append(np.asarray(codes)[:n])
+        if grid is None:
+            grid = (images[:16], to_uint8(recon)[:16])
+    codes_all = np.concatenate(codes_all)
+    counts = np.bincount(codes_all.reshape(-1), minlength=codebook_size)
+    probs = counts / counts.sum()
+    nz = probs[probs > 0]
+    return {"eval_psnr": float(np.concatenate(psnrs).mean()), "eval_l1": float(np.concatenate(l1s).mean()),
+            "eval_mse": float(np.concatenate(mses).mean()), "eval_code_usage": float((counts > 0).mean()),
+            "eval_perplexity": float(np.exp(-(nz * np.log(nz)).sum())), "eval_images": int(len(codes_all))}, grid
+
+
+def save_grid(pairs, path: str) -> None:
+    """Rows of original | reconstruction pairs."""
+    from PIL import Image
+    originals, recons = pairs
+    tiles = [np.concatenate([o, r], axis=1) for o, r in zip(originals, recons)]
+    cols = 4
+    rows = [np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, len(tiles) - len(tiles) % cols or len(tiles), cols)]
+    grid = np.concatenate([r for r in rows if r.shape == rows[0].shape], axis=0)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
+
+
+# --- 6. the loop ---------------------------------------------------------------------------------------------------
+
+def train(config, workdir: str) -> dict:
+    validate(config, jax.device_count())
+    os.makedirs(workdir, exist_ok=True)
+    vq_cfg = vq_config(config)
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+        json.dump(dataclasses.asdict(vq_cfg), f, indent=1)
+    data_dir = dataset_dir(config, workdir)
+    train_source, test_source = ShardSource(data_dir, "train"), ShardSource(data_dir, "test")
+    if train_source.image_shape[0] != vq_cfg.image_size:
+        raise DataError(f"{data_dir} holds {train_source.image_shape[0]} px images but data.image_size={vq_cfg.image_size}")
+
+    mesh = sharding.make_mesh(config)
+    model = VQModel(vq_cfg)
+    tx = make_optimizer(config)
+    replicated = sharding.replicated(mesh)
+    batch_sh = sharding.batch_sharding(mesh, config)
+    per_process = config.train.batch_size // jax.process_count()
+    reader = ReaderConfig(batch_size=per_process, seed=config.seed, process_index=jax.process_index(),
+                          process_count=jax.process_count(), worker_count=config.data.worker_count)
+    data_iter = iter(image_text_dataset(train_source, reader))
+
+    with jax.set_mesh(mesh):
+        state = jax.jit(lambda r: init_state(model, tx, config, r), out_shardings=replicated)(
+            jax.random.PRNGKey(config.seed))
+        checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+        if checkpointer.latest_step() is not None:
+            state, data_state = checkpointer.restore(abstract_like(state, replicated))
+            if data_state:
+                data_iter.set_state(data_state)
+            print(f"resumed from step {int(state['step'])}", flush=True)
+        step_fn = jax.jit(make_train_step(model, tx, config), in_shardings=(replicated, batch_sh, replicated),
+                          out_shardings=(replicated, replicated), donate_argnums=(0,))
+        eval_fn = jax.jit(make_eval_step(model))
+        seed_key = jax.random.PRNGKey(config.seed + 1)
+        example = sharding.to_global({"image": next(iter(image_text_dataset(
+            train_source, dataclasses.replace(reader, num_epochs=1))))["image"]}, mesh, config)["image"]
+        compiled = step_fn.lower(state, example, seed_key).compile()
+        flops = compiled_flops(compiled)
+        writer = MetricWriter(workdir)
+        start_step = int(state["step"])
+        budget = config.train.time_budget_s
+        started = time.perf_counter()
+        window_start, window_steps = time.perf_counter(), 0
+        bar = tqdm(total=config.train.steps, initial=start_step, desc="vq", unit="step", mininterval=5)
+        step, metrics = start_step, None
+        while step < config.train.steps:
+            batch = sharding.to_global({"image": next(data_iter)["image"]}, mesh, config)
+            state, metrics = compiled(state, batch["image"], seed_key)
+            step += 1
+            window_steps += 1
+            bar.update(1)
+            if step % config.train.log_every == 0 or step == config.train.steps:
+                metrics = jax.device_get(metrics)
+                elapsed = time.perf_counter() - window_start
+                rates = throughput(flops, elapsed / window_steps, jax.device_count())
+                writer.write(step, {**metrics, **rates, "images_per_s": window_steps * config.train.batch_size / elapsed,
+                                    "lr_step": step})
+                bar.set_postfix(psnr=f"{float(metrics['psnr']):.2f}", usage=f"{float(metrics['batch_code_usage']):.2f}")
+                window_start, window_steps = time.perf_counter(), 0
+            if step % config.train.checkpoint_every == 0:
+                checkpointer.save(step, state, data_iter.get_state())
+            if step % config.train.eval_every == 0:
+                scores, _ = evaluate(eval_fn, state["params"], test_source, config.train.batch_size,
+                                     vq_cfg.codebook_size, mesh, config)
+                writer.write(step, scores)
+            if budget and time.perf_counter() - started > budget:
+                print(f"time budget of {budget:.0f} s spent at step {step}", flush=True)
+                break
+        bar.close()
+        train_seconds = time.perf_counter() - started
+        if checkpointer.latest_step() != step:
+            checkpointer.save(step, state, data_iter.get_state(), force=True)
+        scores, grid = evaluate(eval_fn, state["params"], test_source, config.train.batch_size, vq_cfg.codebook_size,
+                                mesh, config)
+        scores.update(step=step, train_seconds_this_run=round(train_seconds, 1),
+                      params=int(sum(x.size for x in jax.tree.leaves(state["params"]))))
+        writer.write(step, scores)
+        save_grid(grid, os.path.join(workdir, "reconstructions.png"))
+        with open(os.path.join(workdir, "vq_eval.json"), "w") as f:
+            json.dump(scores, f, indent=1)
+        checkpointer.close()
+        writer.close()
+    return scores
+
+
+# --- 7. loading a trained tokenizer ------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainedVQ:
+    config: VQConfig
+    params: dict
+    model: VQModel
+
+    def encode(self, images_uint8) -> np.ndarray:
+        return np.asarray(_encode_jit(self.model)(self.params, images_uint8))
+
+    def decode(self, codes) -> np.ndarray:
+        return to_uint8(_decode_jit(self.model)(self.params, codes))
+
+    def check_matches(self, image_size: int, codebook_size: int, downsample: int | None = None) -> None:
+        pairs = [("image size", self.config.image_size, image_size, "data.image_size"),
+                 ("codebook size", self.config.codebook_size, codebook_size, "vq.codebook_size")]
+        if downsample is not None:
+            pairs.append(("downsampling", self.config.downsample, downsample, "vq.downsample"))
+        for what, ours, theirs, key in pairs:
+            if ours != theirs:
+                raise DataError(f"VQ tokenizer has {what} {ours} but the config says {key}={theirs}")
+
+
+_JIT_CACHE: dict = {}
+
+
+def _encode_jit(model):
+    key = ("enc", model.config)
+    if key not in _JIT_CACHE:
+        _JIT_CACHE[key] = jax.jit(lambda p, x: model.apply({"params": p}, to_float(x), method=VQModel.encode))
+    return _JIT_CACHE[key]
+
+
+def _decode_jit(model):
+    key = ("dec", model.config)
+    if key not in _JIT_CACHE:
+        _JIT_CACHE[key] = jax.jit(lambda p, c: model.apply({"params": p}, c, method=VQModel.decode_codes))
+    return _JIT_CACHE[key]
+
+
+def load(workdir: str) -> TrainedVQ:
+    """The latest checkpoint of a VQ workdir, on this process's devices (any mesh it was trained on)."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise DataError(f"{workdir}: not a VQ workdir (no {CONFIG_FILE}); train one with `gptface tokenizer image`")
+    with open(path) as f:
+        raw = json.load(f)
+    cfg = VQConfig(**{**raw, "channels": tuple(raw["channels"])})
+    model = VQModel(cfg)
+    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, cfg.image_size, cfg.image_size, 3)))["params"])
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    tx_free = {"params": abstract_like(params, device)}
+    checkpointer = Checkpointer(workdir, keep=100, async_save=False)
+    if checkpointer.latest_step() is None:
+        raise DataError(f"{workdir}: no VQ checkpoint yet (train with `gptface tokenizer image --workdir {workdir}`)")
+    import orbax.checkpoint as ocp
+    restored = checkpointer.manager.restore(checkpointer.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(item=tx_free, restore_args=jax.tree.map(
+            lambda s: ocp.ArrayRestoreArgs(sharding=device), tx_free), partial_restore=True)))
+    checkpointer.close()
+    return TrainedVQ(cfg, restored["state"]["params"], model)
+

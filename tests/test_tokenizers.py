@@ -1,0 +1,187 @@
+"""Tokenizers: SentencePiece round trips and fixed ids; the VQ model's shapes, gradients, restarts,
+training, resume and pre-tokenized shards."""
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from data_pipelines import text_tokenizer as tt
+from data_pipelines.errors import DataError
+from data_pipelines.shards import ShardSource
+from data_pipelines.synthfaces.attributes import rng_for, sample_face
+from data_pipelines.synthfaces.captions import make_caption
+from gptface_jax import config_lib, vq_train
+from gptface_jax.vq import VQConfig, VQModel
+
+EXTRA_TEXT = ["Portrait d'une femme souriante, café crème", "日本語のキャプション、笑顔の女性", "Ελληνικά πρόσωπο",
+              "Ünterwegs in Berlin 😀", "literal <mask> and [CLS] in a caption"]
+
+
+@pytest.fixture(scope="module")
+def text_model():
+    captions = [make_caption(sample_face(0, i), rng_for(0, i, 2)).text for i in range(1500)]
+    return tt.TextTokenizer(tt.train(captions + EXTRA_TEXT, vocab_size=600))
+
+
+def test_special_ids_are_the_documented_ones(text_model):
+    assert [text_model.sp.id_to_piece(i) for i in range(5)] == ["<pad>", "<unk>", "<cls>", "<sep>", "<mask>"]
+    assert (tt.PAD, tt.UNK, tt.CLS, tt.SEP, tt.MASK) == (0, 1, 2, 3, 4)
+    ids, _ = text_model.encode(["literal <mask> and <cls> <pad> typed by a user"], 64)
+    assert not np.isin(ids[ids != tt.PAD], [tt.UNK, tt.CLS, tt.SEP, tt.MASK]).any()  # text never makes specials
+
+
+def test_round_trip_any_language(text_model):
+    texts = EXTRA_TEXT + ["IMG_2041.JPG | a young man with a beard", "  two  spaces kept "]
+    ids, lengths = text_model.encode(texts, 128)
+    assert ids.shape == (len(texts), 128) and ids.dtype == np.int32
+    assert (lengths < 128).all()
+    assert text_model.decode(ids) == texts
+
+
+def test_fixed_length_truncates_and_pads(text_model):
+    ids, lengths = text_model.encode(["a", "a young woman with bangs, wearing glasses and smiling " * 5], 12)
+    assert ids.shape == (2, 12)
+    assert lengths[1] == 12 and (ids[0, lengths[0]:] == tt.PAD).all()
+
+
+def test_tokenizer_that_does_not_fit_the_config_is_rejected(text_model):
+    with pytest.raises(DataError, match=rf"vocab size {text_model.vocab_size} but the config's text.vocab_size=100"):
+        text_model.check_fits(100)
+    with pytest.raises(ValueError, match="must exceed 261"):
+        tt.train(["a b c"], vocab_size=200)
+
+
+def _tiny_vq(**kw) -> VQConfig:
+    return VQConfig(**{"image_size": 32, "downsample": 8, "codebook_size": 16, "code_dim": 8, "channels": (8, 16),
+                       "patch": 4, "res_blocks": 1, **kw})
+
+
+def test_encode_decode_shapes():
+    for cfg, grid in ((_tiny_vq(), 4), (VQConfig(image_size=64, downsample=16, codebook_size=32, code_dim=8,
+                                                 channels=(8, 8, 16, 16, 16), patch=1, res_blocks=1), 4)):
+        model = VQModel(cfg)
+        x = jnp.zeros((2, cfg.image_size, cfg.image_size, 3))
+        params = model.init(jax.random.PRNGKey(0), x)["params"]
+        codes = model.apply({"params": params}, x, method=VQModel.encode)
+        assert codes.shape == (2, grid, grid) and codes.dtype == jnp.int32
+        assert int(codes.max()) < cfg.codebook_size
+        out = model.apply({"params": params}, codes, method=VQModel.decode_codes)
+        assert out.shape == x.shape
+
+
+def test_base_shapes_without_running_them():
+    from experiments import vq as vq_experiment
+    cfg = vq_train.vq_config(vq_experiment.get_config("base"))
+    model = VQModel(cfg)
+    x = jax.ShapeDtypeStruct((2, 256, 256, 3), jnp.float32)
+    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 256, 256, 3)))["params"])
+    codes = jax.eval_shape(lambda p, x: model.apply({"params": p}, x, method=VQModel.encode), params, x)
+    assert codes.shape == (2, 16, 16)
+    assert 20e6 < sum(np.prod(l.shape) for l in jax.tree.leaves(params)) < 200e6
+
+
+def test_straight_through_gradients_reach_the_encoder():
+    model = VQModel(_tiny_vq())
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 32, 32, 3), minval=-1, maxval=1)
+    params = model.init(jax.random.PRNGKey(0), x)["params"]
+
+    def recon_loss(p):
+        recon, *_ = model.apply({"params": p}, x)
+        return jnp.mean(jnp.square(recon - x))
+
+    grads = jax.grad(recon_loss)(params)
+    enc = jax.tree.leaves(grads["encoder"])
+    assert all(np.isfinite(g).all() for g in enc)
+    assert sum(float(jnp.abs(g).sum()) for g in enc) > 0
+    # without the straight-through trick the reconstruction could not move the encoder at all
+    assert float(jnp.abs(grads["codebook"]).sum()) == 0.0  # codebook learns from its own loss
+
+
+def test_dead_codes_are_restarted():
+    k, d = 8, 4
+    codebook = jnp.ones((k, d))
+    usage = jnp.array([0.5, 0.5, 0, 0, 0, 0, 0, 0], jnp.float32)
+    z = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 3, d))
+    new, new_usage, n = vq_train.restart_dead_codes(codebook, usage, z, jax.random.PRNGKey(1), dead_usage=0.03)
+    assert int(n) == 6
+    np.testing.assert_array_equal(new[:2], codebook[:2])
+    flat = np.asarray(z).reshape(-1, d)
+    for row in np.asarray(new[2:]):
+        assert any(np.allclose(row, f) for f in flat)
+    assert np.allclose(new_usage[2:], 1.0 / k)
+
+
+def _vq_config(tmp_path, **overrides):
+    args = ["--config", "experiments/vq.py:tiny", "--config.data.image_size=32", "--config.data.num_train=64",
+            "--config.data.num_test=16", "--config.vq.codebook_size=16", "--config.vq.code_dim=8",
+            "--config.vq.channels=(8,16)", "--config.vq.res_blocks=1", "--config.train.batch_size=16",
+            "--config.train.warmup_steps=2", "--config.train.log_every=2", "--config.train.eval_every=1000",
+            "--config.train.checkpoint_every=3", "--config.vq.restart_every=2", "--config.train.time_budget_s=0"]
+    args += [f"--config.{k}={v}" for k, v in overrides.items()]
+    return vq_train.validate(config_lib.load(args), jax.device_count())
+
+
+def test_training_learns_and_resumes_exactly(tmp_path):
+    data = str(tmp_path / "shared_data")
+    full = _vq_config(tmp_path, **{"train.steps": 6, "data.dir": ""})
+    scores = vq_train.train(full, str(tmp_path / "full"))
+    from gptface_jax.metrics import read_metrics
+    rows = [r for r in read_metrics(str(tmp_path / "full")) if "loss" in r]
+    assert rows[-1]["loss"] < rows[0]["loss"]  # the loss falls
+    assert os.path.exists(tmp_path / "full" / "reconstructions.png")
+    assert 0 < scores["eval_code_usage"] <= 1 and scores["eval_images"] == 16
+    # interrupted at step 3 (a checkpoint), then resumed to 6: identical parameters
+    os.makedirs(data, exist_ok=True)
+    data_dir = str(tmp_path / "full" / "data")
+    short = _vq_config(tmp_path, **{"train.steps": 3, "data.dir": data_dir})
+    vq_train.train(short, str(tmp_path / "resumed"))
+    resumed_cfg = _vq_config(tmp_path, **{"train.steps": 6, "data.dir": data_dir})
+    vq_train.train(resumed_cfg, str(tmp_path / "resumed"))
+    a, b = vq_train.load(str(tmp_path / "full")), vq_train.load(str(tmp_path / "resumed"))
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+def test_pretokenized_shards_match_direct_calls(tmp_path, text_model):
+    from gptface_jax.pretokenize import pretokenize
+    cfg = _vq_config(tmp_path, **{"train.steps": 2})
+    vq_train.train(cfg, str(tmp_path / "vq"))
+    model_path = tmp_path / "text.model"
+    model_path.write_bytes(text_model.proto)
+    out = pretokenize(str(tmp_path / "vq" / "data"), str(model_path), str(tmp_path / "vq"), str(tmp_path / "pre"),
+                      max_len=16, batch_size=16)
+    vq = vq_train.load(str(tmp_path / "vq"))
+    for split in ("train", "test"):
+        faces, pre = ShardSource(str(tmp_path / "vq" / "data"), split), ShardSource(out, split)
+        assert len(pre) == len(faces)
+        by_index = {int(faces[i]["index"]): faces[i] for i in range(len(faces))}
+        from data_pipelines.pipeline import decode_jpeg
+        for i in range(len(pre)):
+            r = pre[i]
+            original = by_index[int(r["index"])]
+            direct = vq.encode(decode_jpeg(original["image"])[None])[0].reshape(-1)
+            np.testing.assert_array_equal(r["image_codes"], direct.astype(np.uint16))
+            ids, _ = text_model.encode([original["caption"].decode()], 16)
+            np.testing.assert_array_equal(r["text_ids"], ids[0])
+            np.testing.assert_array_equal(r["attributes"], original["attributes"])
+    assert os.path.exists(os.path.join(out, "text_tokenizer.model"))
+
+
+def test_vq_that_does_not_match_the_config_is_rejected(tmp_path):
+    cfg = _vq_config(tmp_path, **{"train.steps": 1, "train.warmup_steps": 0})
+    vq_train.train(cfg, str(tmp_path / "vq"))
+    vq = vq_train.load(str(tmp_path / "vq"))
+    with pytest.raises(DataError, match="codebook size 16 but the config says vq.codebook_size=256"):
+        vq.check_matches(image_size=32, codebook_size=256)
+    with pytest.raises(DataError, match="image size 32 but the config says data.image_size=64"):
+        vq.check_matches(image_size=64, codebook_size=16)
+    with pytest.raises(DataError, match="not a VQ workdir"):
+        vq_train.load(str(tmp_path))
+
+
+def test_bad_vq_config_is_reported_before_compiling():
+    with pytest.raises(config_lib.ConfigError, match=r"channels=\(8, 16, 32\) needs 2 entries"):
+        vq_train.validate(config_lib.load(["--config", "experiments/vq.py:tiny", "--config.vq.channels=(8,16,32)"]))
