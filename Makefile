@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench install clean
 
-# On a CPU-only machine, one virtual JAX device per core lets data parallelism use every core.
+# On a CPU-only machine, virtual JAX devices (one per core, up to 8, a power of two so the demo's
+# batches divide evenly) let data parallelism use every core.
+CPU_DEVICES := $(shell $(PYTHON) -c 'import os; n = os.cpu_count() or 1; print(max(d for d in (1, 2, 4, 8) if d <= n))')
+
 demo: $(STAMP)
-	JAX_NUM_CPU_DEVICES=$$(nproc) $(BIN)/gptface demo --workdir $(WORKDIR)
+	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface demo --workdir $(WORKDIR)
 
 test: $(STAMP)
 	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 tests

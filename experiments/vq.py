@@ -10,7 +10,7 @@ import ml_collections
 
 VARIANTS = {
     # name: image px, downsample, codebook, code dim, channels per level, res blocks, patch, steps, batch
-    "tiny": (64, 8, 1024, 32, (64, 128), 1, 4, 1500, 64),
+    "tiny": (64, 8, 1024, 32, (64, 128), 1, 4, 1550, 64),
     "base": (256, 16, 1024, 32, (128, 128, 256, 256, 512), 2, 1, 400_000, 256),
 }
 
@@ -45,7 +45,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.vq.usage_decay = 0.99
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.l1_weight = 1.0
+    c.loss.l1_weight = 0.0 if tiny else 0.1  # PSNR is an L2 measure; L1 (sharper edges) cost 0.4 dB on tiny
     c.loss.l2_weight = 1.0
     c.loss.gan_weight = 0.0           # > 0: patch-GAN hinge loss after gan_start steps
     c.loss.gan_start = 2000
@@ -54,7 +54,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.steps = steps
     c.train.time_budget_s = 600.0 if tiny else 0.0  # stop early when the wall-clock budget is spent (0: off)
     c.train.batch_size = batch
-    c.train.learning_rate = 2e-3 if tiny else 4e-4
+    c.train.learning_rate = 4e-3 if tiny else 4e-4
     c.train.warmup_steps = 200 if tiny else 5000
     c.train.weight_decay = 0.0
     c.train.grad_clip = 1.0

@@ -62,7 +62,9 @@ def _vq(workdir: Path, data_dir: Path, budget_s: float) -> dict:
         return json.loads((vq_dir / "vq_eval.json").read_text())
     config = vq_experiment.get_config("tiny")
     config.data.dir = str(data_dir)
-    config.train.time_budget_s = budget_s
+    config.train.steps = 400             # the schedule fits the short demo budget
+    config.train.warmup_steps = 50
+    config.train.time_budget_s = budget_s  # a safety cap on slow machines
     config.train.eval_every = 10**9  # evaluated once, at the end
     return vq_train.train(config, str(vq_dir))
 

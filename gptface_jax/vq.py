@@ -157,3 +157,18 @@ class VQModel(nn.Module):
         zq_st = z + jax.lax.stop_gradient(zq - z)  # straight-through: decoder grads reach the encoder
         recon = self.decoder(zq_st)
         return recon, codes, z, codebook_loss + self.config.beta * commit_loss
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN critic: a map of real/fake logits, one per receptive-field patch."""
+
+    channels: Sequence[int] = (32, 64, 128)
+
+    @nn.compact
+    def __call__(self, x):
+        for i, ch in enumerate(self.channels):
+            x = nn.Conv(ch, (4, 4), strides=(2, 2))(x)
+            if i:
+                x = nn.GroupNorm(_groups(ch))(x)
+            x = nn.leaky_relu(x, 0.2)
+        return nn.Conv(1, (3, 3))(x)

@@ -25,7 +25,7 @@ from data_pipelines.shards import ShardError, ShardSource, find_dataset_dir
 from gptface_jax import config_lib, sharding
 from gptface_jax.checkpoints import Checkpointer, abstract_like
 from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
-from gptface_jax.vq import VQConfig, VQModel
+from gptface_jax.vq import PatchDiscriminator, VQConfig, VQModel
 
 CONFIG_FILE = "vq_config.json"
 
@@ -93,11 +93,20 @@ def make_optimizer(config) -> optax.GradientTransformation:
                        optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=t.weight_decay))
 
 
+def uses_gan(config) -> bool:
+    return config.loss.gan_weight > 0
+
+
 def init_state(model: VQModel, tx, config, rng) -> dict:
     c = model.config
-    params = model.init(rng, jnp.zeros((1, c.image_size, c.image_size, 3)))["params"]
-    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
-            "usage": jnp.full((c.codebook_size,), 1.0 / c.codebook_size, jnp.float32)}
+    images = jnp.zeros((1, c.image_size, c.image_size, 3))
+    params = model.init(rng, images)["params"]
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+             "usage": jnp.full((c.codebook_size,), 1.0 / c.codebook_size, jnp.float32)}
+    if uses_gan(config):  # the critic and its optimizer live in the same checkpointed state
+        disc = PatchDiscriminator().init(jax.random.fold_in(rng, 1), images)["params"]
+        state.update(disc_params=disc, disc_opt_state=tx.init(disc))
+    return state
 
 
 # --- 4. the jitted step -----------------------------------------------------------------------------------
@@ -131,18 +140,41 @@ def make_train_step(model: VQModel, tx, config):
     k = model.config.codebook_size
     v, loss_w = config.vq, config.loss
 
-    def loss_fn(params, images):
+    critic = PatchDiscriminator()
+    gan = uses_gan(config)
+
+    def loss_fn(params, images, disc_params, gan_on):
         recon, codes, z, quant_loss = model.apply({"params": params}, images)
         l1 = jnp.mean(jnp.abs(recon - images))
         l2 = jnp.mean(jnp.square(recon - images))
         loss = loss_w.l1_weight * l1 + loss_w.l2_weight * l2 + quant_loss
-        return loss, {"recon": recon, "codes": codes, "z": z, "l1": l1, "l2": l2, "quant_loss": quant_loss}
+        g_loss = jnp.zeros(())
+        if gan:  # hinge generator loss, switched on after the warm-up
+            g_loss = -jnp.mean(critic.apply({"params": disc_params}, recon))
+            loss = loss + gan_on * loss_w.gan_weight * g_loss
+        return loss, {"recon": recon, "codes": codes, "z": z, "l1": l1, "l2": l2, "quant_loss": quant_loss,
+                      "g_loss": g_loss}
+
+    def critic_loss(disc_params, real, fake):
+        return (jnp.mean(jax.nn.relu(1.0 - critic.apply({"params": disc_params}, real)))
+                + jnp.mean(jax.nn.relu(1.0 + critic.apply({"params": disc_params}, fake))))
 
     def step(state, images_uint8, seed_key):
         images = to_float(images_uint8)
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], images)
+        gan_on = (state["step"] >= loss_w.gan_start).astype(jnp.float32)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], images, state.get("disc_params"), gan_on)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
+        extra, gan_metrics = {}, {}
+        if gan:
+            d_loss, d_grads = jax.value_and_grad(critic_loss)(state["disc_params"], images,
+                                                              jax.lax.stop_gradient(aux["recon"]))
+            d_grads = jax.tree.map(lambda g: g * gan_on, d_grads)  # the critic waits for the warm-up too
+            d_updates, disc_opt_state = tx.update(d_grads, state["disc_opt_state"], state["disc_params"])
+            extra = {"disc_params": optax.apply_updates(state["disc_params"], d_updates),
+                     "disc_opt_state": disc_opt_state}
+            gan_metrics = {"d_loss": d_loss, "g_loss": aux["g_loss"], "gan_on": gan_on}
         freq = jnp.bincount(aux["codes"].reshape(-1), length=k) / aux["codes"].size
         usage = v.usage_decay * state["usage"] + (1 - v.usage_decay) * freq
         step_no = state["step"] + 1
@@ -159,8 +191,8 @@ def make_train_step(model: VQModel, tx, config):
         used, perplexity = codebook_stats(aux["codes"], k)
         metrics = {"loss": loss, "l1": aux["l1"], "mse": aux["l2"], "quant_loss": aux["quant_loss"],
                    "psnr": psnr(aux["recon"], images).mean(), "batch_code_usage": used, "perplexity": perplexity,
-                   "restarted_codes": restarted, "grad_norm": optax.tree.norm(grads)}
-        return {"params": params, "opt_state": opt_state, "step": step_no, "usage": usage}, metrics
+                   "restarted_codes": restarted, "grad_norm": optax.tree.norm(grads), **gan_metrics}
+        return {"params": params, "opt_state": opt_state, "step": step_no, "usage": usage, **extra}, metrics
 
     return step
 

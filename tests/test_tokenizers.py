@@ -1,6 +1,5 @@
 """Tokenizers: SentencePiece round trips and fixed ids; the VQ model's shapes, gradients, restarts,
 training, resume and pre-tokenized shards."""
-import dataclasses
 import os
 
 import jax
@@ -185,3 +184,24 @@ def test_vq_that_does_not_match_the_config_is_rejected(tmp_path):
 def test_bad_vq_config_is_reported_before_compiling():
     with pytest.raises(config_lib.ConfigError, match=r"channels=\(8, 16, 32\) needs 2 entries"):
         vq_train.validate(config_lib.load(["--config", "experiments/vq.py:tiny", "--config.vq.channels=(8,16,32)"]))
+
+
+def test_patch_gan_switches_on_after_its_warm_up():
+    config = config_lib.load(["--config", "experiments/vq.py:tiny", "--config.data.image_size=32",
+                              "--config.vq.codebook_size=16", "--config.vq.code_dim=8", "--config.vq.channels=(8,16)",
+                              "--config.loss.gan_weight=0.5", "--config.loss.gan_start=2", "--config.train.steps=10",
+                              "--config.train.warmup_steps=1"])
+    model = VQModel(vq_train.vq_config(config))
+    tx = vq_train.make_optimizer(config)
+    state = vq_train.init_state(model, tx, config, jax.random.PRNGKey(0))
+    step = jax.jit(vq_train.make_train_step(model, tx, config))
+    images = jax.random.randint(jax.random.PRNGKey(1), (4, 32, 32, 3), 0, 256).astype(jnp.uint8)
+    key = jax.random.PRNGKey(2)
+    before = jax.tree.leaves(state["disc_params"])[0]
+    for expected_on in (0.0, 0.0, 1.0, 1.0):
+        state, metrics = step(state, images, key)
+        assert float(metrics["gan_on"]) == expected_on
+        after = jax.tree.leaves(state["disc_params"])[0]
+        assert np.array_equal(np.asarray(before), np.asarray(after)) == (expected_on == 0.0)
+        before = after
+    assert np.isfinite(float(metrics["d_loss"])) and float(metrics["g_loss"]) != 0.0

@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import functools
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -25,8 +24,8 @@ from data_pipelines.errors import OptionError
 from data_pipelines import schema
 from data_pipelines.benchmarks import affectnet, celeba, lfwa, rafdb
 from data_pipelines.benchmarks.layout import Benchmark, Item
+from data_pipelines.parallel import ordered_map
 from data_pipelines.ingest.errors import DropRecord
-from data_pipelines.ingest.builder import single_threaded_opencv
 from data_pipelines.ingest.faces import CropBox, crop, crop_box, decode_image
 from data_pipelines.synthfaces.generate import encode_jpeg
 
@@ -107,26 +106,20 @@ class FaceBenchmark(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, items: list[Item]):
         cfg, bench = self.builder_config, self._read()
         encode = functools.partial(_encode, protocol=bench.crop, size=cfg.image_size)
-        workers = cfg.workers or os.cpu_count() or 1
         counts = {"listed": len(items), "written": 0, "skipped": {}}
-        pool = multiprocessing.get_context("spawn").Pool(workers, single_threaded_opencv) if workers > 1 and len(items) > 64 else None
-        try:
-            results = pool.imap(encode, items, chunksize=32) if pool else map(encode, items)
-            for index, (item, jpeg, problem) in enumerate(tqdm(results, total=len(items), desc=f"{bench.name} {split}",
-                                                               mininterval=2, file=sys.stderr)):
-                if jpeg is None:
-                    counts["skipped"][problem] = counts["skipped"].get(problem, 0) + 1
-                    continue
-                counts["written"] += 1
-                yield item.key, {
-                    "image": jpeg, "caption": "", "attributes": item.attributes.astype(np.int8),
-                    "hair_colour": -1, "expression": item.expression, "index": index,
-                    "source": f"{bench.name}/{item.key}", "caption_true": -1, "caption_false": -1,
-                    "caption_noise": -1,
-                }
-        finally:
-            if pool:
-                pool.terminate()
+        results = ordered_map(encode, items, workers=cfg.workers, chunksize=32, min_items=64)
+        for index, (item, jpeg, problem) in enumerate(tqdm(results, total=len(items), desc=f"{bench.name} {split}",
+                                                           mininterval=2, file=sys.stderr)):
+            if jpeg is None:
+                counts["skipped"][problem] = counts["skipped"].get(problem, 0) + 1
+                continue
+            counts["written"] += 1
+            yield item.key, {
+                "image": jpeg, "caption": "", "attributes": item.attributes.astype(np.int8),
+                "hair_colour": -1, "expression": item.expression, "index": index,
+                "source": f"{bench.name}/{item.key}", "caption_true": -1, "caption_false": -1,
+                "caption_noise": -1,
+            }
         self._report["splits"][split] = counts
         with open(cfg.report_path, "w") as f:
             json.dump(self._report, f, indent=1)

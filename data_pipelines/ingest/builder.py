@@ -17,7 +17,6 @@ import functools
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -28,6 +27,7 @@ import tensorflow_datasets as tfds
 from tqdm import tqdm
 
 from data_pipelines import schema
+from data_pipelines.parallel import ordered_map
 from data_pipelines.ingest.captions import CaptionOptions
 from data_pipelines.ingest.dedup import NearDuplicateIndex
 from data_pipelines.ingest.errors import DUPLICATE
@@ -42,12 +42,6 @@ REPORT_NAME = "ingest_report.json"
 def stable_index(key: str) -> int:
     """A record id that depends only on its source key (same on the local and Beam paths)."""
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:15], 16)
-
-
-def single_threaded_opencv() -> None:
-    """Pool initializer: one OpenCV thread per worker process, so N workers use N cores, not N^2."""
-    import cv2
-    cv2.setNumThreads(1)
 
 
 def _finish(outcome: Outcome) -> tuple[str, dict]:
@@ -100,22 +94,16 @@ class CrawledFaces(tfds.core.GeneratorBasedBuilder):
         pairs = itertools.chain.from_iterable(read_unit(u, options.reader) for u in units)
         dedup = NearDuplicateIndex(options.dedup_threshold) if options.dedup_threshold >= 0 else None
         report = IngestReport()
-        workers = cfg.workers or os.cpu_count() or 1
         process = functools.partial(process_pair, options=options)
-        pool = multiprocessing.get_context("spawn").Pool(workers, single_threaded_opencv) if workers > 1 else None
-        try:
-            outcomes = pool.imap(process, pairs, chunksize=8) if pool else map(process, pairs)
-            for outcome in tqdm(outcomes, desc="ingest", unit=" pairs", mininterval=2, file=sys.stderr):
-                if outcome.record is not None and dedup is not None and dedup.check_and_add(outcome.phash):
-                    outcome.reason = DUPLICATE
-                    report.add(outcome, kept=False)
-                    continue
-                report.add(outcome)
-                if outcome.record is not None:
-                    yield _finish(outcome)
-        finally:
-            if pool:
-                pool.terminate()
+        outcomes = ordered_map(process, pairs, workers=cfg.workers, chunksize=8)
+        for outcome in tqdm(outcomes, desc="ingest", unit=" pairs", mininterval=2, file=sys.stderr):
+            if outcome.record is not None and dedup is not None and dedup.check_and_add(outcome.phash):
+                outcome.reason = DUPLICATE
+                report.add(outcome, kept=False)
+                continue
+            report.add(outcome)
+            if outcome.record is not None:
+                yield _finish(outcome)
         with open(cfg.report_path, "w") as f:
             f.write(report.to_json())
 

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import functools
 import math
-import multiprocessing
 import os
 import tempfile
 from typing import Iterator
@@ -20,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines.errors import OptionError
 from data_pipelines import schema
+from data_pipelines.parallel import ordered_map
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
 from data_pipelines.synthfaces.captions import CaptionConfig
 from data_pipelines.synthfaces.generate import make_example
@@ -79,16 +79,8 @@ class SynthFaces(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, start: int, stop: int) -> Iterator[tuple[int, dict]]:
         cfg = self.builder_config
         make = functools.partial(make_example, cfg.seed, image_size=cfg.image_size, caption_config=cfg.caption)
-        workers = cfg.workers or os.cpu_count() or 1
         indices = range(start, stop)
-        if workers <= 1 or stop - start < 2 * _CHUNK:
-            for i in indices:
-                yield i, make(i)
-            return
-        # spawn, not fork: the caller may already hold JAX's threads.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for i, example in zip(indices, pool.imap(make, indices, chunksize=_CHUNK)):
-                yield i, example
+        yield from zip(indices, ordered_map(make, indices, workers=cfg.workers, chunksize=_CHUNK, min_items=2 * _CHUNK))
 
 
 def build(out_dir: str, *, num: int, image_size: int, seed: int = 0, num_test: int | None = None,
