@@ -119,12 +119,26 @@ def _has_split(data: str, split: str) -> bool:
         return False
 
 
+def check_against_config(text_tokenizer: str, vq_workdir: str, config) -> None:
+    """Both tokenizers must fit the pre-training config; a mismatch names both values."""
+    from gptface_jax import vq_train
+    TextTokenizer(text_tokenizer).check_fits(config.text.vocab_size)
+    vq_train.load(vq_workdir).check_matches(config.data.image_size, config.vq.codebook_size, config.vq.downsample)
+
+
 def pretokenize(data: str, text_tokenizer: str, vq_workdir: str, out: str, *, max_len: int = 32,
-                batch_size: int = 64) -> str:
-    """Writes the pre-tokenized dataset under `out`; returns its folder."""
+                batch_size: int = 64, config=None) -> str:
+    """Writes the pre-tokenized dataset under `out`; returns its folder.
+
+    With a pre-training `config`, the tokenizers are checked against it first and its
+    text.max_len is used.
+    """
     for path, what in ((text_tokenizer, "text tokenizer model"), (vq_workdir, "VQ workdir")):
         if not os.path.exists(path):
             raise DataError(f"{what} {path} does not exist")
+    if config is not None:
+        check_against_config(text_tokenizer, vq_workdir, config)
+        max_len = config.text.max_len
     name = f"len{max_len}_" + os.path.basename(os.path.normpath(vq_workdir)).replace(".", "_")[:40]
     cfg = PretokenizedConfig(name=name, data=data, text_tokenizer=text_tokenizer, vq_workdir=vq_workdir,
                              max_len=max_len, batch_size=batch_size)
@@ -142,12 +156,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vq-workdir", required=True, help="workdir of `gptface tokenizer image`")
     p.add_argument("--out", required=True)
     p.add_argument("--max-len", type=int, default=32, help="text ids per caption (config text.max_len)")
+    p.add_argument("--check-config", default="", metavar="FILE:ARG",
+                   help="pre-training config the tokenizers must fit, e.g. experiments/pretrain.py:tiny "
+                        "(its text.max_len replaces --max-len)")
     p.add_argument("--batch-size", type=int, default=64)
 
 
 def run(args: argparse.Namespace) -> None:
+    config = None
+    if args.check_config:
+        from gptface_jax import config_lib
+        config = config_lib.validate(config_lib.load(["--config", args.check_config]))
     path = pretokenize(args.data, args.text_tokenizer, args.vq_workdir, args.out, max_len=args.max_len,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, config=config)
     print(f"pre-tokenized shards written to {path}")
 
 

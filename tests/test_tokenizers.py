@@ -179,6 +179,16 @@ def test_vq_that_does_not_match_the_config_is_rejected(tmp_path):
         vq.check_matches(image_size=64, codebook_size=16)
     with pytest.raises(DataError, match="not a VQ workdir"):
         vq_train.load(str(tmp_path))
+    # the pre-training config's sizes are checked before any shard is written
+    from gptface_jax.pretokenize import pretokenize
+    model = tmp_path / "text.model"
+    captions = [make_caption(sample_face(0, i), rng_for(0, i, 2)).text for i in range(400)]
+    model.write_bytes(tt.train(captions, vocab_size=600))
+    pretrain = config_lib.load(["--config", "experiments/pretrain.py:tiny"])
+    with pytest.raises(DataError, match="VQ tokenizer has image size 32 but the config says data.image_size=64"):
+        pretokenize(str(tmp_path / "vq" / "data"), str(model), str(tmp_path / "vq"), str(tmp_path / "out"),
+                    config=pretrain)
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_vq_config_is_reported_before_compiling():
