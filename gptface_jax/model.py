@@ -1,0 +1,221 @@
+"""The facial-linguistic transformer: one bidirectional stream over `[CLS] text [SEP] image`.
+
+Pure Flax Linen: `init` gives a parameter pytree, `apply` is a pure function of it. Every parameter
+and the main activations carry logical axis names ('batch', 'length', 'embed', 'mlp', 'heads',
+'kv', 'vocab'); `config.mesh.logical_rules` maps them to mesh axes. Parameters are float32;
+matmuls run in `compute_dtype` (bfloat16 by default); layer norms and the softmax run in float32.
+
+The big vocabulary heads are separate methods that take gathered positions, so a loss evaluates
+them on masked positions only (`gather_positions`).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from data_pipelines.text_tokenizer import CLS, PAD, SEP
+
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    text_vocab: int
+    codebook_size: int
+    max_text_len: int
+    image_grid: int
+    num_layers: int = 4
+    width: int = 128
+    num_heads: int = 4
+    mlp_dim: int = 512
+    dropout: float = 0.0
+    compute_dtype: str = "bfloat16"
+    tie_heads: bool = True
+
+    @property
+    def image_mask_id(self) -> int:  # one extra image-table row: [MASK] for image tokens
+        return self.codebook_size
+
+    @property
+    def seq_len(self) -> int:
+        return 2 + self.max_text_len + self.image_grid ** 2
+
+    @classmethod
+    def from_config(cls, config, image_grid: int | None = None) -> "ModelConfig":
+        m = config.model
+        return cls(text_vocab=config.text.vocab_size, codebook_size=config.vq.codebook_size,
+                   max_text_len=config.text.max_len,
+                   image_grid=image_grid or config.data.image_size // config.vq.downsample,
+                   num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
+                   dropout=m.dropout, compute_dtype=m.compute_dtype)
+
+
+def _init(scale: float = 0.02, axes: tuple = ()):
+    return nn.with_logical_partitioning(nn.initializers.normal(scale), axes)
+
+
+def _zeros(axes: tuple):
+    return nn.with_logical_partitioning(nn.initializers.zeros, axes)
+
+
+def padded(n: int, multiple: int = 128) -> int:
+    """Vocabulary tables are padded to a multiple of 128 rows, so any 'vocab' sharding divides them."""
+    return -(-n // multiple) * multiple
+
+
+class Projection(nn.Module):
+    """x @ kernel + bias over the last `len(in_axes)` axes of x, with named kernel axes.
+
+    Written out (rather than nn.DenseGeneral, which initialises a flattened kernel) so each kernel
+    is created in its real shape and carries one logical name per dimension.
+    """
+
+    out_shape: tuple[int, ...]
+    in_axes: tuple[str, ...]
+    out_axes: tuple[str | None, ...]
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x):
+        n_in = len(self.in_axes)
+        in_shape = x.shape[-n_in:]
+        kernel = self.param("kernel", _init(axes=self.in_axes + self.out_axes), in_shape + self.out_shape)
+        bias = self.param("bias", _zeros(self.out_axes), self.out_shape)
+        letters = "abcdefgh"
+        contract, out = letters[:n_in], letters[n_in:n_in + len(self.out_shape)]
+        dtype = jnp.dtype(self.dtype)
+        y = jnp.einsum(f"...{contract},{contract}{out}->...{out}", x.astype(dtype), kernel.astype(dtype))
+        return y + bias.astype(dtype)
+
+
+class LayerNorm(nn.Module):
+    """float32 layer norm whatever the compute dtype."""
+
+    @nn.compact
+    def __call__(self, x):
+        d = x.shape[-1]
+        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)), (d,))
+        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), (d,))
+        x32 = x.astype(jnp.float32)
+        mean = x32.mean(-1, keepdims=True)
+        var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+        return (x32 - mean) * jax.lax.rsqrt(var + 1e-6) * scale + bias
+
+
+class Attention(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, key_mask, deterministic: bool):
+        c = self.config
+        dtype = jnp.dtype(c.compute_dtype)
+        head_dim = c.width // c.num_heads
+        proj = lambda name: Projection((c.num_heads, head_dim), ("embed",), ("heads", "kv"),  # noqa: E731
+                                       c.compute_dtype, name=name)(x)
+        q, k, v = proj("query"), proj("key"), proj("value")
+        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim).astype(jnp.float32)
+        scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
+        weights = nn.Dropout(c.dropout)(weights, deterministic=deterministic)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return Projection((c.width,), ("heads", "kv"), ("embed",), c.compute_dtype, name="out")(out)
+
+
+class Block(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, key_mask, deterministic: bool):
+        c = self.config
+        dtype = jnp.dtype(c.compute_dtype)
+        h = Attention(c, name="attention")(LayerNorm(name="ln_attention")(x).astype(dtype), key_mask, deterministic)
+        x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
+        h = LayerNorm(name="ln_mlp")(x).astype(dtype)
+        h = Projection((c.mlp_dim,), ("embed",), ("mlp",), c.compute_dtype, name="mlp_in")(h)
+        h = nn.with_logical_constraint(nn.gelu(h), ("batch", "length", "mlp"))
+        h = Projection((c.width,), ("mlp",), ("embed",), c.compute_dtype, name="mlp_out")(h)
+        x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
+        return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class GPTFace(nn.Module):
+    """Returns hidden states, the [CLS] vector and ITM logits; vocabulary heads are methods."""
+
+    config: ModelConfig
+
+    def setup(self):
+        c = self.config
+        self.text_embed = self.param("text_embed", _init(axes=("vocab", "embed")), (padded(c.text_vocab), c.width))
+        self.image_embed = self.param("image_embed", _init(axes=("vocab", "embed")),
+                                      (padded(c.codebook_size + 1), c.width))
+        self.text_pos = self.param("text_pos", _init(axes=("length", "embed")), (c.max_text_len + 2, c.width))
+        self.image_row = self.param("image_row", _init(axes=("length", "embed")), (c.image_grid, c.width))
+        self.image_col = self.param("image_col", _init(axes=("length", "embed")), (c.image_grid, c.width))
+        self.segment = self.param("segment", _init(axes=(None, "embed")), (2, c.width))
+        self.blocks = [Block(c, name=f"block_{i}") for i in range(c.num_layers)]
+        self.final_ln = LayerNorm()
+        self.itm_head = Projection((2,), ("embed",), (None,), "float32", name="itm_head")
+        self.text_bias = self.param("text_bias", _zeros(("vocab",)), (padded(c.text_vocab),))
+        self.image_bias = self.param("image_bias", _zeros(("vocab",)), (padded(c.codebook_size),))
+        if not c.tie_heads:
+            self.text_out = self.param("text_out", _init(axes=("vocab", "embed")), (padded(c.text_vocab), c.width))
+            self.image_out = self.param("image_out", _init(axes=("vocab", "embed")), (padded(c.codebook_size), c.width))
+
+    def embed(self, text_ids, image_codes):
+        """(B, L) text ids with [CLS]/[SEP] added here, (B, N) image codes -> (B, S, D) and key mask."""
+        c = self.config
+        b = text_ids.shape[0]
+        tokens = jnp.concatenate([jnp.full((b, 1), CLS, text_ids.dtype), text_ids, jnp.full((b, 1), SEP, text_ids.dtype)], 1)
+        text = self.text_embed[tokens] + self.text_pos[None] + self.segment[0]
+        rows = jnp.repeat(self.image_row, c.image_grid, axis=0)
+        cols = jnp.tile(self.image_col, (c.image_grid, 1))
+        image = self.image_embed[image_codes] + (rows + cols)[None] + self.segment[1]
+        x = jnp.concatenate([text, image], axis=1)
+        key_mask = jnp.concatenate([tokens != PAD, jnp.ones(image_codes.shape, bool)], axis=1)
+        return nn.with_logical_constraint(x, ("batch", "length", "embed")), key_mask
+
+    def __call__(self, text_ids, image_codes, deterministic: bool = True, inputs_embeds=None):
+        """`inputs_embeds` (optional) replaces the embedded sequence: guidance relaxes tokens to expected embeddings."""
+        x, key_mask = self.embed(text_ids, image_codes)
+        if inputs_embeds is not None:
+            x = inputs_embeds
+        for block in self.blocks:
+            x = block(x, key_mask, deterministic)
+        hidden = self.final_ln(x)
+        return {"hidden": hidden, "cls": hidden[:, 0], "itm_logits": self.itm_head(hidden[:, 0]).astype(jnp.float32)}
+
+    def text_logits(self, hidden):
+        """Text-vocabulary logits (float32) of hidden states (…, D), e.g. gathered masked positions."""
+        table = self.text_embed if self.config.tie_heads else self.text_out
+        dtype = jnp.dtype(self.config.compute_dtype)
+        logits = jnp.einsum("...d,vd->...v", hidden.astype(dtype), table.astype(dtype)).astype(jnp.float32) + self.text_bias
+        return logits[..., : self.config.text_vocab]  # padding rows are never predicted
+
+    def image_logits(self, hidden):
+        """Codebook logits (float32); the [MASK] row is never a target."""
+        table = self.image_embed if self.config.tie_heads else self.image_out
+        dtype = jnp.dtype(self.config.compute_dtype)
+        logits = jnp.einsum("...d,vd->...v", hidden.astype(dtype), table[: self.image_bias.shape[0]].astype(dtype))
+        return (logits.astype(jnp.float32) + self.image_bias)[..., : self.config.codebook_size]
+
+
+def text_hidden(hidden, config: ModelConfig):
+    """The text part (B, L, D) of the sequence: after [CLS], before [SEP]."""
+    return hidden[:, 1:1 + config.max_text_len]
+
+
+def image_hidden(hidden, config: ModelConfig):
+    return hidden[:, 2 + config.max_text_len:]
+
+
+def gather_positions(mask, count: int):
+    """Indices (B, count) of up to `count` True positions per row (masked first) and their validity.
+
+    A static `count` keeps shapes fixed under jit; rows with fewer masked positions pad with
+    unmasked ones, flagged invalid so the loss ignores them.
+    """
+    order = jnp.argsort(~mask, axis=-1, stable=True)[:, :count]
+    return order, jnp.take_along_axis(mask, order, axis=-1)

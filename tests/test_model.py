@@ -1,0 +1,83 @@
+"""The transformer: shapes, logical axes on every parameter, padding, and sharded == single-device."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+
+from data_pipelines.text_tokenizer import PAD
+from gptface_jax import config_lib, sharding
+from gptface_jax.model import GPTFace, ModelConfig, gather_positions, image_hidden, text_hidden
+
+CONFIG = ModelConfig(text_vocab=64, codebook_size=32, max_text_len=8, image_grid=4, num_layers=2, width=32,
+                     num_heads=4, mlp_dim=64, compute_dtype="float32")
+
+
+def _inputs(b=4):
+    rng = np.random.default_rng(0)
+    lengths = np.array([8, 5, 3, 1])[:b]
+    text = np.where(np.arange(8) < lengths[:, None], rng.integers(5, 64, (b, 8)), PAD).astype(np.int32)
+    image = rng.integers(0, 33, (b, 16)).astype(np.int32)  # 32 is the image [MASK]
+    return jnp.asarray(text), jnp.asarray(image)
+
+
+def test_shapes_and_heads():
+    model = GPTFace(CONFIG)
+    text, image = _inputs()
+    variables = model.init(jax.random.PRNGKey(0), text, image)
+    out = model.apply(variables, text, image)
+    assert out["hidden"].shape == (4, CONFIG.seq_len, 32) and out["itm_logits"].shape == (4, 2)
+    assert text_hidden(out["hidden"], CONFIG).shape == (4, 8, 32)
+    assert image_hidden(out["hidden"], CONFIG).shape == (4, 16, 32)
+    idx, valid = gather_positions(jnp.asarray([[False, True, True, False], [True, False, False, False]]), 2)
+    np.testing.assert_array_equal(idx, [[1, 2], [0, 1]])
+    np.testing.assert_array_equal(valid, [[True, True], [True, False]])
+    picked = jnp.take_along_axis(text_hidden(out["hidden"], CONFIG)[:2, :4], idx[..., None], axis=1)
+    logits = model.apply(variables, picked, method=GPTFace.text_logits)
+    assert logits.shape == (2, 2, 64) and logits.dtype == jnp.float32
+    assert model.apply(variables, picked, method=GPTFace.image_logits).shape == (2, 2, 32)
+
+
+def test_every_parameter_has_logical_axes():
+    variables = GPTFace(CONFIG).init(jax.random.PRNGKey(0), *_inputs())
+    specs = nn.get_partition_spec(variables)["params"]
+    values = nn.meta.unbox(variables)["params"]
+    flat_specs = jax.tree_util.tree_leaves_with_path(specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+    flat_values = jax.tree.leaves(values)
+    assert len(flat_specs) == len(flat_values)
+    for (path, spec), value in zip(flat_specs, flat_values):
+        assert isinstance(spec, jax.sharding.PartitionSpec) and len(spec) == value.ndim, path
+
+
+def test_padding_is_invisible():
+    model = GPTFace(CONFIG)
+    text, image = _inputs()
+    variables = model.init(jax.random.PRNGKey(0), text, image)
+    x, _ = model.apply(variables, text, image, method=GPTFace.embed)
+    pad = jnp.concatenate([jnp.zeros((4, 1), bool), text == PAD, jnp.zeros((4, 1 + 16), bool)], 1)
+    noisy = jnp.where(pad[..., None], x + jax.random.normal(jax.random.PRNGKey(1), x.shape), x)
+    a = model.apply(variables, text, image, inputs_embeds=x)["hidden"]
+    b = model.apply(variables, text, image, inputs_embeds=noisy)["hidden"]
+    np.testing.assert_allclose(a[~pad], b[~pad], atol=1e-5)
+    assert not np.allclose(a[pad], b[pad])
+
+
+def test_sharded_forward_equals_single_device():
+    config = config_lib.load(["--config", "experiments/pretrain.py:tiny", "--config.mesh.shape=(2,2,2)"])
+    mesh = sharding.make_mesh(config)
+    rules = sharding.logical_rules(config)
+    model = GPTFace(CONFIG)
+    text, image = _inputs()
+    variables = model.init(jax.random.PRNGKey(0), text, image)
+    expected = model.apply(variables, text, image)
+    specs = nn.get_partition_spec(variables)
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
+    params = jax.device_put(nn.meta.unbox(variables), shardings)
+    assert any(len(leaf.sharding.device_set) > 1 and not leaf.sharding.is_fully_replicated
+               for leaf in jax.tree.leaves(params))  # really split across devices
+    batch = NamedSharding(mesh, sharding.batch_spec(config))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        got = jax.jit(lambda v, t, i: model.apply(v, t, i))(params, jax.device_put(text, batch),
+                                                               jax.device_put(image, batch))
+    for k in expected:
+        np.testing.assert_allclose(np.asarray(got[k]), np.asarray(expected[k]), rtol=1e-5, atol=1e-5)
