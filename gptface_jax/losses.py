@@ -1,0 +1,63 @@
+"""Pre-training losses: MILM (masked text + image modelling) and ITM, with their accuracies.
+
+The vocabulary heads run on masked positions only: masked positions of the whole batch are
+gathered into a fixed-capacity buffer (`capacity` x all positions), so shapes stay static under jit
+while the cost follows the masking ratio. Positions beyond the capacity are dropped and counted
+(`*_overflow`); size the capacity above the expected masked fraction.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def gather_masked(hidden, mask, capacity: float):
+    """hidden (B, N, D), mask (B, N) -> rows (C, D), flat indices (C,), valid (C,), overflow count."""
+    b, n, d = hidden.shape
+    c = max(1, min(b * n, int(round(capacity * b * n))))
+    flat = mask.reshape(-1)
+    idx = jnp.argsort(~flat, stable=True)[:c]
+    valid = flat[idx]
+    overflow = jnp.maximum(flat.sum() - c, 0)
+    return hidden.reshape(b * n, d)[idx], idx, valid, overflow
+
+
+def masked_cross_entropy(logits, targets, valid):
+    """Mean cross-entropy and accuracy over valid rows; (0, 0) when none are valid."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(logp, targets[:, None], axis=-1)[:, 0]
+    n = jnp.maximum(valid.sum(), 1)
+    loss = jnp.where(valid, nll, 0.0).sum() / n
+    acc = jnp.where(valid, logits.argmax(-1) == targets, False).sum() / n
+    return loss, acc
+
+
+def itm_loss(itm_logits, labels):
+    """2-way cross-entropy on [CLS]; returns loss, accuracy and the match probability."""
+    logp = jax.nn.log_softmax(itm_logits.astype(jnp.float32), axis=-1)
+    loss = -jnp.take_along_axis(logp, labels[:, None], axis=-1).mean()
+    acc = (itm_logits.argmax(-1) == labels).mean()
+    return loss, acc, jnp.exp(logp[:, 1])
+
+
+def milm_itm_loss(text_logits_fn, image_logits_fn, out, batch, *, max_text_len: int, capacity_text: float,
+                  capacity_image: float, weights=(1.0, 1.0, 1.0)):
+    """Total loss and metrics for one batch.
+
+    `batch` holds `text_targets` (B, L), `image_targets` (B, N), `text_mask`, `image_mask` (bool,
+    already cleared on ITM negatives) and `itm_label` (B,). `text_logits_fn` / `image_logits_fn`
+    map gathered hidden rows to float32 logits (the model's head methods).
+    """
+    hidden = out["hidden"]
+    text_h, image_h = hidden[:, 1:1 + max_text_len], hidden[:, 2 + max_text_len:]
+    rows, idx, valid, t_over = gather_masked(text_h, batch["text_mask"], capacity_text)
+    t_loss, t_acc = masked_cross_entropy(text_logits_fn(rows), batch["text_targets"].reshape(-1)[idx], valid)
+    rows, idx, valid, i_over = gather_masked(image_h, batch["image_mask"], capacity_image)
+    i_loss, i_acc = masked_cross_entropy(image_logits_fn(rows), batch["image_targets"].reshape(-1)[idx], valid)
+    m_loss, m_acc, p_match = itm_loss(out["itm_logits"], batch["itm_label"])
+    wt, wi, wm = weights
+    total = wt * t_loss + wi * i_loss + wm * m_loss
+    metrics = {"loss": total, "text_loss": t_loss, "image_loss": i_loss, "itm_loss": m_loss,
+               "text_accuracy": t_acc, "image_accuracy": i_acc, "itm_accuracy": m_acc,
+               "text_overflow": t_over, "image_overflow": i_over}
+    return total, (metrics, p_match)
