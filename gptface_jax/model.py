@@ -97,7 +97,7 @@ class LayerNorm(nn.Module):
     def __call__(self, x):
         d = x.shape[-1]
         scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)), (d,))
-        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), (d,))
+        bias = self.param("bias", _zeros(("embed",)), (d,))
         x32 = x.astype(jnp.float32)
         mean = x32.mean(-1, keepdims=True)
         var = jnp.square(x32 - mean).mean(-1, keepdims=True)
@@ -187,19 +187,20 @@ class GPTFace(nn.Module):
         hidden = self.final_ln(x)
         return {"hidden": hidden, "cls": hidden[:, 0], "itm_logits": self.itm_head(hidden[:, 0]).astype(jnp.float32)}
 
+    def _vocab_logits(self, hidden, table, bias, size: int):
+        dtype = jnp.dtype(self.config.compute_dtype)
+        logits = jnp.einsum("...d,vd->...v", hidden.astype(dtype), table[: bias.shape[0]].astype(dtype))
+        return (logits.astype(jnp.float32) + bias)[..., :size]  # padding rows are never predicted
+
     def text_logits(self, hidden):
         """Text-vocabulary logits (float32) of hidden states (…, D), e.g. gathered masked positions."""
         table = self.text_embed if self.config.tie_heads else self.text_out
-        dtype = jnp.dtype(self.config.compute_dtype)
-        logits = jnp.einsum("...d,vd->...v", hidden.astype(dtype), table.astype(dtype)).astype(jnp.float32) + self.text_bias
-        return logits[..., : self.config.text_vocab]  # padding rows are never predicted
+        return self._vocab_logits(hidden, table, self.text_bias, self.config.text_vocab)
 
     def image_logits(self, hidden):
-        """Codebook logits (float32); the [MASK] row is never a target."""
+        """Codebook logits (float32); the image [MASK] row is never a target."""
         table = self.image_embed if self.config.tie_heads else self.image_out
-        dtype = jnp.dtype(self.config.compute_dtype)
-        logits = jnp.einsum("...d,vd->...v", hidden.astype(dtype), table[: self.image_bias.shape[0]].astype(dtype))
-        return (logits.astype(jnp.float32) + self.image_bias)[..., : self.config.codebook_size]
+        return self._vocab_logits(hidden, table, self.image_bias, self.config.codebook_size)
 
 
 def text_hidden(hidden, config: ModelConfig):
