@@ -87,3 +87,68 @@ def image_text_dataset(source: ShardSource, config: ReaderConfig) -> grain.IterD
         it = it.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=config.worker_count, per_worker_buffer_size=config.worker_buffer_size))
     return it
+
+
+# --- pre-training batches over pre-tokenized shards ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainBatchConfig:
+    """What turns pre-tokenized examples into a MILM + ITM batch."""
+
+    image_mask_id: int                  # the model's image [MASK] id (= codebook size)
+    text_vocab_size: int
+    grid: int
+    masking: object = None              # a data_pipelines.masking.MaskingConfig; None: its defaults
+    negative_fraction: float = 0.5
+    hard_fraction: float = 0.0
+    seed: int = 0
+    shard: int = 0                      # jax.process_index(): processes draw different masks
+
+
+class DecodePretokenized(grain.transforms.Map):
+    def map(self, record: dict) -> dict:
+        return {"image_codes": np.asarray(record["image_codes"], np.int32),
+                "text_ids": np.asarray(record["text_ids"], np.int32),
+                "text_len": np.int32(record["text_len"]),
+                "index": np.int64(record["index"])}
+
+
+class PretrainingBatch(grain.transforms.MapWithIndex):
+    """Batch n -> ITM pairs + span masks drawn from (seed, n, shard): a resumed run redraws them."""
+
+    def __init__(self, config: PretrainBatchConfig):
+        self.config = config
+
+    def map_with_index(self, step: int, batch: dict) -> dict:
+        from data_pipelines.itm import make_pairs
+        from data_pipelines.masking import MaskingConfig, mask_batch
+        from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL
+        c = self.config
+        rng = np.random.default_rng(np.random.SeedSequence([c.seed, int(step), c.shard, 0x69746d]))
+        pairs = make_pairs(batch["text_ids"], batch["text_len"], rng, c.negative_fraction, c.hard_fraction)
+        masks = mask_batch(pairs["text_ids"], pairs["text_lengths"], c.grid, c.masking or MaskingConfig(),
+                           seed=c.seed, step=step, shard=c.shard, vocab_size=c.text_vocab_size, mask_id=MASK,
+                           num_special=NUM_SPECIAL)
+        positive = pairs["itm_label"].astype(bool)[:, None]  # masked modelling is scored on positives only
+        text_mask = masks["text_mask"] & positive
+        image_mask = masks["image_mask"] & positive
+        return {
+            "text_inputs": np.where(text_mask, masks["text_inputs"], pairs["text_ids"]).astype(np.int32),
+            "image_inputs": np.where(image_mask, c.image_mask_id, batch["image_codes"]).astype(np.int32),
+            "text_targets": pairs["text_ids"], "image_targets": batch["image_codes"],
+            "text_mask": text_mask, "image_mask": image_mask, "itm_label": pairs["itm_label"],
+            "mode": masks["mode"], "index": batch["index"],
+        }
+
+
+def pretraining_dataset(source: ShardSource, reader: ReaderConfig, batch: PretrainBatchConfig) -> grain.IterDataset:
+    """Pre-tokenized shards -> shuffled, process-sliced MILM + ITM batches (resumable)."""
+    reader.validate()
+    ds = process_records(source, reader).map(DecodePretokenized())
+    ds = ds.batch(reader.batch_size, drop_remainder=True).map_with_index(PretrainingBatch(batch))
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=reader.read_threads, prefetch_buffer_size=4))
+    if reader.worker_count > 0:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=reader.worker_count,
+                                                         per_worker_buffer_size=reader.worker_buffer_size))
+    return it
