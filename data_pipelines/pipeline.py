@@ -130,15 +130,15 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         masks = mask_batch(pairs["text_ids"], pairs["text_lengths"], c.grid, c.masking or MaskingConfig(),
                            seed=c.seed, step=step, shard=c.shard, vocab_size=c.text_vocab_size, mask_id=MASK,
                            num_special=NUM_SPECIAL)
-        positive = pairs["itm_label"].astype(bool)[:, None]  # masked modelling is scored on positives only
-        text_mask = masks["text_mask"] & positive
-        image_mask = masks["image_mask"] & positive
+        # Every example is corrupted alike (else "has [MASK] tokens" would give the ITM label away),
+        # but masked modelling is scored on positives only: the loss masks exclude negatives.
+        positive = pairs["itm_label"].astype(bool)[:, None]
         return {
-            "text_inputs": np.where(text_mask, masks["text_inputs"], pairs["text_ids"]).astype(np.int32),
-            "image_inputs": np.where(image_mask, c.image_mask_id, batch["image_codes"]).astype(np.int32),
+            "text_inputs": masks["text_inputs"],
+            "image_inputs": np.where(masks["image_mask"], c.image_mask_id, batch["image_codes"]).astype(np.int32),
             "text_targets": pairs["text_ids"], "image_targets": batch["image_codes"],
-            "text_mask": text_mask, "image_mask": image_mask, "itm_label": pairs["itm_label"],
-            "mode": masks["mode"], "index": batch["index"],
+            "text_mask": masks["text_mask"] & positive, "image_mask": masks["image_mask"] & positive,
+            "itm_label": pairs["itm_label"], "mode": masks["mode"], "index": batch["index"],
         }
 
 

@@ -26,6 +26,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.source = "synthfaces"          # or a folder written by `gptface data ingest`
     c.data.dir = ""                       # empty: <workdir>/data
+    c.data.pretokenized = ""              # output of `gptface data pretokenize` (what `gptface train` reads)
     c.data.num_train = 2000 if tiny else 1_000_000
     c.data.num_test = 200 if tiny else 10_000
     c.data.image_size = image_size

@@ -55,6 +55,22 @@ def _vq(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, rest: list[str]) -> int:
+    from gptface_jax import config_lib, trainer
+    try:
+        config = config_lib.validate(config_lib.load(rest))
+    except config_lib.ConfigError as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
+    try:
+        final = trainer.train(config, args.workdir)
+    except trainer.NonFiniteLoss as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 3
+    print(json.dumps(final, indent=1))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gptface_jax import demo
     return demo.run(args.workdir, num=args.num)
@@ -96,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = tok.add_parser("image", help="the VQ image tokenizer (config flags: --config experiments/vq.py:tiny ...)")
     p.add_argument("--workdir", required=True)
     p.set_defaults(func=_vq, wants_rest=True)
+
+    p = sub.add_parser("train", help="pre-train GPTFace (config flags: --config experiments/pretrain.py:tiny ...)")
+    p.add_argument("--workdir", required=True)
+    p.set_defaults(func=_train, wants_rest=True)
 
     p = sub.add_parser("config", help="load, override and validate an experiment config; print it",
                        description="Remaining arguments are absl config flags: --config FILE:ARG --config.a.b=V")

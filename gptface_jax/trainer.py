@@ -1,0 +1,238 @@
+"""GPTFace pre-training: MILM + ITM over pre-tokenized shards, sharded over a device mesh.
+
+    gptface train --config experiments/pretrain.py:tiny --config.data.pretokenized=DIR --workdir W
+
+Sections: 1. config  2. data  3. sharded state  4. the jitted step  5. held-out ITM
+6. the loop (metrics, NaN guard, checkpoints, resume). Rerunning with the same workdir resumes
+from the latest checkpoint, input pipeline included; a different mesh restores through the
+abstract target's shardings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from data_pipelines.errors import DataError
+from data_pipelines.masking import MaskingConfig
+from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
+from data_pipelines.shards import ShardSource
+from gptface_jax import config_lib, losses, sharding
+from gptface_jax.checkpoints import Checkpointer
+from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
+from gptface_jax.model import GPTFace, ModelConfig
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN/Inf; the last good checkpoint is kept."""
+
+
+# --- 1. config ------------------------------------------------------------------------------------------------
+
+def masking_config(config) -> MaskingConfig:
+    k = config.masking
+    return MaskingConfig(mode_probs=tuple(k.mode_probs), text_ratio=k.text_ratio, image_ratio=k.image_ratio,
+                         span_p=k.span_p, max_span=k.max_span, replace_probs=tuple(k.replace_probs))
+
+
+# --- 2. data ----------------------------------------------------------------------------------------------------
+
+def open_pretokenized(config) -> tuple[ShardSource, ShardSource | None]:
+    if not config.data.pretokenized:
+        raise DataError("data.pretokenized is empty: point it at the output of `gptface data pretokenize`")
+    train = ShardSource(config.data.pretokenized, "train")
+    meta = train.metadata
+    grid = config.data.image_size // config.vq.downsample
+    for what, theirs, ours, key in (("codebook size", meta.get("codebook_size"), config.vq.codebook_size, "vq.codebook_size"),
+                                    ("image grid", meta.get("grid"), grid, "data.image_size / vq.downsample"),
+                                    ("text length", meta.get("max_len"), config.text.max_len, "text.max_len")):
+        if theirs != ours:
+            raise DataError(f"pre-tokenized shards have {what} {theirs} but the config says {key}={ours}")
+    if meta.get("text_vocab_size", 0) > config.text.vocab_size:
+        raise DataError(f"pre-tokenized shards use a text vocab of {meta['text_vocab_size']} but the config's "
+                        f"text.vocab_size={config.text.vocab_size} is smaller")
+    try:
+        test = ShardSource(config.data.pretokenized, "test")
+    except DataError:
+        test = None
+    return train, test
+
+
+# --- 3. sharded state -----------------------------------------------------------------------------------------
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    t = config.train
+    warmup = max(t.warmup_steps, 1)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, warmup, max(t.steps, warmup + 1),
+                                                  end_value=t.learning_rate * 0.1)
+    tx = optax.chain(optax.clip_by_global_norm(t.grad_clip),
+                     optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=t.weight_decay))
+    return optax.MultiSteps(tx, t.accum_steps) if t.accum_steps > 1 else tx
+
+
+def state_shardings(model: GPTFace, tx, mesh, rules, example):
+    """Abstract state and its NamedShardings: parameters by their logical axes, the rest to match."""
+    def init(rng):
+        variables = model.init(rng, *example)
+        params = nn.meta.unbox(variables)
+        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    boxed = jax.eval_shape(lambda r: model.init(r, *example), jax.random.PRNGKey(0))
+    param_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
+    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
+    # Optimizer moments mirror the parameters; scalars (counts, step) are replicated.
+    by_shape = {}
+    for leaf, sh in zip(jax.tree.leaves(abstract["params"]), jax.tree.leaves(param_shardings)):
+        by_shape.setdefault(leaf.shape, sh)
+    replicated = sharding.replicated(mesh)
+    shardings = jax.tree.map(lambda leaf: by_shape.get(leaf.shape, replicated) if leaf.ndim else replicated, abstract)
+    shardings["params"] = param_shardings
+    return init, abstract, shardings
+
+
+# --- 4. the jitted step ---------------------------------------------------------------------------------------
+
+def make_train_step(model: GPTFace, tx, config):
+    c = model.config
+    w = config.loss
+
+    def loss_fn(params, batch):
+        out = model.apply(params, batch["text_inputs"], batch["image_inputs"])
+        total, (metrics, _) = losses.milm_itm_loss(
+            lambda h: model.apply(params, h, method=GPTFace.text_logits),
+            lambda h: model.apply(params, h, method=GPTFace.image_logits),
+            out, batch, max_text_len=c.max_text_len, capacity_text=1.0, capacity_image=0.75,
+            weights=(w.text_weight, w.image_weight, w.itm_weight))
+        return total, metrics
+
+    def step(state, batch):
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+        return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+
+    return step
+
+
+# --- 5. held-out ITM ------------------------------------------------------------------------------------------
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve by the rank statistic (ties averaged)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def evaluate_itm(model: GPTFace, params, source: ShardSource, config, mesh, batch_size: int) -> dict:
+    """ITM accuracy and AUC on held-out examples, half paired with a random other caption."""
+    batch_cfg = PretrainBatchConfig(image_mask_id=model.config.image_mask_id, text_vocab_size=config.text.vocab_size,
+                                    grid=model.config.image_grid, masking=masking_config(config), seed=12345)
+    reader = ReaderConfig(batch_size=batch_size, seed=0, shuffle=False, num_epochs=1)
+    score = jax.jit(lambda p, t, i: model.apply(p, t, i)["itm_logits"])
+    scores, labels = [], []
+    for batch in pretraining_dataset(source, reader, batch_cfg):
+        # the ITM judge sees full captions and images: no masking at evaluation
+        logits = score(params, sharding.to_global({"t": batch["text_targets"]}, mesh, config)["t"],
+                       sharding.to_global({"i": batch["image_targets"]}, mesh, config)["i"])
+        probs = jax.nn.softmax(np.asarray(logits, np.float32))[:, 1]
+        scores.append(np.asarray(probs)); labels.append(batch["itm_label"])
+    if not scores:
+        return {}
+    s, y = np.concatenate(scores), np.concatenate(labels)
+    return {"eval_itm_accuracy": float(((s > 0.5) == y).mean()), "eval_itm_auc": auc(s, y), "eval_examples": int(len(y))}
+
+
+# --- 6. the loop ------------------------------------------------------------------------------------------------
+
+def train(config, workdir: str) -> dict:
+    config_lib.validate(config, jax.device_count())
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=1))
+    train_source, test_source = open_pretokenized(config)
+    mesh = sharding.make_mesh(config)
+    rules = sharding.logical_rules(config)
+    model = GPTFace(ModelConfig.from_config(config))
+    tx = make_optimizer(config)
+    mc = model.config
+    example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
+    batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
+                                    grid=mc.image_grid, masking=masking_config(config),
+                                    negative_fraction=0.5, hard_fraction=config.loss.hard_negative_fraction,
+                                    seed=config.seed, shard=jax.process_index())
+    micro = config.train.batch_size // config.train.accum_steps
+    reader = ReaderConfig(batch_size=micro // jax.process_count(), seed=config.data.shuffle_seed,
+                          process_index=jax.process_index(), process_count=jax.process_count(),
+                          worker_count=config.data.worker_count)
+    data_iter = iter(pretraining_dataset(train_source, reader, batch_cfg))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        init, abstract, shardings = state_shardings(model, tx, mesh, rules, example)
+        checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+        if checkpointer.latest_step() is not None:
+            target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+            state, data_state = checkpointer.restore(target)
+            if data_state:
+                data_iter.set_state(data_state)
+            print(f"resumed from step {int(state['step'])}", flush=True)
+        else:
+            state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
+        batch_sharding = lambda b: sharding.to_global(b, mesh, config)  # noqa: E731
+        first = batch_sharding(next(iter(pretraining_dataset(train_source, dataclasses.replace(reader, num_epochs=1),
+                                                             batch_cfg))))
+        step_fn = jax.jit(make_train_step(model, tx, config), out_shardings=(shardings, sharding.replicated(mesh)),
+                          donate_argnums=(0,))
+        compiled = step_fn.lower(state, first).compile()
+        flops = compiled_flops(compiled)
+        writer = MetricWriter(workdir)
+        step = int(state["step"])
+        tokens = micro * (mc.seq_len)
+        window_start, window_steps = time.perf_counter(), 0
+        bar = tqdm(total=config.train.steps, initial=step, desc="pretrain", unit="step", mininterval=5)
+        metrics = {}
+        while step < config.train.steps:
+            batch = batch_sharding(next(data_iter))
+            new_state, metrics = compiled(state, batch)
+            step += 1
+            window_steps += 1
+            bar.update(1)
+            saving = step % config.train.checkpoint_every == 0
+            if saving or step % config.train.log_every == 0 or step == config.train.steps:
+                metrics = jax.device_get(metrics)
+                if not all(math.isfinite(float(v)) for v in metrics.values()):
+                    checkpointer.close()
+                    raise NonFiniteLoss(f"non-finite metrics at step {step}: "
+                                        f"{ {k: float(v) for k, v in metrics.items()} }; the last good checkpoint "
+                                        f"(step {checkpointer.latest_step()}) is kept in {checkpointer.directory}")
+                elapsed = time.perf_counter() - window_start
+                rates = throughput(flops, elapsed / window_steps, jax.device_count())
+                writer.write(step, {**metrics, **rates, "samples_per_s": window_steps * micro / elapsed,
+                                    "tokens_per_s": window_steps * tokens / elapsed})
+                bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", itm=f"{float(metrics['itm_accuracy']):.2f}")
+                window_start, window_steps = time.perf_counter(), 0
+            state = new_state
+            if saving:  # metrics were checked finite just above
+                checkpointer.save(step, state, data_iter.get_state())
+        bar.close()
+        if checkpointer.latest_step() != step:
+            checkpointer.save(step, state, data_iter.get_state(), force=True)
+        scores = evaluate_itm(model, state["params"], test_source, config, mesh, micro) if test_source else {}
+        final = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}, **scores}
+        writer.write(step, scores)
+        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+            json.dump(final, f, indent=1)
+        checkpointer.close()
+        writer.close()
+    return final
