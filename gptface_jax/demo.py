@@ -2,8 +2,8 @@
 
 Stages so far: synthesise the corpus -> contact sheet -> data report -> grain reader -> text
 tokenizer -> VQ image tokenizer (a short time budget; the quality run is in BENCHMARKS.md) ->
-pre-tokenized shards. Each stage reuses its output when the workdir already has it, so a rerun
-resumes. Pre-training and editing join as their issues land.
+pre-tokenized shards -> a short tiny pre-training run (metrics + checkpoint). Each stage reuses
+its output when the workdir already has it, so a rerun resumes. Editing joins with its issue.
 """
 from __future__ import annotations
 
@@ -80,7 +80,18 @@ def _pretokenize(workdir: Path, data_dir: Path, tokenizer: Path, max_len: int) -
         return Path(pretokenize(str(data_dir), str(tokenizer), str(workdir / "vq"), str(root), max_len=max_len))
 
 
-def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0) -> int:
+def _pretrain(workdir: Path, pre_dir: Path, steps: int) -> dict:
+    from experiments import pretrain
+    from gptface_jax import trainer
+    config = pretrain.get_config("tiny")
+    config.data.pretokenized = str(pre_dir)
+    config.train.steps = steps
+    config.train.warmup_steps = min(config.train.warmup_steps, steps // 10)
+    config.train.log_every = 25
+    return trainer.train(config, str(workdir / "pretrain"))
+
+
+def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0, pretrain_steps: int = 300) -> int:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _stage(f"1. SynthFaces: {num} faces at 64 px")
@@ -116,10 +127,17 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0) -> int:
     pre_dir = _pretokenize(workdir, data_dir, tokenizer, pretrain_config.text.max_len)
     print(f"{len(ShardSource(pre_dir, 'train'))} train examples as image codes + text ids in {pre_dir}")
 
+    _stage(f"8. GPTFace pre-training (tiny, {pretrain_steps} steps; the quality run is a later issue)")
+    final = _pretrain(workdir, pre_dir, pretrain_steps)
+    print(f"step {final['step']}: text loss {final['text_loss']:.3f}, image loss {final['image_loss']:.3f}, "
+          f"held-out ITM accuracy {final.get('eval_itm_accuracy', float('nan')):.3f}; "
+          f"checkpoint in {workdir}/pretrain/checkpoints")
+
     metrics = {"data_dir": str(data_dir), "train_records": len(train),
                "test_records": len(ShardSource(data_dir, "test")),
                "reader_samples_per_s": round(samples_per_s, 1), "pretokenized_dir": str(pre_dir),
-               "vq_eval_psnr": vq_scores["eval_psnr"], "vq_eval_code_usage": vq_scores["eval_code_usage"], **{
+               "vq_eval_psnr": vq_scores["eval_psnr"], "vq_eval_code_usage": vq_scores["eval_code_usage"],
+               "pretrain": final, **{
                    k: report[k] for k in ("caption_share_with_true_fact", "caption_share_with_false_fact",
                                           "caption_share_without_facts")}}
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
