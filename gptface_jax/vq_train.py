@@ -102,7 +102,8 @@ def init_state(model: VQModel, tx, config, rng) -> dict:
     images = jnp.zeros((1, c.image_size, c.image_size, 3))
     params = model.init(rng, images)["params"]
     state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
-             "usage": jnp.full((c.codebook_size,), 1.0 / c.codebook_size, jnp.float32)}
+             # usage EMA starts at zero: codes no batch picks are restarted at the first check
+            "usage": jnp.zeros((c.codebook_size,), jnp.float32)}
     if uses_gan(config):  # the critic and its optimizer live in the same checkpointed state
         disc = PatchDiscriminator().init(jax.random.fold_in(rng, 1), images)["params"]
         state.update(disc_params=disc, disc_opt_state=tx.init(disc))
