@@ -27,40 +27,46 @@ def _stats(args: argparse.Namespace) -> None:
     print(json.dumps(split_report(ShardSource(args.dataset, args.split)), indent=1))
 
 
-def _config(args: argparse.Namespace, rest: list[str]) -> int:
+def _load_validated(rest: list[str], validate):
+    """Config flags -> a validated config, or None after printing the one-message ConfigError."""
     from gptface_jax import config_lib
     try:
-        config = config_lib.load(rest)
+        return validate(config_lib.load(rest))
+    except config_lib.ConfigError as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return None
+
+
+def _config(args: argparse.Namespace, rest: list[str]) -> int:
+    from gptface_jax import config_lib
+
+    def validate(config):
         num_devices = None
         if args.check_devices:
             import jax  # only the device count: nothing is compiled
             num_devices = jax.device_count()
-        config_lib.validate(config, num_devices)
-    except config_lib.ConfigError as e:
-        print(f"gptface: {e}", file=sys.stderr)
+        return config_lib.validate(config, num_devices)
+
+    config = _load_validated(rest, validate)
+    if config is None:
         return 2
     print(config)
     return 0
 
 
 def _vq(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import config_lib, vq_train
-    try:
-        config = vq_train.validate(config_lib.load(rest))
-    except config_lib.ConfigError as e:
-        print(f"gptface: {e}", file=sys.stderr)
+    from gptface_jax import vq_train
+    config = _load_validated(rest, vq_train.validate)
+    if config is None:
         return 2
-    scores = vq_train.train(config, args.workdir)
-    print(json.dumps(scores, indent=1))
+    print(json.dumps(vq_train.train(config, args.workdir), indent=1))
     return 0
 
 
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
     from gptface_jax import config_lib, trainer
-    try:
-        config = config_lib.validate(config_lib.load(rest))
-    except config_lib.ConfigError as e:
-        print(f"gptface: {e}", file=sys.stderr)
+    config = _load_validated(rest, config_lib.validate)
+    if config is None:
         return 2
     try:
         final = trainer.train(config, args.workdir)
