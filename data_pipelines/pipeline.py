@@ -102,8 +102,9 @@ class PretrainBatchConfig:
     masking: object = None              # a data_pipelines.masking.MaskingConfig; None: its defaults
     negative_fraction: float = 0.5
     hard_fraction: float = 0.0
+    caption_dropout: float = 0.0        # examples whose text is emptied (classifier-free guidance)
     seed: int = 0
-    shard: int = 0                      # jax.process_index(): processes draw different masks
+    shard: int = 0                      # the data shard: shards draw different masks (set by pretraining_dataset)
 
 
 class DecodePretokenized(grain.transforms.Map):
@@ -115,7 +116,12 @@ class DecodePretokenized(grain.transforms.Map):
 
 
 class PretrainingBatch(grain.transforms.MapWithIndex):
-    """Batch n -> ITM pairs + span masks drawn from (seed, n, shard): a resumed run redraws them."""
+    """Batch n -> ITM pairs + span masks drawn from (seed, n, shard): a resumed run redraws them.
+
+    Caption dropout empties an example's text (all PAD) and leaves its image masking as drawn, so
+    the model also learns p(image tokens | no text) for classifier-free guidance. A dropped
+    example has no ITM label to learn: its `itm_weight` is 0.
+    """
 
     def __init__(self, config: PretrainBatchConfig):
         self.config = config
@@ -123,7 +129,7 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
     def map_with_index(self, step: int, batch: dict) -> dict:
         from data_pipelines.itm import make_pairs
         from data_pipelines.masking import MaskingConfig, mask_batch
-        from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL
+        from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL, PAD
         c = self.config
         rng = np.random.default_rng(np.random.SeedSequence([c.seed, int(step), c.shard, 0x69746d]))
         pairs = make_pairs(batch["text_ids"], batch["text_len"], rng, c.negative_fraction, c.hard_fraction)
@@ -133,20 +139,62 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         # Every example is corrupted alike (else "has [MASK] tokens" would give the ITM label away),
         # but masked modelling is scored on positives only: the loss masks exclude negatives.
         positive = pairs["itm_label"].astype(bool)[:, None]
+        dropped = (rng.random(len(positive)) < c.caption_dropout)[:, None]
+        text_ids = np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32)
         return {
-            "text_inputs": masks["text_inputs"],
+            "text_inputs": np.where(dropped, PAD, masks["text_inputs"]).astype(np.int32),
             "image_inputs": np.where(masks["image_mask"], c.image_mask_id, batch["image_codes"]).astype(np.int32),
-            "text_targets": pairs["text_ids"], "image_targets": batch["image_codes"],
-            "text_mask": masks["text_mask"] & positive, "image_mask": masks["image_mask"] & positive,
-            "itm_label": pairs["itm_label"], "mode": masks["mode"], "index": batch["index"],
+            "text_targets": text_ids, "image_targets": batch["image_codes"],
+            "text_mask": masks["text_mask"] & positive & ~dropped, "image_mask": masks["image_mask"] & positive,
+            "itm_label": pairs["itm_label"], "itm_weight": (~dropped[:, 0]).astype(np.float32),
+            "mode": masks["mode"], "index": batch["index"],
         }
 
 
-def pretraining_dataset(source: ShardSource, reader: ReaderConfig, batch: PretrainBatchConfig) -> grain.IterDataset:
-    """Pre-tokenized shards -> shuffled, process-sliced MILM + ITM batches (resumable)."""
+class _ConcatShardBatches(grain.MapDataset):
+    """Batch i of this process = batch i of each of its data shards, concatenated in shard order."""
+
+    def __init__(self, shards: list[grain.MapDataset]):
+        super().__init__(shards)
+        self._shards = shards
+
+    def __len__(self) -> int:
+        return min(len(s) for s in self._shards)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        parts = [s[index] for s in self._shards]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def __str__(self) -> str:
+        return f"ConcatShardBatches({len(self._shards)} shards)"
+
+
+def pretraining_dataset(source: ShardSource, reader: ReaderConfig, batch: PretrainBatchConfig,
+                        num_shards: int = 0) -> grain.IterDataset:
+    """Pre-tokenized shards -> shuffled, process-sliced MILM + ITM batches (resumable).
+
+    The data is cut into `num_shards` logical shards (0: one per process). Each shard reads every
+    num_shards-th record of the global order, and draws its own ITM pairs and masks from (seed,
+    batch, shard); a process serves a contiguous run of shards. So the global batch depends on
+    `num_shards` only, not on how many processes serve it: a 2-process run sees exactly the
+    batches of a 1-process run with the same `num_shards`, and a run can resume on another
+    process count.
+    """
     reader.validate()
-    ds = process_records(source, reader).map(DecodePretokenized())
-    ds = ds.batch(reader.batch_size, drop_remainder=True).map_with_index(PretrainingBatch(batch))
+    shards = num_shards or reader.process_count
+    if shards % reader.process_count or reader.batch_size % (shards // reader.process_count):
+        raise OptionError(f"num_shards={shards} must be a multiple of the {reader.process_count} processes, and "
+                          f"the process batch {reader.batch_size} a multiple of the shards per process")
+    per_process = shards // reader.process_count
+    datasets = []
+    for shard in range(reader.process_index * per_process, (reader.process_index + 1) * per_process):
+        view = dataclasses.replace(reader, process_index=shard, process_count=shards)
+        ds = process_records(source, view).map(DecodePretokenized())
+        ds = ds.batch(reader.batch_size // per_process, drop_remainder=True)
+        datasets.append(ds.map_with_index(PretrainingBatch(dataclasses.replace(batch, shard=shard))))
+    ds = datasets[0] if per_process == 1 else _ConcatShardBatches(datasets)
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=reader.read_threads, prefetch_buffer_size=4))
     if reader.worker_count > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=reader.worker_count,

@@ -34,6 +34,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.data.caption_false_rate = 0.2
     c.data.worker_count = 0 if tiny else 8
     c.data.shuffle_seed = 0
+    # Logical data shards (0: one per process). Fixing it makes the global batches independent of
+    # the process count: a run can resume on another number of hosts and see the same data.
+    c.data.num_shards = 0
 
     c.text = ml_collections.ConfigDict()
     c.text.vocab_size = vocab
@@ -80,6 +83,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 100 if tiny else 5_000
     c.train.keep_checkpoints = 3
 
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 500 if tiny else 10_000   # held-out ITM (clean + weak splits); also at the end
+    c.eval.max_examples = 1000 if tiny else 10_000
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.axes = ("data", "fsdp", "tensor")
     c.mesh.shape = (-1, 1, 1)             # -1: all remaining devices
@@ -95,3 +102,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     )
     c.lock()
     return c
+
+
+def get_sweeps(arg: str = "tiny") -> dict:
+    """Named sweeps for `gptface sweep --config experiments/pretrain.py:ARG --sweep NAME`."""
+    from gptface_jax.sweeps import product, sweep, zipit
+    lr = [1e-3, 3e-3] if arg == "tiny" else [5e-5, 1e-4, 2e-4]
+    return {
+        "lr": sweep("train.learning_rate", lr),
+        # masking budgets move together: a harder text task goes with a harder image task
+        "masking": zipit(sweep("masking.text_ratio", [0.15, 0.25]), sweep("masking.image_ratio", [0.3, 0.5])),
+        "itm": product(sweep("loss.itm_weight", [0.5, 1.0]), sweep("loss.hard_negative_fraction", [0.0, 0.5])),
+    }

@@ -6,6 +6,8 @@
     gptface data ingest --input crawl/*.tar --format webdataset --out DIR
     gptface data benchmark --name celeba --manual-dir ~/celeba --out DIR
     gptface config --config experiments/pretrain.py:tiny --config.train.steps=100
+    gptface train --config experiments/pretrain.py:tiny --config.data.pretokenized=DIR --workdir W
+    gptface sweep --config experiments/pretrain.py:tiny --sweep lr --workdir W [--print]
     gptface demo --workdir runs/demo
 """
 from __future__ import annotations
@@ -63,11 +65,20 @@ def _vq(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _add_distributed_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("multi-process (jax.distributed)")
+    g.add_argument("--multihost", action="store_true", help="join a TPU pod / SLURM / Open MPI job (auto-detected)")
+    g.add_argument("--coordinator-address", help="host:port of process 0, for hand-launched processes")
+    g.add_argument("--num-processes", type=int)
+    g.add_argument("--process-id", type=int)
+
+
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import config_lib, trainer
-    config = _load_validated(rest, config_lib.validate)
+    from gptface_jax import config_lib, sharding, trainer
+    config = _load_validated(rest, config_lib.validate)  # before any device is touched
     if config is None:
         return 2
+    sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id, args.multihost)
     try:
         final = trainer.train(config, args.workdir)
     except trainer.NonFiniteLoss as e:
@@ -75,6 +86,15 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
         return 3
     print(json.dumps(final, indent=1))
     return 0
+
+
+def _sweep(args: argparse.Namespace, rest: list[str]) -> int:
+    from gptface_jax import config_lib, sweeps
+    try:
+        return sweeps.main(rest, args.sweep, args.workdir, print_only=args.print, collect=args.collect)
+    except config_lib.ConfigError as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -121,7 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="pre-train GPTFace (config flags: --config experiments/pretrain.py:tiny ...)")
     p.add_argument("--workdir", required=True)
+    _add_distributed_arguments(p)
     p.set_defaults(func=_train, wants_rest=True)
+
+    p = sub.add_parser("sweep", help="train every variant of a sweep declared in the config file, then compare",
+                       description="Remaining arguments are config flags shared by every variant: "
+                                   "--config experiments/pretrain.py:tiny --config.data.pretokenized=DIR")
+    p.add_argument("--sweep", required=True, help="a name from the config file's get_sweeps()")
+    p.add_argument("--workdir", required=True, help="each variant trains in WORKDIR/<variant>")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--print", action="store_true", help="print one `gptface train` command per variant instead")
+    mode.add_argument("--collect", action="store_true", help="only write the comparison table (after --print runs)")
+    p.set_defaults(func=_sweep, wants_rest=True)
 
     p = sub.add_parser("config", help="load, override and validate an experiment config; print it",
                        description="Remaining arguments are absl config flags: --config FILE:ARG --config.a.b=V")

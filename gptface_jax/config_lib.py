@@ -90,6 +90,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         v = config.data[name]
         check(0.0 <= v <= 1.0, f"data.{name}={v} must be in [0, 1]")
     check(config.data.num_train >= 1, f"data.num_train={config.data.num_train} must be >= 1")
+    check(config.data.get("num_shards", 0) >= 0, f"data.num_shards={config.data.get('num_shards')} must be >= 0")
     check(config.data.worker_count >= 0, f"data.worker_count={config.data.worker_count} must be >= 0")
 
     # Model.
@@ -125,6 +126,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(t.accum_steps >= 1 and t.batch_size % t.accum_steps == 0,
           f"train.batch_size={t.batch_size} is not divisible by train.accum_steps={t.accum_steps}")
     check(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
+    check(config.eval.every >= 1 and config.eval.max_examples >= 2,
+          f"eval.every={config.eval.every} must be >= 1 and eval.max_examples={config.eval.max_examples} >= 2")
     check(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints} must be >= 1")
 
     # Mesh and sharding.

@@ -32,11 +32,16 @@ def masked_cross_entropy(logits, targets, valid):
     return loss, acc
 
 
-def itm_loss(itm_logits, labels):
-    """2-way cross-entropy on [CLS]; returns loss, accuracy and the match probability."""
+def itm_loss(itm_logits, labels, weights=None):
+    """2-way cross-entropy on [CLS], averaged with per-example `weights` (default all 1).
+
+    Returns loss, accuracy and the match probability. Caption-dropped examples carry weight 0.
+    """
     logp = jax.nn.log_softmax(itm_logits.astype(jnp.float32), axis=-1)
-    loss = -jnp.take_along_axis(logp, labels[:, None], axis=-1).mean()
-    acc = (itm_logits.argmax(-1) == labels).mean()
+    w = jnp.ones(labels.shape, jnp.float32) if weights is None else weights.astype(jnp.float32)
+    n = jnp.maximum(w.sum(), 1.0)
+    loss = -(w * jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]).sum() / n
+    acc = (w * (itm_logits.argmax(-1) == labels)).sum() / n
     return loss, acc, jnp.exp(logp[:, 1])
 
 
@@ -45,7 +50,7 @@ def milm_itm_loss(text_logits_fn, image_logits_fn, out, batch, *, max_text_len: 
     """Total loss and metrics for one batch.
 
     `batch` holds `text_targets` (B, L), `image_targets` (B, N), `text_mask`, `image_mask` (bool,
-    already cleared on ITM negatives) and `itm_label` (B,). `text_logits_fn` / `image_logits_fn`
+    already cleared on ITM negatives), `itm_label` (B,) and optionally `itm_weight` (B,). `text_logits_fn` / `image_logits_fn`
     map gathered hidden rows to float32 logits (the model's head methods).
     """
     hidden = out["hidden"]
@@ -54,7 +59,7 @@ def milm_itm_loss(text_logits_fn, image_logits_fn, out, batch, *, max_text_len: 
     t_loss, t_acc = masked_cross_entropy(text_logits_fn(rows), batch["text_targets"].reshape(-1)[idx], valid)
     rows, idx, valid, i_over = gather_masked(image_h, batch["image_mask"], capacity_image)
     i_loss, i_acc = masked_cross_entropy(image_logits_fn(rows), batch["image_targets"].reshape(-1)[idx], valid)
-    m_loss, m_acc, p_match = itm_loss(out["itm_logits"], batch["itm_label"])
+    m_loss, m_acc, p_match = itm_loss(out["itm_logits"], batch["itm_label"], batch.get("itm_weight"))
     wt, wi, wm = weights
     total = wt * t_loss + wi * i_loss + wm * m_loss
     metrics = {"loss": total, "text_loss": t_loss, "image_loss": i_loss, "itm_loss": m_loss,

@@ -17,6 +17,19 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from gptface_jax.config_lib import resolve_mesh_shape
 
 
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, auto: bool = False) -> None:
+    """Joins a multi-process run before any JAX computation.
+
+    Explicit arguments serve hand-launched processes (e.g. two CPU processes on localhost);
+    `auto` lets JAX detect TPU pods, SLURM and Open MPI. Neither: a single-process run.
+    """
+    if coordinator_address or num_processes is not None or process_id is not None:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    elif auto:
+        jax.distributed.initialize()
+
+
 def make_mesh(config, devices=None) -> Mesh:
     devices = list(devices if devices is not None else jax.devices())
     shape = resolve_mesh_shape(config, len(devices))

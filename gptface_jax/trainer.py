@@ -2,8 +2,8 @@
 
     gptface train --config experiments/pretrain.py:tiny --config.data.pretokenized=DIR --workdir W
 
-Sections: 1. config  2. data  3. sharded state  4. the jitted step  5. held-out ITM
-6. the loop (metrics, NaN guard, checkpoints, resume). Rerunning with the same workdir resumes
+Sections: 1. config  2. data  3. sharded state  4. the jitted step  5. held-out ITM (clean and
+weak splits, see itm_eval)  6. the loop (metrics, NaN guard, checkpoints, resume). Rerunning with the same workdir resumes
 from the latest checkpoint, input pipeline included; a different mesh restores through the
 abstract target's shardings.
 """
@@ -26,7 +26,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.masking import MaskingConfig
 from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
 from data_pipelines.shards import ShardSource
-from gptface_jax import config_lib, losses, sharding
+from gptface_jax import config_lib, itm_eval, losses, sharding
 from gptface_jax.checkpoints import Checkpointer
 from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
 from gptface_jax.model import GPTFace, ModelConfig
@@ -125,43 +125,20 @@ def make_train_step(model: GPTFace, tx, config):
 
 # --- 5. held-out ITM ------------------------------------------------------------------------------------------
 
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve by the rank statistic (ties averaged)."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def evaluate_itm(model: GPTFace, params, source: ShardSource, config, mesh, batch_size: int) -> dict:
-    """ITM accuracy and AUC on held-out examples, half paired with a random other caption."""
-    batch_cfg = PretrainBatchConfig(image_mask_id=model.config.image_mask_id, text_vocab_size=config.text.vocab_size,
-                                    grid=model.config.image_grid, masking=masking_config(config), seed=12345)
-    reader = ReaderConfig(batch_size=batch_size, seed=0, shuffle=False, num_epochs=1)
-    score = jax.jit(lambda p, t, i: model.apply(p, t, i)["itm_logits"])
-    scores, labels = [], []
-    for batch in pretraining_dataset(source, reader, batch_cfg):
-        # the ITM judge sees full captions and images: no masking at evaluation
-        logits = score(params, sharding.to_global({"t": batch["text_targets"]}, mesh, config)["t"],
-                       sharding.to_global({"i": batch["image_targets"]}, mesh, config)["i"])
-        probs = jax.nn.softmax(np.asarray(logits, np.float32))[:, 1]
-        scores.append(np.asarray(probs)); labels.append(batch["itm_label"])
-    if not scores:
-        return {}
-    s, y = np.concatenate(scores), np.concatenate(labels)
-    return {"eval_itm_accuracy": float(((s > 0.5) == y).mean()), "eval_itm_auc": auc(s, y), "eval_examples": int(len(y))}
+def make_itm_scorer(model: GPTFace, mesh):
+    """Jitted ITM logits on whole captions and images, replicated so every process can read them."""
+    return jax.jit(lambda p, t, i: model.apply(p, t, i)["itm_logits"], out_shardings=sharding.replicated(mesh))
 
 
 # --- 6. the loop ------------------------------------------------------------------------------------------------
 
 def train(config, workdir: str) -> dict:
     config_lib.validate(config, jax.device_count())
+    primary = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=1))
+    if primary:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=1))
     train_source, test_source = open_pretokenized(config)
     mesh = sharding.make_mesh(config)
     rules = sharding.logical_rules(config)
@@ -172,12 +149,13 @@ def train(config, workdir: str) -> dict:
     batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
                                     grid=mc.image_grid, masking=masking_config(config),
                                     negative_fraction=0.5, hard_fraction=config.loss.hard_negative_fraction,
-                                    seed=config.seed, shard=jax.process_index())
+                                    caption_dropout=config.loss.caption_dropout, seed=config.seed, shard=jax.process_index())
     micro = config.train.batch_size // config.train.accum_steps
     reader = ReaderConfig(batch_size=micro // jax.process_count(), seed=config.data.shuffle_seed,
                           process_index=jax.process_index(), process_count=jax.process_count(),
                           worker_count=config.data.worker_count)
-    data_iter = iter(pretraining_dataset(train_source, reader, batch_cfg))
+    open_data = lambda r: pretraining_dataset(train_source, r, batch_cfg, num_shards=config.data.num_shards)  # noqa: E731
+    data_iter = iter(open_data(reader))
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         init, abstract, shardings = state_shardings(model, tx, mesh, rules, example)
         checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
@@ -186,21 +164,25 @@ def train(config, workdir: str) -> dict:
             state, data_state = checkpointer.restore(target)
             if data_state:
                 data_iter.set_state(data_state)
-            print(f"resumed from step {int(state['step'])}", flush=True)
+            if primary:
+                print(f"resumed from step {int(state['step'])}", flush=True)
         else:
             state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
         batch_sharding = lambda b: sharding.to_global(b, mesh, config)  # noqa: E731
-        first = batch_sharding(next(iter(pretraining_dataset(train_source, dataclasses.replace(reader, num_epochs=1),
-                                                             batch_cfg))))
+        first = batch_sharding(next(iter(open_data(dataclasses.replace(reader, num_epochs=1)))))
         step_fn = jax.jit(make_train_step(model, tx, config), out_shardings=(shardings, sharding.replicated(mesh)),
                           donate_argnums=(0,))
         compiled = step_fn.lower(state, first).compile()
         flops = compiled_flops(compiled)
         writer = MetricWriter(workdir)
+        eval_sets = itm_eval.eval_sets(test_source, config.eval.max_examples) if test_source else {}
+        scorer = make_itm_scorer(model, mesh)
+        evaluate = lambda: itm_eval.evaluate(scorer, state["params"], eval_sets, mesh, config, micro)  # noqa: E731
         step = int(state["step"])
         tokens = micro * (mc.seq_len)
         window_start, window_steps = time.perf_counter(), 0
-        bar = tqdm(total=config.train.steps, initial=step, desc="pretrain", unit="step", mininterval=5)
+        bar = tqdm(total=config.train.steps, initial=step, desc="pretrain", unit="step", mininterval=5,
+                   disable=not primary)
         metrics = {}
         while step < config.train.steps:
             batch = batch_sharding(next(data_iter))
@@ -223,16 +205,19 @@ def train(config, workdir: str) -> dict:
                 bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", itm=f"{float(metrics['itm_accuracy']):.2f}")
                 window_start, window_steps = time.perf_counter(), 0
             state = new_state
+            if eval_sets and step % config.eval.every == 0 and step != config.train.steps:
+                writer.write(step, evaluate())
             if saving:  # metrics were checked finite just above
                 checkpointer.save(step, state, data_iter.get_state())
         bar.close()
         if checkpointer.latest_step() != step:
             checkpointer.save(step, state, data_iter.get_state(), force=True)
-        scores = evaluate_itm(model, state["params"], test_source, config, mesh, micro) if test_source else {}
+        scores = evaluate() if eval_sets else {}
         final = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}, **scores}
         writer.write(step, scores)
-        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-            json.dump(final, f, indent=1)
+        if primary:
+            with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+                json.dump(final, f, indent=1)
         checkpointer.close()
         writer.close()
     return final

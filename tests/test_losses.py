@@ -5,11 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from jax.sharding import NamedSharding
 
 from data_pipelines.itm import make_pairs, token_overlap
 from data_pipelines.masking import MaskingConfig, mask_batch
-from gptface_jax import config_lib, losses, sharding
+from gptface_jax import config_lib, losses, sharding, trainer
 from gptface_jax.model import GPTFace, ModelConfig
 
 CONFIG = ModelConfig(text_vocab=64, codebook_size=32, max_text_len=8, image_grid=4, num_layers=2, width=32,
@@ -91,22 +92,43 @@ def test_losses_fall_on_a_fixed_batch():
     assert float(metrics["itm_accuracy"]) == 1.0
 
 
-def test_sharded_step_equals_single_device_step():
-    config = config_lib.load(["--config", "experiments/pretrain.py:tiny", "--config.mesh.shape=(2,2,2)"])
+@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 2, 2), (1, 4, 2)])
+def test_sharded_train_step_equals_single_device_step(shape):
+    """The trainer's step (loss, clipping, AdamW update) on a mesh == the same step on one device."""
+    config = config_lib.load(["--config", "experiments/pretrain.py:tiny", f"--config.mesh.shape={shape}"])
     mesh = sharding.make_mesh(config)
     rules = sharding.logical_rules(config)
     model = GPTFace(CONFIG)
+    # eps well above the gradient round-off, so Adam does not amplify summation-order noise
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, eps=1e-4, weight_decay=0.01))
+    step = trainer.make_train_step(model, tx, config)
     batch = {k: jnp.asarray(v) for k, v in _batch().items()}
-    variables = model.init(jax.random.PRNGKey(0), batch["text_inputs"], batch["image_inputs"])
-    params = nn.meta.unbox(variables)
-    grad_fn = jax.value_and_grad(_loss_fn(model), has_aux=True)
-    (loss, _), grads = jax.jit(grad_fn)(params, batch)
-    shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(variables), mesh, rules)
-    spec = sharding.batch_spec(config)
-    sharded_batch = {k: jax.device_put(v, NamedSharding(mesh, jax.sharding.PartitionSpec(*spec, *([None] * (v.ndim - 1)))))
-                     for k, v in batch.items()}
+    example = (batch["text_inputs"][:1], batch["image_inputs"][:1])
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        (s_loss, _), s_grads = jax.jit(grad_fn)(jax.device_put(params, shardings), sharded_batch)
-    np.testing.assert_allclose(float(s_loss), float(loss), rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(s_grads)):
+        init, _, shardings = trainer.state_shardings(model, tx, mesh, rules, example)
+        sharded_state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
+        assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded_state["params"])) \
+            or shape == (8, 1, 1)  # (8,1,1) is pure data parallelism: parameters replicated
+        spec = sharding.batch_spec(config)
+        sharded_batch = {k: jax.device_put(v, NamedSharding(mesh, jax.sharding.PartitionSpec(*spec, *([None] * (v.ndim - 1)))))
+                         for k, v in batch.items()}
+        s_state, s_metrics = jax.jit(step, out_shardings=(shardings, sharding.replicated(mesh)))(sharded_state, sharded_batch)
+    state = jax.device_put(jax.device_get(init(jax.random.PRNGKey(0))), jax.devices()[0])
+    new_state, metrics = jax.jit(step)(state, batch)
+    np.testing.assert_allclose(float(s_metrics["loss"]), float(metrics["loss"]), rtol=1e-5)
+    np.testing.assert_allclose(float(s_metrics["grad_norm"]), float(metrics["grad_norm"]), rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(new_state["params"]), jax.tree.leaves(s_state["params"])):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+    assert int(s_state["step"]) == 1
+
+
+def test_itm_loss_weights_drop_examples():
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    labels = jnp.asarray([1, 0, 1, 1, 0, 0])
+    weights = jnp.asarray([1, 1, 0, 1, 0, 1], jnp.float32)
+    loss, acc, _ = losses.itm_loss(logits, labels, weights)
+    keep = np.asarray(weights) > 0
+    ref_loss, ref_acc, _ = losses.itm_loss(logits[keep], labels[keep])
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    np.testing.assert_allclose(acc, ref_acc, rtol=1e-6)

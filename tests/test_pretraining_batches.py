@@ -2,6 +2,7 @@
 import numpy as np
 
 from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
+from data_pipelines.masking import TEXT_GENERATION
 from data_pipelines.text_tokenizer import MASK, PAD
 
 
@@ -20,10 +21,8 @@ def _records(n=96, max_len=8, grid=4, codebook=32):
 CONFIG = PretrainBatchConfig(image_mask_id=32, text_vocab_size=64, grid=4, seed=3)
 
 
-def _it(source, shard=0, **kw):
-    import dataclasses
-    return iter(pretraining_dataset(source, ReaderConfig(batch_size=16, seed=1, **kw),
-                                    dataclasses.replace(CONFIG, shard=shard)))
+def _it(source, **kw):
+    return iter(pretraining_dataset(source, ReaderConfig(batch_size=16, seed=1, **kw), CONFIG))
 
 
 def test_batches_mask_positives_only():
@@ -64,10 +63,39 @@ def test_resume_redraws_identical_batches():
 
 def test_processes_draw_different_masks_on_disjoint_examples():
     source = _records()
-    a = next(_it(source, shard=0, process_index=0, process_count=2))
-    b = next(_it(source, shard=1, process_index=1, process_count=2))
+    a = next(_it(source, process_index=0, process_count=2))
+    b = next(_it(source, process_index=1, process_count=2))
     assert not set(a["index"].tolist()) & set(b["index"].tolist())
-    same_examples_other_shard = next(_it(source, shard=1, process_index=0, process_count=2))
-    np.testing.assert_array_equal(a["index"], same_examples_other_shard["index"])
-    assert not np.array_equal(a["image_mask"], same_examples_other_shard["image_mask"])
+    assert not np.array_equal(a["image_inputs"] == 32, b["image_inputs"] == 32)  # masks seeded per shard
     assert (a["text_inputs"] == MASK).any()
+
+
+def test_caption_dropout_empties_text_and_its_itm_weight():
+    import dataclasses
+    source = _records()
+    config = dataclasses.replace(CONFIG, caption_dropout=0.5)
+    batches = [b for b, _ in zip(pretraining_dataset(source, ReaderConfig(batch_size=16, seed=1), config), range(4))]
+    dropped = np.concatenate([b["itm_weight"] == 0 for b in batches])
+    assert 0.3 < dropped.mean() < 0.7
+    for b in batches:
+        gone = b["itm_weight"] == 0
+        assert (b["text_inputs"][gone] == PAD).all() and (b["text_targets"][gone] == PAD).all()
+        assert not b["text_mask"][gone].any()
+        modelled = gone & (b["itm_label"] == 1) & (b["mode"] != TEXT_GENERATION)
+        assert (b["image_mask"][modelled].sum(1) > 0).all()  # images are still modelled, now without text
+        assert (b["text_targets"][~gone] != PAD).any(1).all()
+    plain = next(_it(source))
+    np.testing.assert_array_equal(plain["itm_weight"], 1.0)
+
+
+def test_global_batches_do_not_depend_on_the_process_count():
+    source = _records()
+    one = iter(pretraining_dataset(source, ReaderConfig(batch_size=16, seed=1), CONFIG, num_shards=2))
+    halves = [iter(pretraining_dataset(source, ReaderConfig(batch_size=8, seed=1, process_index=p, process_count=2),
+                                       CONFIG, num_shards=2)) for p in range(2)]
+    for _ in range(3):
+        whole = next(one)
+        parts = [next(h) for h in halves]
+        for key in whole:
+            np.testing.assert_array_equal(whole[key], np.concatenate([p[key] for p in parts]), err_msg=key)
+    assert len(set(whole["index"].tolist())) == 16
