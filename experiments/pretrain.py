@@ -53,6 +53,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.model.mlp_dim = mlp
     c.model.dropout = 0.0 if tiny else 0.1
     c.model.compute_dtype = "bfloat16"
+    # "einsum" (portable, attention-weight dropout) or "xla" / "cudnn" (jax.nn.dot_product_attention;
+    # the fused GPU kernels; residual dropout only)
+    c.model.attention = "einsum"
     c.model.param_dtype = "float32"
 
     c.masking = ml_collections.ConfigDict()
@@ -70,6 +73,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.loss.itm_weight = 1.0
     c.loss.hard_negative_fraction = 0.0
     c.loss.caption_dropout = 0.1
+    # Vocabulary heads run on at most this fraction of a batch's text / image positions (masked
+    # ones first). Expected masked fractions are ~0.12 / ~0.2 (positives only); overflow is logged.
+    c.loss.text_capacity = 0.5
+    c.loss.image_capacity = 0.5
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 300 if tiny else 500_000

@@ -100,6 +100,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
     check(m.mlp_dim >= 1, f"model.mlp_dim={m.mlp_dim} must be >= 1")
     check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1)")
+    check(m.get("attention", "einsum") in ("einsum", "xla", "cudnn"),
+          f"model.attention={m.get('attention')!r} must be 'einsum', 'xla' or 'cudnn'")
     for name in ("compute_dtype", "param_dtype"):
         check(m[name] in ("float32", "bfloat16", "float16"), f"model.{name}={m[name]!r} is not a float dtype")
 
@@ -115,6 +117,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(0.0 < k.span_p < 1.0, f"masking.span_p={k.span_p} must be in (0, 1)")
     check(k.max_span >= 1, f"masking.max_span={k.max_span} must be >= 1")
     check(0.0 <= config.loss.caption_dropout < 1.0, f"loss.caption_dropout={config.loss.caption_dropout} must be in [0, 1)")
+    for name in ("text_capacity", "image_capacity"):
+        check(0.0 < config.loss[name] <= 1.0, f"loss.{name}={config.loss[name]} must be in (0, 1]")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
 

@@ -33,6 +33,7 @@ class ModelConfig:
     dropout: float = 0.0
     compute_dtype: str = "bfloat16"
     tie_heads: bool = True
+    attention: str = "einsum"     # or "xla" / "cudnn": jax.nn.dot_product_attention (fused on GPU)
 
     @property
     def image_mask_id(self) -> int:  # one extra image-table row: [MASK] for image tokens
@@ -49,7 +50,7 @@ class ModelConfig:
                    max_text_len=config.text.max_len,
                    image_grid=image_grid or config.data.image_size // config.vq.downsample,
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
-                   dropout=m.dropout, compute_dtype=m.compute_dtype)
+                   dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.get("attention", "einsum"))
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -116,6 +117,9 @@ class Attention(nn.Module):
                                        c.compute_dtype, name=name)(x)
         q, k, v = proj("query"), proj("key"), proj("value")
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
+        if c.attention != "einsum":  # fused kernels: no dropout on the attention weights
+            out = jax.nn.dot_product_attention(q, k, v, mask=key_mask[:, None, None, :], implementation=c.attention)
+            return Projection((c.width,), ("heads", "kv"), ("embed",), c.compute_dtype, name="out")(out)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim).astype(jnp.float32)
         scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(scores, axis=-1).astype(dtype)

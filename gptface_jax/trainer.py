@@ -108,7 +108,7 @@ def make_train_step(model: GPTFace, tx, config):
         total, (metrics, _) = losses.milm_itm_loss(
             lambda h: model.apply(params, h, method=GPTFace.text_logits),
             lambda h: model.apply(params, h, method=GPTFace.image_logits),
-            out, batch, max_text_len=c.max_text_len, capacity_text=1.0, capacity_image=0.75,
+            out, batch, max_text_len=c.max_text_len, capacity_text=w.text_capacity, capacity_image=w.image_capacity,
             weights=(w.text_weight, w.image_weight, w.itm_weight))
         return total, metrics
 

@@ -81,3 +81,13 @@ def test_sharded_forward_equals_single_device():
                                                                jax.device_put(image, batch))
     for k in expected:
         np.testing.assert_allclose(np.asarray(got[k]), np.asarray(expected[k]), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_attention_path_equals_einsum():
+    import dataclasses
+    text, image = _inputs()
+    variables = GPTFace(CONFIG).init(jax.random.PRNGKey(0), text, image)
+    a = GPTFace(CONFIG).apply(variables, text, image)
+    b = GPTFace(dataclasses.replace(CONFIG, attention="xla")).apply(variables, text, image)
+    for k in a:
+        np.testing.assert_allclose(np.asarray(b[k]), np.asarray(a[k]), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,163 @@
+"""Our pre-training step beside ../shared/bench/reference_step.py, same shapes, same machine, one run.
+
+    python bench/train_step.py                      # CPU: 1 layer, batch 2 (reduced depth)
+    python bench/train_step.py --layers 12 --batch 256 --mm 8192 --out DIR   # one H100
+
+The reference (a plain-JAX step of GPTFace's base shape: 1 + 64 text + 256 image tokens, text
+vocab 32000, codebook 8192, width 768) runs first in a subprocess and prints its variants. Then our
+`trainer.make_train_step` (Flax model, masked-position heads, AdamW + clipping: the reference uses
+SGD with momentum, so ours does strictly more optimizer work) runs at the same shapes. FLOPs: the
+compiled step's cost analysis (XLA) and the reference's model count, so MFU compares like with
+like. Printed: ms/step, TFLOP/s, MFU against the measured bf16 matmul peak and against the device's
+dense bf16 peak (989 TFLOP/s on H100), and our speed relative to the reference's best variant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "reference_step.py"
+T_TXT, T_IMG, V_TXT, V_IMG, D, F = 64, 256, 32000, 8192, 768, 3072
+TEXT_FRACTION, IMAGE_FRACTION = 0.25, 0.5  # the reference's masked-head budgets
+
+
+def run_reference(layers: int, batch: int, mm: int) -> tuple[float | None, list[dict]]:
+    env = {**os.environ, "L": str(layers), "BATCH": str(batch), "MM": str(mm)}
+    env.pop("OUT", None)
+    out = subprocess.run([sys.executable, str(REFERENCE)], env=env, capture_output=True, text=True, check=True).stdout
+    peak, rows = None, []
+    for line in out.splitlines():
+        if line.startswith("matmul bf16"):
+            peak = float(line.split()[-2])
+        elif line.startswith("{"):
+            rows.append(json.loads(line))
+    return peak, rows
+
+
+def model_flops(layers: int, batch: int, seq: int, masked_heads: bool) -> float:
+    """The reference's own count (6 N tokens + attention + vocabulary heads), for a like-for-like MFU."""
+    n_mat = layers * (4 * D * D + 2 * D * F)
+    heads = (V_TXT * (int(T_TXT * TEXT_FRACTION) if masked_heads else T_TXT)
+             + V_IMG * (int(T_IMG * IMAGE_FRACTION) if masked_heads else T_IMG)) * D * batch * 6
+    return 6 * n_mat * batch * seq + 12 * layers * seq * seq * D * batch + heads
+
+
+def our_step(layers: int, batch: int, dtype: str, attention: str, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from experiments import pretrain
+    from gptface_jax import sharding, trainer
+    from gptface_jax.metrics import compiled_flops
+    from gptface_jax.model import GPTFace, ModelConfig
+
+    config = pretrain.get_config("base")
+    with config.unlocked():
+        config.model.num_layers, config.model.compute_dtype, config.model.attention = layers, dtype, attention
+        config.model.dropout = 0.0
+        config.text.vocab_size, config.text.max_len, config.vq.codebook_size = V_TXT, T_TXT, V_IMG
+        config.train.batch_size = batch
+        config.loss.text_capacity, config.loss.image_capacity = TEXT_FRACTION, IMAGE_FRACTION
+        config.mesh.shape = (-1, 1, 1)
+    mesh = sharding.make_mesh(config)
+    rules = sharding.logical_rules(config)
+    model = GPTFace(ModelConfig.from_config(config))
+    tx = trainer.make_optimizer(config)
+    rng = np.random.default_rng(0)
+    text_mask, image_mask = rng.random((batch, T_TXT)) < TEXT_FRACTION, rng.random((batch, T_IMG)) < IMAGE_FRACTION
+    text, image = rng.integers(5, V_TXT, (batch, T_TXT)), rng.integers(0, V_IMG, (batch, T_IMG))
+    host = {"text_inputs": np.where(text_mask, 4, text), "image_inputs": np.where(image_mask, V_IMG, image),
+            "text_targets": text, "image_targets": image, "text_mask": text_mask, "image_mask": image_mask,
+            "itm_label": rng.integers(0, 2, batch)}
+    host = {k: v.astype(np.int32) if v.dtype != bool else v for k, v in host.items()}
+    import flax.linen as nn
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        example = (jnp.zeros((1, T_TXT), jnp.int32), jnp.zeros((1, T_IMG), jnp.int32))
+        init, _, shardings = trainer.state_shardings(model, tx, mesh, rules, example)
+        state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
+        batch_arrays = sharding.to_global(host, mesh, config)
+        step = jax.jit(trainer.make_train_step(model, tx, config), out_shardings=(shardings, sharding.replicated(mesh)),
+                       donate_argnums=(0,))
+        compiled = step.lower(state, batch_arrays).compile()
+        flops = compiled_flops(compiled)
+        for _ in range(2):
+            state, metrics = compiled(state, batch_arrays)
+        jax.block_until_ready(metrics)
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            state, metrics = compiled(state, batch_arrays)
+            jax.block_until_ready(metrics)
+            times.append(time.perf_counter() - start)
+    t = float(np.median(times))
+    return {"variant": f"ours {dtype} {attention} masked-heads adamw", "ms": round(t * 1e3, 2),
+            "xla_tflops": round(flops / t / 1e12, 3),
+            "model_tflops": round(model_flops(layers, batch, model.config.seq_len, True) / t / 1e12, 3),
+            "samples_per_s": round(batch / t, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--mm", type=int, default=1024, help="matmul size for the reference's peak probe")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--out", help="folder for train_step.json")
+    args = parser.parse_args()
+    import jax
+    gpu = jax.devices()[0].platform == "gpu"
+    peak, reference = run_reference(args.layers, args.batch, args.mm)
+    ours = []
+    for dtype, attention in [("bfloat16", "einsum"), ("bfloat16", "xla"), ("float32", "einsum")] + (
+            [("bfloat16", "cudnn")] if gpu else []):
+        try:
+            ours.append(our_step(args.layers, args.batch, dtype, attention, args.steps))
+        except Exception as e:  # e.g. a fused kernel this device lacks
+            ours.append({"variant": f"ours {dtype} {attention}", "error": repr(e)[:300]})
+    from gptface_jax.metrics import device_peak_flops
+    device_peak = device_peak_flops()
+    for r in reference:  # the reference rounds TFLOP/s to 0.1: recount from its step time (same formula)
+        if "ms" in r:
+            flops = model_flops(args.layers, args.batch, 1 + T_TXT + T_IMG, "masked-heads" in r["variant"])
+            r["model_tflops"] = round(flops / (r["ms"] / 1e3) / 1e12, 3)
+    rows = [dict(r, source="reference") for r in reference] + [dict(r, source="ours") for r in ours]
+    for r in rows:
+        if "ms" in r and peak:
+            r["mfu_vs_matmul"] = round(r["model_tflops"] / peak, 4)
+        if "ms" in r and device_peak:
+            r["mfu_vs_device_peak"] = round(r["model_tflops"] * 1e12 / device_peak, 4)
+    ok_ref = [r for r in reference if "ms" in r]
+    ok_ours = [r for r in ours if "ms" in r]
+    best_ref = min(ok_ref, key=lambda r: r["ms"]) if ok_ref else None
+    best_ours = min(ok_ours, key=lambda r: r["ms"]) if ok_ours else None
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; layers {args.layers}, batch {args.batch}; "
+          f"measured bf16 matmul peak {peak} TFLOP/s")
+    print(f"{'source':10s} {'variant':44s} {'ms':>9s} {'xla TF/s':>9s} {'model TF/s':>10s} {'MFU(mm)':>8s} {'MFU(dev)':>8s}")
+    for r in rows:
+        if "ms" not in r:
+            print(f"{r['source']:10s} {r['variant']:44s} error: {r['error'][:80]}")
+            continue
+        print(f"{r['source']:10s} {r['variant']:44s} {r['ms']:9.2f} {r['xla_tflops']:9.3f} {r['model_tflops']:10.3f} "
+              f"{r.get('mfu_vs_matmul', float('nan')):8.3f} {r.get('mfu_vs_device_peak', float('nan')):8.3f}")
+    summary = {}
+    if best_ref and best_ours:
+        summary = {"best_reference": best_ref["variant"], "best_ours": best_ours["variant"],
+                   "speed_vs_reference": round(best_ref["ms"] / best_ours["ms"], 3)}
+        print(f"ours ({best_ours['variant']}) runs at {summary['speed_vs_reference']:.3f}x the reference's best "
+              f"({best_ref['variant']}): {best_ours['ms']:.2f} vs {best_ref['ms']:.2f} ms/step")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "train_step.json").write_text(json.dumps(
+            {"device": jax.devices()[0].device_kind, "layers": args.layers, "batch": args.batch,
+             "matmul_peak_tflops": peak, "rows": rows, **summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
