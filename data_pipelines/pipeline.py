@@ -103,6 +103,7 @@ class PretrainBatchConfig:
     negative_fraction: float = 0.5
     hard_fraction: float = 0.0
     caption_dropout: float = 0.0        # examples whose text is emptied (classifier-free guidance)
+    unmasked_fraction: float = 0.0      # examples left uncorrupted: they teach ITM on whole inputs only
     seed: int = 0
     shard: int = 0                      # the data shard: shards draw different masks (set by pretraining_dataset)
 
@@ -138,6 +139,10 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
                            num_special=NUM_SPECIAL)
         # Every example is corrupted alike (else "has [MASK] tokens" would give the ITM label away),
         # but masked modelling is scored on positives only: the loss masks exclude negatives.
+        whole = (rng.random(len(pairs["itm_label"])) < c.unmasked_fraction)[:, None]
+        if whole.any():
+            masks = {**masks, "text_inputs": np.where(whole, pairs["text_ids"], masks["text_inputs"]),
+                     "text_mask": masks["text_mask"] & ~whole, "image_mask": masks["image_mask"] & ~whole}
         positive = pairs["itm_label"].astype(bool)[:, None]
         dropped = (rng.random(len(positive)) < c.caption_dropout)[:, None]
         text_ids = np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32)

@@ -56,6 +56,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # "einsum" (portable, attention-weight dropout) or "xla" / "cudnn" (jax.nn.dot_product_attention;
     # the fused GPU kernels; residual dropout only)
     c.model.attention = "einsum"
+    # "codebook": image-token embeddings start as a random projection of the VQ code vectors
+    # (data.pretokenized/codebook.npy), so look-alike codes start close; "random": N(0, 0.02).
+    c.model.image_embed_init = "codebook"
     c.model.param_dtype = "float32"
 
     c.masking = ml_collections.ConfigDict()
@@ -66,6 +69,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.masking.span_p = 0.2                # SpanBERT geometric span lengths
     c.masking.max_span = 10
     c.masking.replace_probs = (0.8, 0.1, 0.1)  # [MASK] / random token / keep
+    # Examples left whole (no MILM targets): ITM also learns to judge complete pairs, as evaluation
+    # and guided decoding (expected embeddings, no [MASK]) present them.
+    c.masking.unmasked_fraction = 0.0
 
     c.loss = ml_collections.ConfigDict()
     c.loss.text_weight = 1.0

@@ -102,6 +102,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1)")
     check(m.get("attention", "einsum") in ("einsum", "xla", "cudnn"),
           f"model.attention={m.get('attention')!r} must be 'einsum', 'xla' or 'cudnn'")
+    check(m.image_embed_init in ("codebook", "random"),
+          f"model.image_embed_init={m.image_embed_init!r} must be 'codebook' or 'random'")
     for name in ("compute_dtype", "param_dtype"):
         check(m[name] in ("float32", "bfloat16", "float16"), f"model.{name}={m[name]!r} is not a float dtype")
 
@@ -116,6 +118,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         check(0.0 < k[name] <= 1.0, f"masking.{name}={k[name]} must be in (0, 1]")
     check(0.0 < k.span_p < 1.0, f"masking.span_p={k.span_p} must be in (0, 1)")
     check(k.max_span >= 1, f"masking.max_span={k.max_span} must be >= 1")
+    check(0.0 <= k.unmasked_fraction <= 1.0, f"masking.unmasked_fraction={k.unmasked_fraction} must be in [0, 1]")
     check(0.0 <= config.loss.caption_dropout < 1.0, f"loss.caption_dropout={config.loss.caption_dropout} must be in [0, 1)")
     for name in ("text_capacity", "image_capacity"):
         check(0.0 < config.loss[name] <= 1.0, f"loss.{name}={config.loss[name]} must be in (0, 1]")

@@ -5,7 +5,8 @@
 Pre-training reads these shards instead of decoding JPEGs and running the VQ encoder every step.
 Images are encoded in fixed-size batches under jit (the last batch is padded, and the padding
 dropped), labels and captions are carried over, and the text tokenizer model is copied beside the
-shards so the ids can always be decoded.
+shards so the ids can always be decoded; so are the VQ code vectors (`codebook.npy`), from which
+the transformer's image embeddings can start.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from data_pipelines.shards import ShardSource
 from data_pipelines.text_tokenizer import TextTokenizer
 
 TOKENIZER_FILE = "text_tokenizer.model"
+CODEBOOK_FILE = "codebook.npy"   # the VQ code vectors (l2-normalised): image embeddings may start from them
 
 
 def features(num_codes: int, max_len: int, num_attributes: int) -> tfds.features.FeaturesDict:
@@ -147,7 +149,18 @@ def pretokenize(data: str, text_tokenizer: str, vq_workdir: str, out: str, *, ma
         builder.download_and_prepare(download_dir=tmp)
     path = os.fspath(builder.data_path)
     shutil.copy(text_tokenizer, os.path.join(path, TOKENIZER_FILE))
+    write_codebook(vq_workdir, path)
     return path
+
+
+def write_codebook(vq_workdir: str, pretokenized_dir: str) -> str:
+    """Saves the VQ tokenizer's unit-norm code vectors beside the shards (`codebook.npy`)."""
+    from gptface_jax import vq_train
+    from gptface_jax.vq import l2_normalize
+    vectors = np.asarray(l2_normalize(vq_train.load(vq_workdir).params["codebook"]), np.float32)
+    target = os.path.join(pretokenized_dir, CODEBOOK_FILE)
+    np.save(target, vectors)
+    return target
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from tqdm import tqdm
 
@@ -78,11 +79,43 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optax.MultiSteps(tx, t.accum_steps) if t.accum_steps > 1 else tx
 
 
-def state_shardings(model: GPTFace, tx, mesh, rules, example):
-    """Abstract state and its NamedShardings: parameters by their logical axes, the rest to match."""
+def codebook_embeddings(codebook: np.ndarray, width: int, seed: int, scale: float = 0.02) -> np.ndarray:
+    """Initial image-token embeddings from the VQ code vectors: a random projection to `width`.
+
+    Codes that look alike start close together, so what an image shows (hair colour, glasses,
+    a beard) is linearly readable from its tokens at step 0 instead of being learned code by code
+    from 1024 unrelated random vectors. Rows get the same scale as the random init.
+    """
+    unit = codebook / np.maximum(np.linalg.norm(codebook, axis=1, keepdims=True), 1e-12)
+    projection = np.random.default_rng(seed).normal(0.0, scale, (codebook.shape[1], width))
+    return (unit @ projection).astype(np.float32)
+
+
+def initial_image_embeddings(config) -> np.ndarray | None:
+    if config.model.image_embed_init != "codebook":
+        return None
+    from gptface_jax.pretokenize import CODEBOOK_FILE
+    path = os.path.join(config.data.pretokenized, CODEBOOK_FILE)
+    if not os.path.exists(path):
+        raise DataError(f"model.image_embed_init='codebook' needs {path}; rerun `gptface data pretokenize` "
+                        "(it writes the VQ code vectors) or set model.image_embed_init='random'")
+    codebook = np.load(path)
+    if codebook.shape[0] != config.vq.codebook_size:
+        raise DataError(f"{path} has {codebook.shape[0]} codes but vq.codebook_size={config.vq.codebook_size}")
+    return codebook_embeddings(codebook, config.model.width, config.seed)
+
+
+def state_shardings(model: GPTFace, tx, mesh, rules, example, image_embed: np.ndarray | None = None):
+    """Abstract state and its NamedShardings: parameters by their logical axes, the rest to match.
+
+    `image_embed` (codebook_size, width), when given, replaces the first rows of the image table.
+    """
     def init(rng):
         variables = model.init(rng, *example)
         params = nn.meta.unbox(variables)
+        if image_embed is not None:
+            table = params["params"]["image_embed"]
+            params["params"]["image_embed"] = table.at[: image_embed.shape[0]].set(jnp.asarray(image_embed, table.dtype))
         return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
     boxed = jax.eval_shape(lambda r: model.init(r, *example), jax.random.PRNGKey(0))
     param_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
@@ -148,7 +181,8 @@ def train(config, workdir: str) -> dict:
     batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
                                     grid=mc.image_grid, masking=masking_config(config),
                                     negative_fraction=0.5, hard_fraction=config.loss.hard_negative_fraction,
-                                    caption_dropout=config.loss.caption_dropout, seed=config.seed, shard=jax.process_index())
+                                    caption_dropout=config.loss.caption_dropout,
+                                    unmasked_fraction=config.masking.unmasked_fraction, seed=config.seed, shard=jax.process_index())
     micro = config.train.batch_size // config.train.accum_steps
     reader = ReaderConfig(batch_size=micro // jax.process_count(), seed=config.data.shuffle_seed,
                           process_index=jax.process_index(), process_count=jax.process_count(),
@@ -156,7 +190,7 @@ def train(config, workdir: str) -> dict:
     open_data = lambda r: pretraining_dataset(train_source, r, batch_cfg, num_shards=config.data.num_shards)  # noqa: E731
     data_iter = iter(open_data(reader))
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        init, abstract, shardings = state_shardings(model, tx, mesh, rules, example)
+        init, abstract, shardings = state_shardings(model, tx, mesh, rules, example, initial_image_embeddings(config))
         checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
         if checkpointer.latest_step() is not None:
             target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)

@@ -99,3 +99,17 @@ def test_global_batches_do_not_depend_on_the_process_count():
         for key in whole:
             np.testing.assert_array_equal(whole[key], np.concatenate([p[key] for p in parts]), err_msg=key)
     assert len(set(whole["index"].tolist())) == 16
+
+
+def test_unmasked_examples_show_whole_pairs():
+    import dataclasses
+    source = _records()
+    config = dataclasses.replace(CONFIG, unmasked_fraction=0.5)
+    batch = next(iter(pretraining_dataset(source, ReaderConfig(batch_size=32, seed=1), config)))
+    whole = ~batch["text_mask"].any(1) & ~batch["image_mask"].any(1) & (batch["itm_label"] == 1)
+    assert 0.1 < whole.mean() < 0.6
+    np.testing.assert_array_equal(batch["text_inputs"][whole], batch["text_targets"][whole])
+    np.testing.assert_array_equal(batch["image_inputs"][whole], batch["image_targets"][whole])
+    everything = next(iter(pretraining_dataset(source, ReaderConfig(batch_size=32, seed=1),
+                                               dataclasses.replace(CONFIG, unmasked_fraction=1.0))))
+    assert not everything["text_mask"].any() and not (everything["image_inputs"] == 32).any()
