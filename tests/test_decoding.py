@@ -1,0 +1,103 @@
+"""Masked decoding: the schedule's boundaries, given tokens untouched, lambda = 0 is plain decoding,
+guidance raises the ITM score, text decoding never emits special ids, seeds reproduce."""
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from data_pipelines.text_tokenizer import NUM_SPECIAL, PAD
+from gptface_jax import decoding
+from gptface_jax.decoding import DecodeConfig, masked_after
+from gptface_jax.model import GPTFace, ModelConfig
+
+CONFIG = ModelConfig(text_vocab=64, codebook_size=32, max_text_len=8, image_grid=4, num_layers=2, width=32,
+                     num_heads=4, mlp_dim=64, compute_dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def model_and_params():
+    model = GPTFace(CONFIG)
+    rng = np.random.default_rng(0)
+    text = jnp.asarray(rng.integers(5, 64, (4, 8)), jnp.int32)
+    image = jnp.asarray(rng.integers(0, 32, (4, 16)), jnp.int32)
+    return model, nn.meta.unbox(model.init(jax.random.PRNGKey(0), text, image)), text, image
+
+
+@pytest.mark.parametrize("total,steps", [(64, 12), (16, 12), (5, 8), (256, 12), (3, 3)])
+def test_schedule_boundaries(total, steps):
+    counts, current = [], jnp.asarray([total])
+    for t in range(steps):
+        current = masked_after(t, jnp.asarray([total]), current, steps)
+        counts.append(int(current[0]))
+    assert counts[0] == min(math.floor(total * math.cos(math.pi / (2 * steps))), total - 1)
+    assert counts[-1] == 0
+    assert all(b < a for a, b in zip([total] + counts, counts) if a > 0)  # at least one revealed per step
+
+
+def _region_mask(b=4):
+    mask = np.zeros((b, 16), bool)
+    mask[:, 5:11] = True
+    mask[1] = True  # one example generates the whole image
+    return jnp.asarray(mask)
+
+
+def test_unmasked_tokens_never_change_and_all_masked_are_filled(model_and_params):
+    model, params, text, image = model_and_params
+    mask = _region_mask()
+    _, out = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(steps=6))(params, text, image, mask,
+                                                                                 jax.random.PRNGKey(1))
+    out = np.asarray(out)
+    np.testing.assert_array_equal(out[~np.asarray(mask)], np.asarray(image)[~np.asarray(mask)])
+    assert (out < CONFIG.codebook_size).all()  # no [MASK] left
+    again = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(steps=6))(params, text, image, mask,
+                                                                              jax.random.PRNGKey(1))[1]
+    np.testing.assert_array_equal(np.asarray(again), out)  # seeded
+    other = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(steps=6))(params, text, image, mask,
+                                                                              jax.random.PRNGKey(2))[1]
+    assert not np.array_equal(np.asarray(other), out)
+
+
+def test_zero_guidance_is_plain_decoding_bit_for_bit(model_and_params):
+    model, params, text, image = model_and_params
+    mask, key = _region_mask(), jax.random.PRNGKey(3)
+    plain = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig())(params, text, image, mask, key)[1]
+    zero = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(guidance=0.0, guidance_steps=3,
+                                                                     guidance_tau=0.5))(params, text, image, mask, key)[1]
+    np.testing.assert_array_equal(np.asarray(plain), np.asarray(zero))
+    guided = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(guidance=5.0))(params, text, image, mask, key)[1]
+    assert not np.array_equal(np.asarray(plain), np.asarray(guided))
+
+
+def test_guidance_raises_the_itm_score_of_the_final_sample(model_and_params):
+    model, params, text, image = model_and_params
+    text, image = jnp.tile(text, (4, 1)), jnp.tile(image, (4, 1))
+    mask = jnp.ones(image.shape, bool)
+    scores = {}
+    for lam in (0.0, 8.0):
+        config = DecodeConfig(steps=8, guidance=lam, guidance_steps=2)
+        _, out = decoding.make_decoder(model, decoding.IMAGE, config)(params, text, image, mask, jax.random.PRNGKey(0))
+        scores[lam] = float(decoding.itm_score(model, params, text, out).mean())
+    assert scores[8.0] > scores[0.0], scores
+
+
+def test_text_decoding_fills_captions_without_special_ids(model_and_params):
+    model, params, text, image = model_and_params
+    mask = jnp.asarray(np.arange(8)[None] < np.array([[8], [5], [3], [1]]))
+    text_in = jnp.where(mask, text, PAD)
+    for cfg in (DecodeConfig(steps=4), DecodeConfig(steps=4, guidance=2.0, cfg_scale=1.0)):
+        out, same_image = decoding.make_decoder(model, decoding.TEXT, cfg)(params, text_in, image, mask,
+                                                                            jax.random.PRNGKey(0))
+        out = np.asarray(out)
+        assert (out[np.asarray(mask)] >= NUM_SPECIAL).all()
+        assert (out[~np.asarray(mask)] == PAD).all()
+        np.testing.assert_array_equal(np.asarray(same_image), np.asarray(image))
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="steps"):
+        DecodeConfig(steps=0).validate()
+    with pytest.raises(ValueError, match=">= 0"):
+        DecodeConfig(guidance=-1.0).validate()
