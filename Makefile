@@ -20,6 +20,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/synthfaces.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/train_step.py
 
 install: $(STAMP)
 
