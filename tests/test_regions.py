@@ -1,0 +1,47 @@
+"""Face regions on the token grid and the pixel-to-token mask rule."""
+import numpy as np
+import pytest
+
+from gptface_jax.regions import REGIONS, RegionError, pixel_to_token_mask, region_mask
+
+
+@pytest.mark.parametrize("grid", [8, 16])
+def test_regions_cover_their_rows_and_columns(grid):
+    for name in REGIONS:
+        assert region_mask(name, grid).any(), name
+    mouth = region_mask("mouth", grid)
+    rows, cols = np.nonzero(mouth)
+    centre = lambda i: (i + 0.5) / grid  # noqa: E731
+    assert all(0.62 <= centre(r) < 0.8 for r in rows) and all(0.3 <= centre(c) < 0.7 for c in cols)
+    # every cell whose centre is in the box is included
+    expected = sum(1 for r in range(grid) for c in range(grid)
+                   if 0.62 <= centre(r) < 0.8 and 0.3 <= centre(c) < 0.7)
+    assert mouth.sum() == expected
+    assert not (region_mask("eyes", grid) & region_mask("mouth", grid)).any()
+    assert (region_mask("mouth", grid) <= region_mask("lower-face", grid)).all()
+    assert region_mask("hair", grid)[0].all()  # the top row is hair
+
+
+def test_region_masks_at_8_and_16_agree_in_image_space():
+    coarse = np.kron(region_mask("eyes", 8), np.ones((2, 2), bool))
+    fine = region_mask("eyes", 16)
+    assert (coarse & fine).sum() / fine.sum() >= 0.5
+
+
+def test_unknown_region_names_the_known_ones():
+    with pytest.raises(RegionError, match="unknown region 'ears'.*mouth"):
+        region_mask("ears", 8)
+
+
+def test_pixel_mask_maps_to_the_expected_tokens():
+    pixels = np.zeros((64, 64), np.uint8)
+    pixels[8:16, 8:16] = 255      # exactly token (1, 1) at 8x8
+    pixels[40:42, 40:48] = 255    # a quarter of token (5, 5)
+    pixels[0, 63] = 255           # one stray pixel in token (0, 7)
+    tokens = pixel_to_token_mask(pixels, 8)
+    expected = np.zeros((8, 8), bool)
+    expected[1, 1] = expected[5, 5] = True
+    np.testing.assert_array_equal(tokens, expected)
+    assert pixel_to_token_mask(pixels > 0, 16)[2:4, 2:4].all()
+    with pytest.raises(RegionError, match="does not divide"):
+        pixel_to_token_mask(np.zeros((60, 64)), 8)
