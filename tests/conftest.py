@@ -17,3 +17,24 @@ def synth_dir(tmp_path_factory) -> str:
     """A small SynthFaces dataset shared by the read-side tests (2 train shards, 1 test shard)."""
     root = tmp_path_factory.mktemp("synth")
     return builder.build(str(root), num=96, num_test=16, image_size=64, seed=3, workers=1, num_shards=2)
+
+
+@pytest.fixture(scope="session")
+def pretokenized(tmp_path_factory):
+    """A tiny VQ (32 px, 16 codes) + SentencePiece model, and SynthFaces pre-tokenized with them."""
+    from data_pipelines import text_tokenizer as tt
+    from data_pipelines.synthfaces.attributes import rng_for, sample_face
+    from data_pipelines.synthfaces.captions import make_caption
+    from gptface_jax import config_lib, vq_train
+    from gptface_jax.pretokenize import pretokenize
+    root = tmp_path_factory.mktemp("pre")
+    vq_cfg = config_lib.load([
+        "--config", "experiments/vq.py:tiny", "--config.data.image_size=32", "--config.data.num_train=64",
+        "--config.data.num_test=16", "--config.vq.codebook_size=16", "--config.vq.code_dim=8",
+        "--config.vq.channels=(8,16)", "--config.train.batch_size=16", "--config.train.steps=2",
+        "--config.train.warmup_steps=1", "--config.train.time_budget_s=0"])
+    vq_train.train(vq_cfg, str(root / "vq"))
+    captions = [make_caption(sample_face(0, i), rng_for(0, i, 2)).text for i in range(600)]
+    (root / "text.model").write_bytes(tt.train(captions, vocab_size=500))
+    return pretokenize(str(root / "vq" / "data"), str(root / "text.model"), str(root / "vq"), str(root / "out"),
+                       max_len=16, batch_size=16)

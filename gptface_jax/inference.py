@@ -1,0 +1,86 @@
+"""A pre-trained GPTFace for inference: config, parameters and both tokenizers from a workdir.
+
+    pretrained = load("runs/demo/pretrain")   # config.json + the latest checkpoint
+    pretrained.text_ids(["a smiling woman"]), pretrained.image_codes(images_uint8) -> token arrays
+
+Only the parameters are restored (no optimizer state), onto this process's first device; the VQ
+tokenizer is the one the pre-tokenized shards were made with (their metadata names it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from data_pipelines.errors import DataError
+from data_pipelines.shards import ShardSource
+from data_pipelines.text_tokenizer import TextTokenizer
+from gptface_jax.checkpoints import Checkpointer, abstract_like
+from gptface_jax.model import GPTFace, ModelConfig
+
+
+@dataclasses.dataclass
+class Pretrained:
+    config: ml_collections.ConfigDict
+    model: GPTFace
+    params: dict
+    tokenizer: TextTokenizer
+    vq: object                      # gptface_jax.vq_train.TrainedVQ
+
+    @property
+    def grid(self) -> int:
+        return self.model.config.image_grid
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.data.image_size)
+
+    def text_ids(self, texts: list[str]) -> np.ndarray:
+        for t in texts:
+            if not t or not t.strip():
+                raise DataError("the text is empty: say what the face should show, e.g. \"a smiling woman\"")
+        ids, _ = self.tokenizer.encode(list(texts), self.model.config.max_text_len)
+        return np.asarray(ids, np.int32)
+
+    def image_codes(self, images_uint8: np.ndarray) -> np.ndarray:
+        return self.vq.encode(images_uint8).reshape(len(images_uint8), -1).astype(np.int32)
+
+    def images(self, codes: np.ndarray) -> np.ndarray:
+        return self.vq.decode(np.asarray(codes).reshape(len(codes), self.grid, self.grid))
+
+
+def load(workdir: str) -> Pretrained:
+    from gptface_jax import vq_train
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise DataError(f"{workdir}: not a pre-training workdir (no config.json); train with `gptface train`")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    model = GPTFace(ModelConfig.from_config(config))
+    mc = model.config
+    example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
+    import flax.linen as nn
+    abstract = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), *example)))
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    checkpointer = Checkpointer(workdir, keep=100, async_save=False)
+    if checkpointer.latest_step() is None:
+        raise DataError(f"{workdir}: no checkpoint yet")
+    import orbax.checkpoint as ocp
+    target = {"params": abstract_like(abstract, device)}
+    restored = checkpointer.manager.restore(checkpointer.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(item=target, restore_args=jax.tree.map(
+            lambda s: ocp.ArrayRestoreArgs(sharding=device), target), partial_restore=True)))
+    checkpointer.close()
+    data = config.data.pretokenized
+    source = ShardSource(data, "train", verify=False)
+    vq_dir = source.metadata.get("vq_workdir")
+    if not vq_dir or not os.path.isdir(vq_dir):
+        raise DataError(f"{data}: its VQ tokenizer {vq_dir!r} is gone; the image tokens cannot be decoded")
+    from gptface_jax.pretokenize import TOKENIZER_FILE
+    return Pretrained(config, model, restored["state"]["params"], TextTokenizer(os.path.join(data, TOKENIZER_FILE)),
+                      vq_train.load(vq_dir))

@@ -1,0 +1,71 @@
+"""Editing on a tiny pre-trained model: untouched tokens, paste-back, outputs, and clear bad-input errors."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from data_pipelines.errors import DataError
+from data_pipelines.synthfaces.attributes import sample_face
+from data_pipelines.synthfaces.render import render
+from gptface_jax import config_lib, editing, inference, regions, trainer
+
+
+@pytest.fixture(scope="module")
+def pretrained(pretokenized, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("edit") / "pretrain"
+    fields = {"data.pretokenized": pretokenized, "data.image_size": 32, "vq.codebook_size": 16, "text.max_len": 16,
+              "model.num_layers": 1, "model.width": 32, "model.num_heads": 4, "model.mlp_dim": 64,
+              "train.batch_size": 16, "train.warmup_steps": 1, "train.steps": 2, "mesh.shape": "(-1,1,1)"}
+    trainer.train(config_lib.load(["--config", "experiments/pretrain.py:tiny",
+                                   *(f"--config.{k}={v}" for k, v in fields.items())]), str(workdir))
+    return inference.load(str(workdir))
+
+
+def _photo_file(tmp_path, name="face.png"):
+    """An aligned SynthFaces face pasted into a larger photo with a margin of background."""
+    face = render(sample_face(11, 3), 48)
+    photo = np.full((80, 96, 3), 200, np.uint8)
+    photo[16:64, 24:72] = face
+    path = str(tmp_path / name)
+    cv2.imwrite(path, cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    return path, photo
+
+
+def test_edit_changes_only_the_region_and_pastes_back(pretrained, tmp_path):
+    path, original = _photo_file(tmp_path)
+    photo = editing.load_photo(path, pretrained.image_size, aligned=True)
+    mask = editing.token_mask_for(["mouth"], grid=pretrained.grid, size=pretrained.image_size)
+    result = editing.edit(pretrained, photo, mask, "a smiling woman", seeds=(0, 1), guidances=(0.0, 2.0))
+    assert set(result.crops) == {(0, 0.0), (1, 0.0), (0, 2.0), (1, 2.0)}
+    assert all(crop.shape == photo.crop.shape for crop in result.crops.values())
+    # the decoder never touches tokens outside the mask (tests/test_decoding.py); here the pasted
+    # photo equals the original away from the edited region
+    for pasted in result.pasted.values():
+        assert pasted.shape == original.shape
+        np.testing.assert_array_equal(pasted[:8], original[:8])       # rows far above the mouth
+        np.testing.assert_array_equal(pasted[:, :16], original[:, :16])
+    assert all(np.isfinite(v) for v in result.itm.values())
+    paths = editing.write_result(result, str(tmp_path / "out"), "edit")
+    assert all(os.path.getsize(p) > 0 for p in paths) and len(paths) == 5
+    grid = cv2.imread(paths[0])
+    assert grid.shape[1] > grid.shape[0]  # input | mask | seeds, one row per guidance
+
+
+def test_bad_inputs_get_one_clear_error_and_write_nothing(pretrained, tmp_path):
+    blank = str(tmp_path / "blank.png")
+    cv2.imwrite(blank, np.full((120, 120, 3), 128, np.uint8))
+    with pytest.raises(DataError, match="no_face.*--aligned"):
+        editing.load_photo(blank, pretrained.image_size)
+    with pytest.raises(regions.RegionError, match="unknown region 'ears'"):
+        editing.token_mask_for(["ears"], grid=pretrained.grid, size=pretrained.image_size)
+    with pytest.raises(regions.RegionError, match="the mask is 64x64 but the face crop is 32x32"):
+        editing.token_mask_for([], np.zeros((64, 64), np.uint8), grid=pretrained.grid, size=pretrained.image_size)
+    path, _ = _photo_file(tmp_path)
+    photo = editing.load_photo(path, pretrained.image_size, aligned=True)
+    mask = editing.token_mask_for(["eyes"], grid=pretrained.grid, size=pretrained.image_size)
+    with pytest.raises(DataError, match="the text is empty"):
+        editing.edit(pretrained, photo, mask, "   ")
+    with pytest.raises(DataError, match="cannot read"):
+        editing.load_photo(str(tmp_path / "missing.jpg"), 32)
+    assert not (tmp_path / "out").exists()
