@@ -97,9 +97,83 @@ def _sweep(args: argparse.Namespace, rest: list[str]) -> int:
         return 2
 
 
+def _edit_task(args: argparse.Namespace) -> int:
+    """gptface edit | remove-mask | inpaint | generate: one EditResult -> PNGs in --out."""
+    import cv2
+    import numpy as np
+
+    from gptface_jax import editing, inference, regions
+    from gptface_jax.decoding import DecodeConfig
+    try:
+        pretrained = inference.load(args.workdir)
+        size, grid = pretrained.image_size, pretrained.grid
+        pretrained.text_ids([args.text])  # an empty text fails here, before any work
+        if args.command == "generate":
+            blank = np.full((size, size, 3), 127, np.uint8)
+            photo = editing.Photo(blank, blank, editing.CropBox(0, 0, size))
+            mask = np.ones((grid, grid), bool)
+        else:
+            photo = editing.load_photo(args.image, size, aligned=args.aligned)
+            pixels = None
+            if args.command == "inpaint":
+                pixels = cv2.imread(args.mask, cv2.IMREAD_GRAYSCALE)
+                if pixels is None:
+                    raise DataError(f"cannot read the mask {args.mask}")
+                if args.mask_on_photo:  # drawn on the whole photo: take the same crop as the face
+                    from data_pipelines.ingest.faces import crop
+                    pixels = crop(pixels[..., None].repeat(3, -1), photo.box, size)[..., 0]
+            names = [] if args.command == "inpaint" else (["lower-face"] if args.command == "remove-mask" else args.region)
+            mask = editing.token_mask_for(names, pixels, grid=grid, size=size)
+        config = DecodeConfig(steps=args.steps, temperature=args.temperature, guidance_steps=args.guidance_steps,
+                              cfg_scale=args.cfg_scale)
+        result = editing.edit(pretrained, photo, mask, args.text, seeds=args.seeds, guidances=args.guidance, config=config)
+    except (DataError, regions.RegionError, ValueError) as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
+    for path in editing.write_result(result, args.out, args.command):
+        print(path)
+    for (seed, g), score in sorted(result.itm.items()):
+        print(f"seed {seed} guidance {g:g}: ITM log-odds {score:.3f}")
+    return 0
+
+
+def _caption(args: argparse.Namespace) -> int:
+    import jax
+    import numpy as np
+
+    from data_pipelines.text_tokenizer import PAD
+    from gptface_jax import decoding, editing, inference
+    try:
+        pretrained = inference.load(args.workdir)
+        photo = editing.load_photo(args.image, pretrained.image_size, aligned=args.aligned)
+    except DataError as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
+    codes = pretrained.image_codes(photo.crop[None])
+    length = min(args.length, pretrained.model.config.max_text_len)
+    mask = np.arange(pretrained.model.config.max_text_len)[None] < length
+    text = np.where(mask, 0, PAD).astype(np.int32)
+    config = decoding.DecodeConfig(steps=args.steps, guidance=args.guidance[0] if args.guidance else 0.0)
+    decoder = decoding.make_decoder(pretrained.model, decoding.TEXT, config)
+    for seed in args.seeds:
+        out, _ = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
+        print(pretrained.tokenizer.decode(np.asarray(out)[0, :length].tolist()))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gptface_jax import demo
     return demo.run(args.workdir, num=args.num)
+
+
+def _add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling (defaults: docs in gptface_jax/decoding.py)")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    g.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="ITM-guidance strengths lambda")
+    g.add_argument("--guidance-steps", type=int, default=1, help="K refinement steps")
+    g.add_argument("--cfg-scale", type=float, default=0.0, help="classifier-free guidance w (0: off)")
+    g.add_argument("--steps", type=int, default=12, help="decoding steps T")
+    g.add_argument("--temperature", type=float, default=1.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +227,33 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--print", action="store_true", help="print one `gptface train` command per variant instead")
     mode.add_argument("--collect", action="store_true", help="only write the comparison table (after --print runs)")
     p.set_defaults(func=_sweep, wants_rest=True)
+
+    for name, helptext in (("edit", "attribute editing / expression manipulation over named face regions"),
+                           ("remove-mask", "re-draw the lower face (a mask or scarf) for a caption"),
+                           ("inpaint", "re-draw the pixels of a mask image for a caption"),
+                           ("generate", "text-to-face")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--workdir", required=True, help="a `gptface train` workdir")
+        p.add_argument("--text", required=True)
+        if name != "generate":
+            p.add_argument("--image", required=True)
+            p.add_argument("--aligned", action="store_true", help="the image is already an aligned face crop")
+        if name == "edit":
+            from gptface_jax.regions import region_names
+            p.add_argument("--region", nargs="+", required=True, help=f"one or more of: {', '.join(region_names())}")
+        if name == "inpaint":
+            p.add_argument("--mask", required=True, help="PNG, white = re-draw; the crop's size (or --mask-on-photo)")
+            p.add_argument("--mask-on-photo", action="store_true", help="the mask is drawn on the whole photo")
+        _add_sampling_arguments(p)
+        p.add_argument("--out", default="edits")
+        p.set_defaults(func=_edit_task)
+    p = sub.add_parser("caption", help="face-to-text")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--aligned", action="store_true")
+    p.add_argument("--length", type=int, default=12, help="caption tokens to generate")
+    _add_sampling_arguments(p)
+    p.set_defaults(func=_caption)
 
     p = sub.add_parser("config", help="load, override and validate an experiment config; print it",
                        description="Remaining arguments are absl config flags: --config FILE:ARG --config.a.b=V")

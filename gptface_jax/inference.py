@@ -31,6 +31,7 @@ class Pretrained:
     params: dict
     tokenizer: TextTokenizer
     vq: object                      # gptface_jax.vq_train.TrainedVQ
+    workdir: str = ""
 
     @property
     def grid(self) -> int:
@@ -83,4 +84,4 @@ def load(workdir: str) -> Pretrained:
         raise DataError(f"{data}: its VQ tokenizer {vq_dir!r} is gone; the image tokens cannot be decoded")
     from gptface_jax.pretokenize import TOKENIZER_FILE
     return Pretrained(config, model, restored["state"]["params"], TextTokenizer(os.path.join(data, TOKENIZER_FILE)),
-                      vq_train.load(vq_dir))
+                      vq_train.load(vq_dir), workdir)

@@ -69,3 +69,23 @@ def test_bad_inputs_get_one_clear_error_and_write_nothing(pretrained, tmp_path):
     with pytest.raises(DataError, match="cannot read"):
         editing.load_photo(str(tmp_path / "missing.jpg"), 32)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_edit_writes_pngs_and_refuses_bad_input(pretrained, tmp_path):
+    from gptface_jax import cli
+    workdir = pretrained.workdir
+    path, _ = _photo_file(tmp_path)
+    out = tmp_path / "cli"
+    args = ["edit", "--workdir", workdir, "--image", path, "--aligned", "--region", "mouth", "--text", "a smiling man",
+            "--seeds", "0", "--guidance", "0", "1", "--steps", "4", "--out", str(out)]
+    assert cli.main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["edit_grid.png", "edit_seed0_guidance0.png", "edit_seed0_guidance1.png"]
+    bad = tmp_path / "bad"
+    for change in (["--region", "ears"], ["--text", ""]):
+        argv = list(args)
+        argv[argv.index(change[0]) + 1] = change[1]
+        argv[argv.index("--out") + 1] = str(bad)
+        assert cli.main(argv) == 2
+    assert cli.main(["inpaint", "--workdir", workdir, "--image", path, "--aligned", "--mask", str(tmp_path / "none.png"),
+                     "--text", "a face", "--out", str(bad)]) == 2
+    assert not bad.exists()
