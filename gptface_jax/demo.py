@@ -2,8 +2,9 @@
 
 Stages so far: synthesise the corpus -> contact sheet -> data report -> grain reader -> text
 tokenizer -> VQ image tokenizer (a short time budget; the quality run is in BENCHMARKS.md) ->
-pre-tokenized shards -> a short tiny pre-training run (metrics + checkpoint). Each stage reuses
-its output when the workdir already has it, so a rerun resumes. Editing joins with its issue.
+pre-tokenized shards -> a short tiny pre-training run (metrics + checkpoint) -> edited faces for
+every task (edits/*.png). Each stage reuses its output when the workdir already has it, so a
+rerun resumes.
 """
 from __future__ import annotations
 
@@ -91,6 +92,35 @@ def _pretrain(workdir: Path, pre_dir: Path, steps: int) -> dict:
     return trainer.train(config, str(workdir / "pretrain"))
 
 
+def _edits(workdir: Path, data_dir: Path) -> dict:
+    """One held-out face through every task; PNG grids and pasted photos in <workdir>/edits."""
+    import numpy as np
+
+    from data_pipelines.pipeline import decode_jpeg
+    from gptface_jax import editing, inference
+    pretrained = inference.load(str(workdir / "pretrain"))
+    size, grid = pretrained.image_size, pretrained.grid
+    face = decode_jpeg(ShardSource(data_dir, "test")[0]["image"])
+    photo = editing.Photo(face, face, editing.CropBox(0, 0, face.shape[0]))
+    square = np.zeros((size, size), np.uint8)
+    square[size // 4: size // 2, size // 4: 3 * size // 4] = 255  # an inpainting mask over the eyes
+    tasks = {
+        "edit_mouth": (editing.token_mask_for(["mouth"], grid=grid, size=size), "a smiling woman with a big smile"),
+        "expression": (editing.token_mask_for(["expression"], grid=grid, size=size), "a man looking surprised"),
+        "remove_mask": (editing.token_mask_for(["lower-face"], grid=grid, size=size), "a young woman with closed lips"),
+        "inpaint": (editing.token_mask_for([], square, grid=grid, size=size), "a person wearing sunglasses"),
+        "generate": (np.ones((grid, grid), bool), "portrait of a young man with black hair"),
+    }
+    out, scores = workdir / "edits", {}
+    for name, (mask, text) in tasks.items():
+        result = editing.edit(pretrained, photo, mask, text, seeds=(0, 1, 2), guidances=(0.0, 2.0))
+        paths = editing.write_result(result, str(out), name)
+        scores[name] = {f"guidance_{g:g}": float(np.mean([v for (s, gg), v in result.itm.items() if gg == g]))
+                        for g in (0.0, 2.0)}
+        print(f"{name:12s} {text!r}: mean ITM log-odds {scores[name]} -> {paths[0]}")
+    return scores
+
+
 def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0, pretrain_steps: int = 300) -> int:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -127,13 +157,16 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0, pretrain_step
     pre_dir = _pretokenize(workdir, data_dir, tokenizer, pretrain_config.text.max_len)
     print(f"{len(ShardSource(pre_dir, 'train'))} train examples as image codes + text ids in {pre_dir}")
 
-    _stage(f"8. GPTFace pre-training (tiny, {pretrain_steps} steps; the quality run is a later issue)")
+    _stage(f"8. GPTFace pre-training (tiny, {pretrain_steps} steps; the 60-minute quality run is in BENCHMARKS.md)")
     final = _pretrain(workdir, pre_dir, pretrain_steps)
     print(f"step {final['step']}: text loss {final['text_loss']:.3f}, image loss {final['image_loss']:.3f}, "
           f"held-out ITM accuracy {final.get('eval_itm_accuracy', float('nan')):.3f}; "
           f"checkpoint in {workdir}/pretrain/checkpoints")
 
-    metrics = {"data_dir": str(data_dir), "train_records": len(train),
+    _stage("9. edited faces (held-out SynthFaces; ITM guidance 0 and 2, three seeds)")
+    edits = _edits(workdir, data_dir)
+
+    metrics = {"data_dir": str(data_dir), "train_records": len(train), "edits": edits,
                "test_records": len(ShardSource(data_dir, "test")),
                "reader_samples_per_s": round(samples_per_s, 1), "pretokenized_dir": str(pre_dir),
                "vq_eval_psnr": vq_scores["eval_psnr"], "vq_eval_code_usage": vq_scores["eval_code_usage"],
@@ -142,5 +175,5 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0, pretrain_step
                                           "caption_share_without_facts")}}
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"\ndemo done: {workdir}/metrics.json, {workdir}/preview.png, {workdir}/data_report.json, "
-          f"{workdir}/vq/reconstructions.png")
+          f"{workdir}/vq/reconstructions.png, {workdir}/edits/")
     return 0

@@ -38,7 +38,7 @@ class EditResult:
     photo: Photo
     token_mask: np.ndarray      # (grid, grid) bool
     text: str
-    crops: dict                 # (seed, guidance) -> edited crop (S, S, 3) uint8
+    crops: dict                 # (seed, guidance) -> edited crop (S, S, 3) uint8, original pixels outside the edit
     itm: dict                   # (seed, guidance) -> match log-odds of (text, edited image)
     pasted: dict                # (seed, guidance) -> the whole photo with the edit pasted back
 
@@ -97,8 +97,9 @@ def edit(pretrained, photo: Photo, token_mask: np.ndarray, text: str, seeds=(0, 
         out = np.concatenate([np.asarray(o) for o in outs])
         decoded = pretrained.images(out)
         scores = np.asarray(score(pretrained.params, texts, out))
+        in_crop = Photo(photo.crop, photo.crop, CropBox(0, 0, photo.crop.shape[0]))
         for k, s in enumerate(seeds):
-            crops[(s, guidance)] = decoded[k]
+            crops[(s, guidance)] = paste_back(in_crop, decoded[k], token_mask)
             itm[(s, guidance)] = float(scores[k])
             pasted[(s, guidance)] = paste_back(photo, decoded[k], token_mask)
     return EditResult(photo, np.asarray(token_mask, bool), text, crops, itm, pasted)
