@@ -41,6 +41,20 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"], restored.get("data") if with_data else None
 
+    def restore_part(self, abstract: dict, device, step: int | None = None) -> dict:
+        """Only the leaves of `abstract` (e.g. {'params': ...}) from the saved state, onto one device.
+
+        For inference and export: the optimizer state is never read.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        target = abstract_like(abstract, device)
+        restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), target)
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)))
+        return restored["state"]
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 

@@ -20,7 +20,7 @@ import numpy as np
 from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.text_tokenizer import TextTokenizer
-from gptface_jax.checkpoints import Checkpointer, abstract_like
+from gptface_jax.checkpoints import Checkpointer
 from gptface_jax.model import GPTFace, ModelConfig
 
 
@@ -67,15 +67,10 @@ def load(workdir: str) -> Pretrained:
     example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
     import flax.linen as nn
     abstract = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), *example)))
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     checkpointer = Checkpointer(workdir, keep=100, async_save=False)
     if checkpointer.latest_step() is None:
         raise DataError(f"{workdir}: no checkpoint yet")
-    import orbax.checkpoint as ocp
-    target = {"params": abstract_like(abstract, device)}
-    restored = checkpointer.manager.restore(checkpointer.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(item=target, restore_args=jax.tree.map(
-            lambda s: ocp.ArrayRestoreArgs(sharding=device), target), partial_restore=True)))
+    params = checkpointer.restore_part({"params": abstract}, jax.sharding.SingleDeviceSharding(jax.devices()[0]))["params"]
     checkpointer.close()
     data = config.data.pretokenized
     source = ShardSource(data, "train", verify=False)
@@ -83,5 +78,5 @@ def load(workdir: str) -> Pretrained:
     if not vq_dir or not os.path.isdir(vq_dir):
         raise DataError(f"{data}: its VQ tokenizer {vq_dir!r} is gone; the image tokens cannot be decoded")
     from gptface_jax.pretokenize import TOKENIZER_FILE
-    return Pretrained(config, model, restored["state"]["params"], TextTokenizer(os.path.join(data, TOKENIZER_FILE)),
+    return Pretrained(config, model, params, TextTokenizer(os.path.join(data, TOKENIZER_FILE)),
                       vq_train.load(vq_dir), workdir)

@@ -383,15 +383,10 @@ def load(workdir: str) -> TrainedVQ:
     cfg = VQConfig(**{**raw, "channels": tuple(raw["channels"])})
     model = VQModel(cfg)
     params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, cfg.image_size, cfg.image_size, 3)))["params"])
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    tx_free = {"params": abstract_like(params, device)}
     checkpointer = Checkpointer(workdir, keep=100, async_save=False)
     if checkpointer.latest_step() is None:
         raise DataError(f"{workdir}: no VQ checkpoint yet (train with `gptface tokenizer image --workdir {workdir}`)")
-    import orbax.checkpoint as ocp
-    restored = checkpointer.manager.restore(checkpointer.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(item=tx_free, restore_args=jax.tree.map(
-            lambda s: ocp.ArrayRestoreArgs(sharding=device), tx_free), partial_restore=True)))
+    restored = checkpointer.restore_part({"params": params}, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     checkpointer.close()
-    return TrainedVQ(cfg, restored["state"]["params"], model)
+    return TrainedVQ(cfg, restored["params"], model)
 
