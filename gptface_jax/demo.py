@@ -160,7 +160,8 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0, pretrain_step
     _stage(f"8. GPTFace pre-training (tiny, {pretrain_steps} steps; the 60-minute quality run is in BENCHMARKS.md)")
     final = _pretrain(workdir, pre_dir, pretrain_steps)
     print(f"step {final['step']}: text loss {final['text_loss']:.3f}, image loss {final['image_loss']:.3f}, "
-          f"held-out ITM accuracy {final.get('eval_itm_accuracy', float('nan')):.3f}; "
+          f"held-out ITM accuracy clean {final.get('eval_itm_clean_accuracy', float('nan')):.3f} / "
+          f"weak {final.get('eval_itm_weak_accuracy', float('nan')):.3f}; "
           f"checkpoint in {workdir}/pretrain/checkpoints")
 
     _stage("9. edited faces (held-out SynthFaces; ITM guidance 0 and 2, three seeds)")
