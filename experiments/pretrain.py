@@ -59,6 +59,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # "codebook": image-token embeddings start as a random projection of the VQ code vectors
     # (data.pretokenized/codebook.npy), so look-alike codes start close; "random": N(0, 0.02).
     c.model.image_embed_init = "codebook"
+    c.model.tie_heads = True              # vocabulary heads share the input embedding tables
     c.model.param_dtype = "float32"
 
     c.masking = ml_collections.ConfigDict()

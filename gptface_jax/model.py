@@ -50,7 +50,8 @@ class ModelConfig:
                    max_text_len=config.text.max_len,
                    image_grid=image_grid or config.data.image_size // config.vq.downsample,
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
-                   dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.get("attention", "einsum"))
+                   dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.get("attention", "einsum"),
+                   tie_heads=m.get("tie_heads", True))
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
