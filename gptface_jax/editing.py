@@ -86,18 +86,16 @@ def edit(pretrained, photo: Photo, token_mask: np.ndarray, text: str, seeds=(0, 
     codes = pretrained.image_codes(photo.crop[None])
     mask = np.asarray(token_mask, bool).reshape(1, -1)
     seeds = list(seeds)
-    texts, images = np.repeat(text_ids, len(seeds), 0), np.repeat(codes, len(seeds), 0)
-    masks = np.repeat(mask, len(seeds), 0)
+    in_crop = Photo(photo.crop, photo.crop, CropBox(0, 0, photo.crop.shape[0]))  # results keep pixels outside the edit
     crops, itm, pasted = {}, {}, {}
     score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
     for guidance in guidances:
         decoder = decoding.make_decoder(pretrained.model, decoding.IMAGE, dataclasses.replace(config, guidance=float(guidance)))
-        outs = [decoder(pretrained.params, texts[k:k + 1], images[k:k + 1], masks[k:k + 1], jax.random.PRNGKey(s))[1]
-                for k, s in enumerate(seeds)]
-        out = np.concatenate([np.asarray(o) for o in outs])
+        # one call per seed, so a seed's result does not depend on which other seeds were asked for
+        out = np.concatenate([np.asarray(decoder(pretrained.params, text_ids, codes, mask, jax.random.PRNGKey(s))[1])
+                              for s in seeds])
         decoded = pretrained.images(out)
-        scores = np.asarray(score(pretrained.params, texts, out))
-        in_crop = Photo(photo.crop, photo.crop, CropBox(0, 0, photo.crop.shape[0]))
+        scores = np.asarray(score(pretrained.params, np.repeat(text_ids, len(seeds), 0), out))
         for k, s in enumerate(seeds):
             crops[(s, guidance)] = paste_back(in_crop, decoded[k], token_mask)
             itm[(s, guidance)] = float(scores[k])

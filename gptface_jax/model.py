@@ -120,12 +120,12 @@ class Attention(nn.Module):
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
         if c.attention != "einsum":  # fused kernels: no dropout on the attention weights
             out = jax.nn.dot_product_attention(q, k, v, mask=key_mask[:, None, None, :], implementation=c.attention)
-            return Projection((c.width,), ("heads", "kv"), ("embed",), c.compute_dtype, name="out")(out)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim).astype(jnp.float32)
-        scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
-        weights = nn.Dropout(c.dropout)(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        else:
+            scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim).astype(jnp.float32)
+            scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
+            weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
+            weights = nn.Dropout(c.dropout)(weights, deterministic=deterministic)
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return Projection((c.width,), ("heads", "kv"), ("embed",), c.compute_dtype, name="out")(out)
 
 
