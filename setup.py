@@ -22,6 +22,8 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "pyarrow>=14",                   # Parquet / CSV crawl tables
     "tensorboardX>=2.6",             # TensorBoard event files without TensorFlow
+    "safetensors==0.8.0",            # exported parameters (`gptface export`)
+    "flatbuffers>=24.3",             # jax.export serialisation
 ]
 EXTRAS = {
     # scikit-image and matplotlib ship the real photos the face-pipeline tests use; scipy reads LFWA's .mat

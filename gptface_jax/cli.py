@@ -161,6 +161,20 @@ def _caption(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from gptface_jax import export
+    manifest = export.export(args.workdir, args.out)
+    print(f"exported {manifest['parameters']:,} parameters and {len(manifest['files'])} files to {args.out}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from gptface_jax import downstream
+    report = downstream.probe(args.workdir, args.dataset, args.out, args.max_train, args.max_test)
+    print(report["markdown"])
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gptface_jax import demo
     return demo.run(args.workdir, num=args.num)
@@ -254,6 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=12, help="caption tokens to generate")
     _add_sampling_arguments(p)
     p.set_defaults(func=_caption)
+
+    p = sub.add_parser("export", help="a checkpoint -> one self-contained directory (safetensors, tokenizers, jax.export)")
+    p.add_argument("--workdir", required=True, help="a `gptface train` workdir (its latest checkpoint)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_export)
+
+    evaluation = sub.add_parser("eval", help="downstream evaluation").add_subparsers(dest="eval_command", required=True)
+    p = evaluation.add_parser("probe", help="linear probes (attributes, expression) with random-init and pixel baselines")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--dataset", required=True, help="SynthFaces or a `gptface data benchmark` folder (train + test splits)")
+    p.add_argument("--out", default=None, help="where probe_<dataset>.json/.md go (default: the workdir)")
+    p.add_argument("--max-train", type=int, default=0, help="use at most this many training faces (0: all)")
+    p.add_argument("--max-test", type=int, default=0)
+    p.set_defaults(func=_probe)
 
     p = sub.add_parser("config", help="load, override and validate an experiment config; print it",
                        description="Remaining arguments are absl config flags: --config FILE:ARG --config.a.b=V")

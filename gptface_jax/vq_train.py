@@ -78,8 +78,13 @@ def to_float(images):
     return images.astype(jnp.float32) / 127.5 - 1.0
 
 
+def quantize_uint8(images):
+    """[-1, 1] float images -> uint8 (traceable: exported decoders use it too)."""
+    return jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
 def to_uint8(images) -> np.ndarray:
-    return np.asarray(jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8))
+    return np.asarray(quantize_uint8(images))
 
 
 # --- 3. model and state -----------------------------------------------------------------------------------

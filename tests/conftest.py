@@ -38,3 +38,16 @@ def pretokenized(tmp_path_factory):
     (root / "text.model").write_bytes(tt.train(captions, vocab_size=500))
     return pretokenize(str(root / "vq" / "data"), str(root / "text.model"), str(root / "vq"), str(root / "out"),
                        max_len=16, batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(pretokenized, tmp_path_factory) -> str:
+    """Two steps of a 1-layer GPTFace on the `pretokenized` data: a real checkpoint workdir."""
+    from gptface_jax import config_lib, trainer
+    workdir = tmp_path_factory.mktemp("trained") / "pretrain"
+    fields = {"data.pretokenized": pretokenized, "data.image_size": 32, "vq.codebook_size": 16, "text.max_len": 16,
+              "model.num_layers": 1, "model.width": 32, "model.num_heads": 4, "model.mlp_dim": 64,
+              "train.batch_size": 16, "train.warmup_steps": 1, "train.steps": 2, "mesh.shape": "(-1,1,1)"}
+    trainer.train(config_lib.load(["--config", "experiments/pretrain.py:tiny",
+                                   *(f"--config.{k}={v}" for k, v in fields.items())]), str(workdir))
+    return str(workdir)

@@ -8,18 +8,12 @@ import pytest
 from data_pipelines.errors import DataError
 from data_pipelines.synthfaces.attributes import sample_face
 from data_pipelines.synthfaces.render import render
-from gptface_jax import config_lib, editing, inference, regions, trainer
+from gptface_jax import editing, inference, regions
 
 
 @pytest.fixture(scope="module")
-def pretrained(pretokenized, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("edit") / "pretrain"
-    fields = {"data.pretokenized": pretokenized, "data.image_size": 32, "vq.codebook_size": 16, "text.max_len": 16,
-              "model.num_layers": 1, "model.width": 32, "model.num_heads": 4, "model.mlp_dim": 64,
-              "train.batch_size": 16, "train.warmup_steps": 1, "train.steps": 2, "mesh.shape": "(-1,1,1)"}
-    trainer.train(config_lib.load(["--config", "experiments/pretrain.py:tiny",
-                                   *(f"--config.{k}={v}" for k, v in fields.items())]), str(workdir))
-    return inference.load(str(workdir))
+def pretrained(trained_workdir):
+    return inference.load(trained_workdir)
 
 
 def _photo_file(tmp_path, name="face.png"):

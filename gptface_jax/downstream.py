@@ -1,0 +1,175 @@
+"""`gptface eval probe`: linear probes of a pre-trained GPTFace on a labelled face dataset, with baselines.
+
+Any dataset in the shared record schema works: SynthFaces (`gptface data synth`), or CelebA, LFWA,
+RAF-DB and AffectNet written by `gptface data benchmark`. Splits: 'train' fits the probes, the
+'validation' split (or, where the dataset has none, the last `VALIDATION_FRACTION` of 'train')
+chooses the weight decay, 'test' is scored once. Images are the dataset's face crops resized to
+the model's input size (area filter), tokenised by the checkpoint's own VQ tokenizer.
+
+Rows of the table: the checkpoint's [CLS] and mean-pooled image features; the same model shape
+at its initialisation (what pre-training bought); raw pixels downsampled to 16x16 RGB.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import jax
+import numpy as np
+
+from data_pipelines.errors import DataError
+from data_pipelines.ingest.faces import decode_image
+from data_pipelines.shards import ShardSource, find_dataset_dir
+from gptface_jax import features as features_lib
+from gptface_jax import probe as probe_lib
+
+VALIDATION_FRACTION = 0.1
+PIXEL_SIZE = 16
+
+
+def load_labelled(dataset_dir: str, split: str, image_size: int, max_examples: int = 0) -> dict:
+    """Images (N, S, S, 3) uint8 resized to `image_size`, attributes (N, K) and expression (N,) labels."""
+    source = ShardSource(dataset_dir, split)
+    n = len(source) if max_examples <= 0 else min(len(source), max_examples)
+    if n == 0:
+        raise DataError(f"{dataset_dir}: split {split!r} is empty")
+    images, attributes, expression = [], [], []
+    for i in range(n):
+        record = source[i]
+        rgb = decode_image(record["image"])
+        if rgb.shape[:2] != (image_size, image_size):
+            shrink = rgb.shape[0] > image_size
+            rgb = cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        images.append(rgb)
+        attributes.append(np.asarray(record["attributes"], np.int64))
+        expression.append(int(record["expression"]))
+    return {"images": np.stack(images), "attributes": np.stack(attributes), "expression": np.asarray(expression),
+            "attribute_names": list(source.metadata.get("attribute_names", [])),
+            "expression_names": list(source.metadata.get("expression_names", []))}
+
+
+def _info(dataset_dir: str):
+    import tensorflow_datasets as tfds
+    return tfds.builder_from_directory(os.fspath(find_dataset_dir(dataset_dir))).info
+
+
+def dataset_name(dataset_dir: str) -> str:
+    """'celeba', 'rafdb', ... for benchmark folders, else the builder's name ('synth_faces', 'face_crawl')."""
+    info = _info(dataset_dir)
+    return str((info.metadata or {}).get("benchmark") or info.name)
+
+
+def dataset_splits(dataset_dir: str, image_size: int, max_train: int = 0, max_test: int = 0) -> dict:
+    """{'train', 'validation', 'test'} as load_labelled dicts; validation carved from train if absent."""
+    available = set(_info(dataset_dir).splits)
+    if "test" not in available:
+        raise DataError(f"{dataset_dir}: a probe needs a 'test' split; it has {sorted(available)}")
+    train = load_labelled(dataset_dir, "train", image_size, max_train)
+    test = load_labelled(dataset_dir, "test", image_size, max_test)
+    if "validation" in available:
+        validation = load_labelled(dataset_dir, "validation", image_size, max_test)
+    else:
+        n = len(train["images"])
+        cut = n - max(1, int(round(n * VALIDATION_FRACTION)))
+        validation = {k: (v[cut:] if isinstance(v, np.ndarray) else v) for k, v in train.items()}
+        train = {k: (v[:cut] if isinstance(v, np.ndarray) else v) for k, v in train.items()}
+    return {"train": train, "validation": validation, "test": test}
+
+
+def pixel_features(images: np.ndarray) -> np.ndarray:
+    small = [cv2.resize(im, (PIXEL_SIZE, PIXEL_SIZE), interpolation=cv2.INTER_AREA) for im in images]
+    return np.stack(small).reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def initial_params(pretrained):
+    """The model's parameters at initialisation, as the trainer draws them (same seed, same image-table init)."""
+    from gptface_jax import trainer
+    import flax.linen as nn
+    import jax.numpy as jnp
+    mc = pretrained.model.config
+    example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
+    params = nn.meta.unbox(pretrained.model.init(jax.random.PRNGKey(pretrained.config.seed), *example))
+    try:
+        table = trainer.initial_image_embeddings(pretrained.config)
+    except DataError:
+        table = None  # the codebook file went with the shards; the plain random table is the baseline then
+    if table is not None:
+        params["params"]["image_embed"] = params["params"]["image_embed"].at[: table.shape[0]].set(table)
+    return params
+
+
+def feature_table(pretrained, splits: dict, batch_size: int = 256) -> dict[str, dict[str, np.ndarray]]:
+    """{row name: {split: (N, D) features}} for every row of the probe table."""
+    fn = features_lib.make_feature_fn(pretrained.model)
+    init = initial_params(pretrained)
+    rows: dict[str, dict[str, np.ndarray]] = {"gptface_cls": {}, "gptface_mean": {}, "random_init_cls": {},
+                                              "random_init_mean": {}, "pixels_16x16": {}}
+    for name, split in splits.items():
+        codes = pretrained.image_codes(split["images"])
+        trained = features_lib.extract(fn, pretrained.params, codes, batch_size)
+        untrained = features_lib.extract(fn, init, codes, batch_size)
+        for kind in features_lib.FEATURES:
+            rows[f"gptface_{kind}"][name] = trained[kind]
+            rows[f"random_init_{kind}"][name] = untrained[kind]
+        rows["pixels_16x16"][name] = pixel_features(split["images"])
+    return rows
+
+
+def run_probes(rows: dict, splits: dict) -> dict:
+    """Probe every feature row on the attributes and the expression the dataset labels."""
+    names = splits["train"]["attribute_names"]
+    has_attributes = bool(names) and (splits["test"]["attributes"] >= 0).any()
+    classes = len(splits["train"]["expression_names"])
+    has_expression = classes > 0 and (splits["test"]["expression"] >= 0).any()
+    if not has_attributes and not has_expression:
+        raise DataError("the dataset labels neither attributes nor expressions; nothing to probe")
+    results = {}
+    for row, feats in rows.items():
+        result = {}
+        split_of = lambda key, s: probe_lib.Split(feats[s], splits[s][key])  # noqa: E731
+        if has_attributes:
+            r = probe_lib.probe_attributes(*(split_of("attributes", s) for s in ("train", "validation", "test")))
+            result["attribute_mean_accuracy"] = float(np.nanmean(r["accuracy"]))
+            result["attributes"] = {n: float(a) for n, a in zip(names, r["accuracy"])}
+            result["attribute_weight_decay"] = {n: float(d) for n, d in zip(names, r["weight_decay"])}
+        if has_expression:
+            r = probe_lib.probe_classes(*(split_of("expression", s) for s in ("train", "validation", "test")), classes)
+            result["expression_accuracy"] = r["accuracy"]
+            result["expression_per_class"] = {n: float(a) for n, a in zip(splits["train"]["expression_names"], r["per_class"])}
+            result["expression_weight_decay"] = r["weight_decay"]
+        results[row] = result
+    return results
+
+
+def markdown(results: dict, dataset: str) -> str:
+    lines = [f"Linear probes on {dataset} (test split)", "",
+             "| features | mean attribute accuracy | expression accuracy |", "| --- | --- | --- |"]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for row, r in results.items():
+        lines.append(f"| {row} | {fmt(r.get('attribute_mean_accuracy'))} | {fmt(r.get('expression_accuracy'))} |")
+    first = next(iter(results.values()))
+    if "attributes" in first:
+        lines += ["", "| attribute | " + " | ".join(results) + " |", "| --- |" + " --- |" * len(results)]
+        for name in first["attributes"]:
+            lines.append(f"| {name} | " + " | ".join(f"{r['attributes'][name]:.4f}" for r in results.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def probe(workdir: str, dataset_dir: str, out_dir: str | None = None, max_train: int = 0, max_test: int = 0) -> dict:
+    """Runs the probe table; writes probe_<name>.json and .md under `out_dir` (default: the workdir)."""
+    from gptface_jax import inference
+    pretrained = inference.load(workdir)
+    splits = dataset_splits(dataset_dir, pretrained.image_size, max_train, max_test)
+    results = run_probes(feature_table(pretrained, splits), splits)
+    name = dataset_name(dataset_dir)
+    out_dir = out_dir or workdir
+    os.makedirs(out_dir, exist_ok=True)
+    report = {"dataset": dataset_dir, "workdir": workdir,
+              "examples": {s: int(len(v["images"])) for s, v in splits.items()}, "results": results}
+    with open(os.path.join(out_dir, f"probe_{name}.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    table = markdown(results, dataset_dir)
+    with open(os.path.join(out_dir, f"probe_{name}.md"), "w") as f:
+        f.write(table)
+    return {**report, "markdown": table}

@@ -1,0 +1,177 @@
+"""`gptface export`: one self-contained directory per checkpoint; `load` restores it onto any devices.
+
+    DIR/manifest.json          format, shapes, platforms, file list (what `load` checks first)
+    DIR/config.json            the resolved pre-training config
+    DIR/params.safetensors     GPTFace parameters, flat '.'-joined names (block_0.attention.query.kernel)
+    DIR/vq_config.json, vq_params.safetensors    the VQ image tokenizer
+    DIR/text_tokenizer.model   the SentencePiece model
+    DIR/{features,itm_score,vq_encode,vq_decode}.jaxexport
+                               `jax.export` serialisations, symbolic batch size, parameters as inputs
+    DIR/exported.py            a reader that needs only jax, numpy and safetensors
+
+`load(DIR)` is the in-package reader: it rebuilds the Flax model from config.json and places the
+parameters on a mesh of whatever devices are present (data parallel over all of them), so an
+export made on one machine runs on any device count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from data_pipelines.errors import DataError
+from gptface_jax import exported as reader
+from gptface_jax import features as features_lib
+from gptface_jax import sharding
+from gptface_jax.model import GPTFace, ModelConfig
+
+PLATFORMS = ("cpu", "cuda", "tpu")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """Nested dict of arrays -> {'a.b.c': array}; names are the parameter paths, so they are stable."""
+    flat = {}
+    for key, value in tree.items():
+        if "." in key:
+            raise ValueError(f"parameter name {key!r} contains '.'")
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, jax.ShapeDtypeStruct):  # abstract trees (shape checks) stay abstract
+            flat[name] = value
+        else:
+            flat[name] = np.ascontiguousarray(np.asarray(value))
+    return flat
+
+
+def _serialize(fn, *args) -> bytes:
+    try:
+        exp = jax.export.export(jax.jit(fn), platforms=PLATFORMS)(*args)
+    except Exception:  # noqa: BLE001 - a jaxlib without some platform's lowering: export for this one only
+        exp = jax.export.export(jax.jit(fn))(*args)
+    return bytes(exp.serialize())
+
+
+def export(workdir: str, out_dir: str, compute_dtype: str = "float32") -> dict:
+    """Writes the export of `workdir`'s latest checkpoint to `out_dir` (written aside, then moved in place).
+
+    The serialised functions compute in `compute_dtype`: float32 by default, so an export reproduces
+    the checkpoint's numbers exactly; 'bfloat16' as in training is faster on accelerators.
+    """
+    from gptface_jax import inference
+    from gptface_jax.pretokenize import TOKENIZER_FILE
+    from gptface_jax.vq import VQModel
+    from gptface_jax.vq_train import CONFIG_FILE as VQ_CONFIG, quantize_uint8, to_float
+    pretrained = inference.load(workdir)
+    mc = dataclasses.replace(pretrained.model.config, compute_dtype=compute_dtype)
+    model = GPTFace(mc)
+    staging = out_dir.rstrip("/") + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    save_file(flatten(jax.device_get(pretrained.params["params"])), os.path.join(staging, "params.safetensors"))
+    save_file(flatten(jax.device_get(pretrained.vq.params)), os.path.join(staging, "vq_params.safetensors"))
+    with open(os.path.join(staging, "config.json"), "w") as f:
+        json.dump(pretrained.config.to_dict(), f, indent=1)
+    with open(os.path.join(staging, VQ_CONFIG), "w") as f:
+        json.dump(dataclasses.asdict(pretrained.vq.config), f, indent=1)
+    shutil.copy(os.path.join(pretrained.config.data.pretokenized, TOKENIZER_FILE),
+                os.path.join(staging, "text_tokenizer.model"))
+    shutil.copy(reader.__file__, os.path.join(staging, "exported.py"))
+
+    b = jax.export.symbolic_shape("b")[0]
+    spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype)  # noqa: E731
+    params_spec = jax.tree.map(lambda x: spec(x.shape, x.dtype), pretrained.params)
+    vq_spec = jax.tree.map(lambda x: spec(x.shape, x.dtype), pretrained.vq.params)
+    codes = spec((b, mc.image_grid ** 2), jnp.int32)
+    vq_model = pretrained.vq.model
+    size, grid = pretrained.image_size, mc.image_grid
+    functions = {
+        "features": (lambda p, c: features_lib.image_features(model, p, c), params_spec, codes),
+        "itm_score": (lambda p, t, c: _itm_log_odds(model, p, t, c), params_spec,
+                      spec((b, mc.max_text_len), jnp.int32), codes),
+        "vq_encode": (lambda p, x: vq_model.apply({"params": p}, to_float(x), method=VQModel.encode), vq_spec,
+                      spec((b, size, size, 3), jnp.uint8)),
+        "vq_decode": (lambda p, c: quantize_uint8(vq_model.apply({"params": p}, c, method=VQModel.decode_codes)), vq_spec,
+                      spec((b, grid, grid), jnp.int32)),
+    }
+    for name, (fn, *args) in functions.items():
+        with open(os.path.join(staging, f"{name}.jaxexport"), "wb") as f:
+            f.write(_serialize(fn, *args))
+    files = sorted(os.listdir(staging))
+    manifest = {"format": reader.FORMAT, "workdir": os.path.abspath(workdir), "files": files,
+                "image_size": size, "image_grid": grid, "max_text_len": mc.max_text_len,
+                "compute_dtype": compute_dtype, "width": mc.width, "codebook_size": mc.codebook_size, "text_vocab": mc.text_vocab,
+                "parameters": int(sum(x.size for x in jax.tree.leaves(pretrained.params)))}
+    with open(os.path.join(staging, reader.MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=1)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(staging, out_dir)
+    return manifest
+
+
+def _itm_log_odds(model: GPTFace, params, text_ids, image_codes):
+    itm = model.apply(params, text_ids, image_codes)["itm_logits"]
+    return itm[:, 1] - itm[:, 0]
+
+
+@dataclasses.dataclass
+class Loaded:
+    """An export restored for this package: the Flax model, its parameters on `mesh`, the jitted functions."""
+    config: ml_collections.ConfigDict
+    model: GPTFace
+    params: dict
+    mesh: jax.sharding.Mesh
+    directory: str
+
+    def _batched(self, fn, *arrays):
+        """Pads the batch to a multiple of the data-parallel size, runs sharded, cuts back."""
+        n = len(arrays[0])
+        pad = -n % self.mesh.devices.size
+        padded = [np.concatenate([a, np.repeat(a[:1], pad, 0)]) for a in arrays]
+        placed = [jax.device_put(a, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(
+            self.mesh.axis_names, *([None] * (a.ndim - 1))))) for a in padded]
+        return jax.tree.map(lambda x: np.asarray(x)[:n], jax.device_get(fn(self.params, *placed)))
+
+    def features(self, image_codes) -> dict:
+        return self._batched(self._features, np.asarray(image_codes, np.int32))
+
+    def itm_score(self, text_ids, image_codes) -> np.ndarray:
+        return self._batched(self._itm, np.asarray(text_ids, np.int32), np.asarray(image_codes, np.int32))
+
+    def __post_init__(self):
+        self._features = jax.jit(lambda p, c: features_lib.image_features(self.model, p, c))
+        self._itm = jax.jit(lambda p, t, c: _itm_log_odds(self.model, p, t, c))
+
+
+def load(directory: str, devices=None) -> Loaded:
+    """Restores an export onto `devices` (default: all), parameters replicated, batches split across them."""
+    manifest = reader.read_manifest(directory)
+    with open(os.path.join(directory, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    model = GPTFace(dataclasses.replace(ModelConfig.from_config(config),
+                                        compute_dtype=manifest.get("compute_dtype", "float32")))
+    mc = model.config
+    example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
+    expected = flatten(jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), *example)))["params"])
+    stored = load_file(os.path.join(directory, "params.safetensors"))
+    problems = [f"{k}: missing" for k in sorted(set(expected) - set(stored))]
+    problems += [f"{k}: not in the model" for k in sorted(set(stored) - set(expected))]
+    problems += [f"{k}: stored {stored[k].shape}, config.json builds {expected[k].shape}"
+                 for k in sorted(set(stored) & set(expected)) if stored[k].shape != expected[k].shape]
+    if problems:
+        raise DataError(f"{directory}: params.safetensors does not match config.json ({len(problems)} problems): "
+                        + "; ".join(problems[:5]))
+    if manifest.get("image_grid") != mc.image_grid:
+        raise DataError(f"{directory}: manifest image_grid {manifest.get('image_grid')} but config.json builds {mc.image_grid}")
+    devices = list(devices if devices is not None else jax.devices())
+    mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    params = jax.device_put({"params": reader.unflatten(stored)}, sharding.replicated(mesh))
+    return Loaded(config, model, params, mesh, directory)

@@ -1,0 +1,112 @@
+"""Export: a fresh process reproduces the checkpoint's features and ITM scores without the training code."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from data_pipelines.errors import DataError
+from gptface_jax import export, features, inference
+from gptface_jax.exported import ExportError
+from gptface_jax.model import GPTFace
+
+# Run in a fresh interpreter from inside the export directory: only jax, numpy and safetensors.
+FRESH = """
+import json, sys
+import numpy as np
+import exported
+model = exported.load(".")
+inputs = np.load(sys.argv[1])
+feats = model.features(inputs["codes"])
+np.savez(sys.argv[2], cls=np.asarray(feats["cls"]), mean=np.asarray(feats["mean"]),
+         itm=np.asarray(model.itm_score(inputs["text"], inputs["codes"])),
+         codes=np.asarray(model.encode_images(inputs["images"])))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("gptface_jax", "data_pipelines", "flax", "optax", "orbax"))))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported_dir(trained_workdir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("export") / "gptface")
+    export.export(trained_workdir, out)
+    return out
+
+
+def _inputs(pretrained, n=5):
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, pretrained.model.config.codebook_size, (n, pretrained.grid ** 2)).astype(np.int32)
+    text = pretrained.text_ids(["a smiling woman with a hat", "a man", "portrait", "a bald guy", "a gal in specs"][:n])
+    images = rng.integers(0, 256, (n, pretrained.image_size, pretrained.image_size, 3)).astype(np.uint8)
+    return codes, text, images
+
+
+def _float32_reference(pretrained, codes, text):
+    """The checkpoint's own features and ITM log-odds, computed in float32 by the training package's model."""
+    model = GPTFace(dataclasses.replace(pretrained.model.config, compute_dtype="float32"))
+    feats = jax.device_get(jax.jit(lambda p, c: features.image_features(model, p, c))(pretrained.params, codes))
+    itm = np.asarray(jax.jit(model.apply)(pretrained.params, text, codes)["itm_logits"])
+    return feats, itm[:, 1] - itm[:, 0]
+
+
+def test_export_reloads_in_a_fresh_process_without_the_training_code(trained_workdir, exported_dir, tmp_path):
+    pretrained = inference.load(trained_workdir)
+    codes, text, images = _inputs(pretrained)
+    want, itm = _float32_reference(pretrained, codes, text)
+    np.savez(tmp_path / "in.npz", codes=codes, text=text, images=images)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["JAX_NUM_CPU_DEVICES"] = "1"
+    out = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                         cwd=exported_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []  # nothing of this package, Flax or optax
+    got = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(got["cls"], want["cls"], atol=1e-5)
+    np.testing.assert_allclose(got["mean"], want["mean"], atol=1e-5)
+    np.testing.assert_allclose(got["itm"], itm, atol=1e-5)
+    np.testing.assert_array_equal(got["codes"], pretrained.image_codes(images))
+
+
+def test_load_places_an_export_on_any_device_count(trained_workdir, exported_dir):
+    pretrained = inference.load(trained_workdir)
+    codes, text, _ = _inputs(pretrained)
+    want, itm = _float32_reference(pretrained, codes, text)
+    for devices in (jax.devices()[:1], jax.devices()[:2], jax.devices()):  # 5 rows pad to every device count
+        loaded = export.load(exported_dir, devices=devices)
+        got = loaded.features(codes)
+        np.testing.assert_allclose(got["cls"], want["cls"], atol=1e-5)
+        np.testing.assert_allclose(loaded.itm_score(text, codes), itm, atol=1e-5)
+
+
+def test_a_broken_export_names_what_is_wrong(exported_dir, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(exported_dir, broken)
+    os.remove(broken / "itm_score.jaxexport")
+    with pytest.raises(ExportError, match="missing itm_score.jaxexport"):
+        export.load(str(broken))
+    with pytest.raises(ExportError, match="not a GPTFace export"):
+        export.load(str(tmp_path))
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(exported_dir, mismatched)
+    config = json.load(open(mismatched / "config.json"))
+    config["model"]["width"] = 64
+    json.dump(config, open(mismatched / "config.json", "w"))
+    with pytest.raises(DataError, match=r"does not match config.json \(24 problems\): block_0.attention.key.bias: stored \(4, 8\), config.json builds \(4, 16\)"):
+        export.load(str(mismatched))
+
+
+def test_export_of_a_workdir_without_checkpoint_fails_before_writing(tmp_path):
+    with pytest.raises(DataError, match="not a pre-training workdir"):
+        export.export(str(tmp_path / "nothing"), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_flat_names_are_the_parameter_paths():
+    flat = export.flatten({"block_0": {"attention": {"query": {"kernel": np.zeros((2, 3))}}}, "text_embed": np.ones(4)})
+    assert sorted(flat) == ["block_0.attention.query.kernel", "text_embed"]
+    from gptface_jax.exported import unflatten
+    assert unflatten(flat)["block_0"]["attention"]["query"]["kernel"].shape == (2, 3)

@@ -1,0 +1,71 @@
+"""Linear probes can succeed and can fail; the probe table runs on a real checkpoint with its baselines."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from data_pipelines.errors import DataError
+from data_pipelines.shards import ShardError
+from gptface_jax import downstream
+from gptface_jax.probe import Split, probe_attributes, probe_classes
+
+
+def _linear_data(rng, n, d=24, attributes=3, classes=4):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x[:, :attributes] + 0.05 * rng.normal(size=(n, attributes)) > 0).astype(np.int64)
+    c = np.argmax(x[:, attributes:attributes + classes], axis=1)
+    return x, y, c
+
+
+def test_probe_reads_linear_labels_and_stays_at_chance_on_shuffled_ones():
+    rng = np.random.default_rng(0)
+    (xt, yt, ct), (xv, yv, cv), (xs, ys, cs) = (_linear_data(rng, n) for n in (600, 200, 400))
+    attrs = probe_attributes(Split(xt, yt), Split(xv, yv), Split(xs, ys))
+    assert attrs["accuracy"].min() > 0.95
+    classes = probe_classes(Split(xt, ct), Split(xv, cv), Split(xs, cs), 4)
+    assert classes["accuracy"] > 0.9 and classes["per_class"].min() > 0.8
+    # labels shuffled in every split carry nothing the features know: the probe must stay at chance
+    p = rng.permutation
+    shuffled = probe_attributes(Split(xt, p(yt)), Split(xv, p(yv)), Split(xs, p(ys)))
+    assert np.abs(shuffled["accuracy"] - 0.5).max() < 0.08
+    shuffled = probe_classes(Split(xt, p(ct)), Split(xv, p(cv)), Split(xs, p(cs)), 4)
+    assert abs(shuffled["accuracy"] - 0.25) < 0.08
+
+
+def test_unknown_labels_are_left_out():
+    rng = np.random.default_rng(1)
+    (xt, yt, _), (xv, yv, _), (xs, ys, _) = (_linear_data(rng, n) for n in (400, 100, 200))
+    yt[::2, 0] = -1  # half the training labels of attribute 0 unknown
+    ys[:, 2] = -1    # attribute 2 never labelled on test: no accuracy rather than a made-up one
+    acc = probe_attributes(Split(xt, yt), Split(xv, yv), Split(xs, ys))["accuracy"]
+    assert acc[0] > 0.9 and np.isnan(acc[2])
+
+
+def test_probe_table_on_a_checkpoint(trained_workdir, pretokenized, tmp_path):
+    data = _synth_dir_of(pretokenized)
+    report = downstream.probe(trained_workdir, data, str(tmp_path))
+    rows = report["results"]
+    assert set(rows) == {"gptface_cls", "gptface_mean", "random_init_cls", "random_init_mean", "pixels_16x16"}
+    for row in rows.values():
+        assert 0.0 <= row["attribute_mean_accuracy"] <= 1.0 and 0.0 <= row["expression_accuracy"] <= 1.0
+        assert len(row["attributes"]) == 16 and len(row["expression_per_class"]) == 5
+    # validation carved from train (SynthFaces has no validation split), test untouched
+    assert report["examples"]["test"] == 16 and report["examples"]["train"] + report["examples"]["validation"] == 64
+    written = json.load(open(tmp_path / "probe_synth_faces.json"))
+    assert written["results"]["pixels_16x16"] == rows["pixels_16x16"]
+    assert "| gptface_cls |" in (tmp_path / "probe_synth_faces.md").read_text()
+
+
+def _synth_dir_of(pretokenized) -> str:
+    from data_pipelines.shards import ShardSource
+    return ShardSource(pretokenized, "train", verify=False).metadata["source_dataset"]
+
+
+def test_probe_errors_name_the_problem(trained_workdir, tmp_path):
+    with pytest.raises(ShardError, match="no such dataset folder"):
+        downstream.probe(trained_workdir, str(tmp_path / "missing"))
+    from data_pipelines.synthfaces import builder
+    no_test = builder.build(str(tmp_path / "nt"), num=8, num_test=0, image_size=32, seed=1, workers=1)
+    with pytest.raises(DataError, match="'test' split"):
+        downstream.probe(trained_workdir, no_test)
