@@ -175,6 +175,14 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from gptface_jax import finetune
+    r = finetune.finetune(args.workdir, args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
+                          learning_rate=args.learning_rate, max_train=args.max_train, max_test=args.max_test)
+    print(json.dumps({k: r[k] for k in ("best_step", "test_attribute_mean_accuracy", "test_expression_accuracy")}))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gptface_jax import demo
     return demo.run(args.workdir, num=args.num)
@@ -282,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train", type=int, default=0, help="use at most this many training faces (0: all)")
     p.add_argument("--max-test", type=int, default=0)
     p.set_defaults(func=_probe)
+    p = evaluation.add_parser("finetune", help="fine-tune the whole model + a linear head (attributes, expression)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", default=None)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--max-train", type=int, default=0)
+    p.add_argument("--max-test", type=int, default=0)
+    p.set_defaults(func=_finetune)
 
     p = sub.add_parser("config", help="load, override and validate an experiment config; print it",
                        description="Remaining arguments are absl config flags: --config FILE:ARG --config.a.b=V")

@@ -167,7 +167,14 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0, pretrain_step
     _stage("9. edited faces (held-out SynthFaces; ITM guidance 0 and 2, three seeds)")
     edits = _edits(workdir, data_dir)
 
-    metrics = {"data_dir": str(data_dir), "train_records": len(train), "edits": edits,
+    _stage("10. linear probes on frozen features (SynthFaces attributes and expression)")
+    from gptface_jax import downstream
+    probe = downstream.probe(str(workdir / "pretrain"), str(data_dir), str(workdir))
+    print(probe["markdown"].split("\n\n| attribute")[0])
+    probe_summary = {row: {k: r.get(k) for k in ("attribute_mean_accuracy", "expression_accuracy")}
+                     for row, r in probe["results"].items()}
+
+    metrics = {"data_dir": str(data_dir), "train_records": len(train), "edits": edits, "probe": probe_summary,
                "test_records": len(ShardSource(data_dir, "test")),
                "reader_samples_per_s": round(samples_per_s, 1), "pretokenized_dir": str(pre_dir),
                "vq_eval_psnr": vq_scores["eval_psnr"], "vq_eval_code_usage": vq_scores["eval_code_usage"],
@@ -176,5 +183,5 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 150.0, pretrain_step
                                           "caption_share_without_facts")}}
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"\ndemo done: {workdir}/metrics.json, {workdir}/preview.png, {workdir}/data_report.json, "
-          f"{workdir}/vq/reconstructions.png, {workdir}/edits/")
+          f"{workdir}/vq/reconstructions.png, {workdir}/edits/, {workdir}/probe_synth_faces.md")
     return 0

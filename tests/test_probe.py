@@ -69,3 +69,15 @@ def test_probe_errors_name_the_problem(trained_workdir, tmp_path):
     no_test = builder.build(str(tmp_path / "nt"), num=8, num_test=0, image_size=32, seed=1, workers=1)
     with pytest.raises(DataError, match="'test' split"):
         downstream.probe(trained_workdir, no_test)
+
+
+def test_finetune_trains_the_whole_model_and_reports_test_accuracy(trained_workdir, pretokenized, tmp_path):
+    from gptface_jax import finetune
+    result = finetune.finetune(trained_workdir, _synth_dir_of(pretokenized), str(tmp_path), steps=24, batch_size=16,
+                               learning_rate=3e-3, eval_every=8)
+    history = result["history"]
+    assert [h["step"] for h in history] == [8, 16, 24]
+    assert history[-1]["validation_loss"] < history[0]["validation_loss"]  # the head and body learn
+    assert 0 <= result["test_attribute_mean_accuracy"] <= 1 and 0 <= result["test_expression_accuracy"] <= 1
+    assert len(result["test_attributes"]) == 16
+    assert json.load(open(tmp_path / "finetune_synth_faces.json"))["best_step"] == result["best_step"]
