@@ -35,6 +35,9 @@ class MaskingConfig:
     span_p: float = 0.2
     max_span: int = 10
     replace_probs: tuple[float, float, float] = (0.8, 0.1, 0.1)  # [MASK] / random / keep
+    # Floor on the generation modes' cosine ratio: 1.0 masks the whole generated modality, so only the
+    # other modality can lower the loss (a cross-modal warm-up; 0 keeps MaskGIT's schedule).
+    generation_min_ratio: float = 0.0
     min_block: int = 2            # smallest block side, in tokens (clipped to the grid)
     max_aspect: float = 3.0
 
@@ -47,6 +50,8 @@ class MaskingConfig:
         for name in ("text_ratio", "image_ratio"):
             if not 0 < getattr(self, name) <= 1:
                 problems.append(f"{name}={getattr(self, name)} must be in (0, 1]")
+        if not 0 <= self.generation_min_ratio <= 1:
+            problems.append(f"generation_min_ratio={self.generation_min_ratio} must be in [0, 1]")
         if not 0 < self.span_p < 1 or self.max_span < 1:
             problems.append(f"span_p={self.span_p} must be in (0, 1) and max_span={self.max_span} >= 1")
         if problems:
@@ -143,7 +148,7 @@ def mask_batch(text_ids: np.ndarray, text_lengths: np.ndarray, grid: int, config
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), int(shard), 0x6d61736b]))
     b, max_len = text_ids.shape
     mode = rng.choice(3, size=b, p=np.asarray(config.mode_probs, float)).astype(np.int8)
-    schedule = cosine_ratio(rng.random(b))
+    schedule = np.maximum(cosine_ratio(rng.random(b)), config.generation_min_ratio)
     text_ratio = np.where(mode == TEXT_GENERATION, schedule, config.text_ratio)
     image_ratio = np.where(mode == IMAGE_GENERATION, schedule, config.image_ratio)
     text_mask = text_span_mask(text_lengths, text_ratio, max_len, rng, config.span_p, config.max_span)

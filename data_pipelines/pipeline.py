@@ -121,7 +121,8 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
 
     Caption dropout empties an example's text (all PAD) and leaves its image masking as drawn, so
     the model also learns p(image tokens | no text) for classifier-free guidance. A dropped
-    example has no ITM label to learn: its `itm_weight` is 0.
+    example has no ITM label to learn: its `itm_weight` is 0. Fewer negatives leave more positives
+    for masked modelling (which scores positives only); ITM weights keep the two classes balanced.
     """
 
     def __init__(self, config: PretrainBatchConfig):
@@ -145,13 +146,15 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
                      "text_mask": masks["text_mask"] & ~whole, "image_mask": masks["image_mask"] & ~whole}
         positive = pairs["itm_label"].astype(bool)[:, None]
         dropped = (rng.random(len(positive)) < c.caption_dropout)[:, None]
+        # Class-balanced ITM: whatever the negative fraction, positives and negatives weigh half each.
+        balance = np.where(positive[:, 0], 0.5 / max(1.0 - c.negative_fraction, 1e-6), 0.5 / max(c.negative_fraction, 1e-6))
         text_ids = np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32)
         return {
             "text_inputs": np.where(dropped, PAD, masks["text_inputs"]).astype(np.int32),
             "image_inputs": np.where(masks["image_mask"], c.image_mask_id, batch["image_codes"]).astype(np.int32),
             "text_targets": text_ids, "image_targets": batch["image_codes"],
             "text_mask": masks["text_mask"] & positive & ~dropped, "image_mask": masks["image_mask"] & positive,
-            "itm_label": pairs["itm_label"], "itm_weight": (~dropped[:, 0]).astype(np.float32),
+            "itm_label": pairs["itm_label"], "itm_weight": np.where(dropped[:, 0], 0.0, balance).astype(np.float32),
             "mode": masks["mode"], "index": batch["index"],
         }
 

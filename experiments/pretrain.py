@@ -70,6 +70,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.masking.span_p = 0.2                # SpanBERT geometric span lengths
     c.masking.max_span = 10
     c.masking.replace_probs = (0.8, 0.1, 0.1)  # [MASK] / random token / keep
+    c.masking.generation_min_ratio = 0.0  # 1.0: generation modes mask the whole generated modality
     # Examples left whole (no MILM targets): ITM also learns to judge complete pairs, as evaluation
     # and guided decoding (expected embeddings, no [MASK]) present them.
     c.masking.unmasked_fraction = 0.0
@@ -78,6 +79,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.loss.text_weight = 1.0
     c.loss.image_weight = 1.0
     c.loss.itm_weight = 1.0
+    # Fraction of a batch whose caption is swapped (ITM negatives; no masked-modelling targets).
+    c.loss.negative_fraction = 0.5
     c.loss.hard_negative_fraction = 0.0
     c.loss.caption_dropout = 0.1
     # Vocabulary heads run on at most this fraction of a batch's text / image positions (masked

@@ -119,9 +119,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(0.0 < k.span_p < 1.0, f"masking.span_p={k.span_p} must be in (0, 1)")
     check(k.max_span >= 1, f"masking.max_span={k.max_span} must be >= 1")
     check(0.0 <= k.unmasked_fraction <= 1.0, f"masking.unmasked_fraction={k.unmasked_fraction} must be in [0, 1]")
+    check(0.0 <= k.generation_min_ratio <= 1.0,
+          f"masking.generation_min_ratio={k.generation_min_ratio} must be in [0, 1]")
     check(0.0 <= config.loss.caption_dropout < 1.0, f"loss.caption_dropout={config.loss.caption_dropout} must be in [0, 1)")
     for name in ("text_capacity", "image_capacity"):
         check(0.0 < config.loss[name] <= 1.0, f"loss.{name}={config.loss[name]} must be in (0, 1]")
+    check(0.0 < config.loss.get("negative_fraction", 0.5) < 1.0,
+          f"loss.negative_fraction={config.loss.get('negative_fraction', 0.5)} must be in (0, 1): ITM needs both classes")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
 

@@ -41,7 +41,8 @@ class NonFiniteLoss(RuntimeError):
 def masking_config(config) -> MaskingConfig:
     k = config.masking
     return MaskingConfig(mode_probs=tuple(k.mode_probs), text_ratio=k.text_ratio, image_ratio=k.image_ratio,
-                         span_p=k.span_p, max_span=k.max_span, replace_probs=tuple(k.replace_probs))
+                         span_p=k.span_p, max_span=k.max_span, replace_probs=tuple(k.replace_probs),
+                         generation_min_ratio=k.generation_min_ratio)
 
 
 # --- 2. data ----------------------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def train(config, workdir: str) -> dict:
     example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
     batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
                                     grid=mc.image_grid, masking=masking_config(config),
-                                    negative_fraction=0.5, hard_fraction=config.loss.hard_negative_fraction,
+                                    negative_fraction=config.loss.negative_fraction, hard_fraction=config.loss.hard_negative_fraction,
                                     caption_dropout=config.loss.caption_dropout,
                                     unmasked_fraction=config.masking.unmasked_fraction, seed=config.seed, shard=jax.process_index())
     micro = config.train.batch_size // config.train.accum_steps

@@ -38,6 +38,8 @@ def test_overrides_apply_and_config_is_locked():
     ("--config.train.warmup_steps=1000", "train.warmup_steps=1000"),
     ("--config.train.accum_steps=3", "train.batch_size=32 is not divisible by train.accum_steps=3"),
     ("--config.vq.downsample=6", "power of two"),
+    ("--config.loss.negative_fraction=0.0", "loss.negative_fraction=0.0 must be in (0, 1)"),
+    ("--config.masking.generation_min_ratio=1.5", "generation_min_ratio=1.5 must be in [0, 1]"),
     ("--config.train.bogus=1", "no field 'bogus'"),
     ("--config.train.steps=abc", "invalid literal"),
 ])

@@ -38,6 +38,16 @@ def test_generation_modes_reach_full_masking():
     assert (out["text_mask"][text_gen].sum(1) == lengths[text_gen]).any()
 
 
+def test_generation_min_ratio_floors_the_schedule():
+    config = MaskingConfig(mode_probs=(0.0, 0.5, 0.5), generation_min_ratio=1.0)
+    _, lengths, out = _batch(b=400, config=config)
+    text_gen, image_gen = out["mode"] == TEXT_GENERATION, out["mode"] == IMAGE_GENERATION
+    np.testing.assert_array_equal(out["text_mask"][text_gen].sum(1), lengths[text_gen])  # whole captions
+    assert out["image_mask"][image_gen].all()                                              # whole images
+    half = _batch(b=400, config=MaskingConfig(mode_probs=(0.0, 1.0, 0.0), generation_min_ratio=0.5))[2]
+    assert half["image_mask"].mean(1).min() >= 0.5 and half["image_mask"].mean(1).max() == 1.0
+
+
 def test_mode_frequencies_follow_the_config():
     _, _, out = _batch(b=4000, config=MaskingConfig(mode_probs=(0.2, 0.5, 0.3)))
     freq = np.bincount(out["mode"], minlength=3) / 4000

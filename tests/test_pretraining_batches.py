@@ -113,3 +113,16 @@ def test_unmasked_examples_show_whole_pairs():
     everything = next(iter(pretraining_dataset(source, ReaderConfig(batch_size=32, seed=1),
                                                dataclasses.replace(CONFIG, unmasked_fraction=1.0))))
     assert not everything["text_mask"].any() and not (everything["image_inputs"] == 32).any()
+
+
+def test_fewer_negatives_leave_more_positives_and_itm_stays_balanced():
+    import dataclasses
+    config = dataclasses.replace(CONFIG, negative_fraction=0.25)
+    batches = [b for b, _ in zip(pretraining_dataset(_records(), ReaderConfig(batch_size=16, seed=1), config), range(6))]
+    label = np.concatenate([b["itm_label"] for b in batches])
+    weight = np.concatenate([b["itm_weight"] for b in batches])
+    assert 0.15 < (label == 0).mean() < 0.35
+    np.testing.assert_allclose(weight[label == 1], 0.5 / 0.75)
+    np.testing.assert_allclose(weight[label == 0], 0.5 / 0.25)
+    # in expectation each class carries half of the ITM loss
+    assert abs(weight[label == 1].sum() / weight.sum() - 0.5) < 0.15
