@@ -42,36 +42,64 @@ def load_split(source: ShardSource, max_examples: int) -> dict:
 
 def match_probabilities(score_fn, params, text_ids, image_codes, mesh, config, batch_size: int) -> np.ndarray:
     """P(match) for each (text, image) row; `score_fn(params, text, image)` returns ITM logits."""
-    n = len(text_ids)
-    pad = -n % batch_size
-    text = np.concatenate([text_ids, np.repeat(text_ids[:1], pad, 0)])
-    image = np.concatenate([image_codes, np.repeat(image_codes[:1], pad, 0)])
-    local = batch_size // jax.process_count()
-    lo = jax.process_index() * local
-    probs = []
-    for start in range(0, len(text), batch_size):
-        rows = slice(start + lo, start + lo + local)  # this process's block of the global batch
-        batch = sharding.to_global({"t": text[rows], "i": image[rows]}, mesh, config)
-        logits = np.asarray(jax.device_get(score_fn(params, batch["t"], batch["i"])), np.float32)
-        probs.append(np.exp(logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1])))
-    return np.concatenate(probs)[:n]
+    (logits,) = _rows(lambda p, t, i: (score_fn(p, t, i),), params, [text_ids, image_codes], mesh, config, batch_size)
+    return np.exp(logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1]))
 
 
 def eval_sets(source: ShardSource, max_examples: int) -> dict[str, dict]:
-    """{'weak': ..., 'clean': ...} each {'text_ids', 'image_codes', 'label'}; built once per run."""
+    """{'weak': ..., 'clean': ...} each {'text_ids', 'image_codes', 'label'}, and 'captions' (the
+    held-out pairs as they are, for `caption_image_gain`); built once per run."""
     split = load_split(source, max_examples)
     n = len(split["captions"])
     pairs = {"weak": weak_pairs(n)}
     if "attributes" in split:
         pairs["clean"] = clean_pairs(split["captions"], split["attributes"], split["hair_colour"], split["expression"])
-    return {name: {"text_ids": split["text_ids"][p["caption"]], "image_codes": split["image_codes"][p["image"]],
+    sets = {name: {"text_ids": split["text_ids"][p["caption"]], "image_codes": split["image_codes"][p["image"]],
                    "label": p["label"]} for name, p in pairs.items() if len(p["label"])}
+    sets["captions"] = {"text_ids": split["text_ids"], "image_codes": split["image_codes"]}
+    return sets
 
 
-def evaluate(score_fn, params, sets: dict, mesh, config, batch_size: int) -> dict:
-    """eval_itm_{clean,weak}_{accuracy,auc,pairs}; `score_fn` must return replicated logits."""
+def _rows(fn, params, arrays: list[np.ndarray], mesh, config, batch_size: int) -> list[np.ndarray]:
+    """`fn(params, *batch)` over fixed-size padded batches (this process's block of each); outputs cut to n rows."""
+    n = len(arrays[0])
+    pad = -n % batch_size
+    arrays = [np.concatenate([a, np.repeat(a[:1], pad, 0)]) for a in arrays]
+    local = batch_size // jax.process_count()
+    lo = jax.process_index() * local
+    outs = []
+    for start in range(0, len(arrays[0]), batch_size):
+        rows = slice(start + lo, start + lo + local)
+        batch = sharding.to_global({str(i): a[rows] for i, a in enumerate(arrays)}, mesh, config)
+        outs.append(jax.device_get(fn(params, *(batch[str(i)] for i in range(len(arrays))))))
+    return [np.concatenate([np.asarray(o[k], np.float32) for o in outs])[:n] for k in range(len(outs[0]))]
+
+
+def caption_image_gain(caption_fn, params, captions: dict, mesh, config, batch_size: int) -> dict:
+    """How much the image tells the model about its caption, in nats per caption token.
+
+    Every caption token is masked (text generation from the image alone); `caption_fn(params, text,
+    image)` returns each row's summed NLL and token count. The same captions are scored with their
+    own images and with the images shifted by one row: a model that ignores the image scores both
+    alike (gain 0), one that reads it loses when the images are swapped.
+    """
+    text, image = captions["text_ids"], captions["image_codes"]
+    own_nll, count = _rows(caption_fn, params, [text, image], mesh, config, batch_size)
+    other_nll, _ = _rows(caption_fn, params, [text, np.roll(image, 1, axis=0)], mesh, config, batch_size)
+    tokens = max(float(count.sum()), 1.0)
+    own, other = float(own_nll.sum()) / tokens, float(other_nll.sum()) / tokens
+    return {"eval_caption_nll": own, "eval_caption_nll_other_image": other, "eval_caption_image_gain": other - own}
+
+
+def evaluate(score_fn, params, sets: dict, mesh, config, batch_size: int, caption_fn=None) -> dict:
+    """eval_itm_{clean,weak}_{accuracy,auc,pairs} (+ the caption image gain with `caption_fn`);
+    the functions must return replicated outputs."""
     scores = {}
+    if caption_fn is not None and "captions" in sets:
+        scores.update(caption_image_gain(caption_fn, params, sets["captions"], mesh, config, batch_size))
     for name, s in sets.items():
+        if name == "captions":
+            continue
         prob = match_probabilities(score_fn, params, s["text_ids"], s["image_codes"], mesh, config, batch_size)
         scores[f"eval_itm_{name}_accuracy"] = float(((prob > 0.5) == s["label"]).mean())
         scores[f"eval_itm_{name}_auc"] = auc(prob, s["label"])

@@ -29,7 +29,7 @@ from data_pipelines.shards import ShardSource
 from gptface_jax import config_lib, itm_eval, losses, sharding
 from gptface_jax.checkpoints import Checkpointer
 from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
-from gptface_jax.model import GPTFace, ModelConfig
+from gptface_jax.model import GPTFace, ModelConfig, text_hidden
 
 
 class NonFiniteLoss(RuntimeError):
@@ -163,6 +163,19 @@ def make_itm_scorer(model: GPTFace, mesh):
     return jax.jit(lambda p, t, i: model.apply(p, t, i)["itm_logits"], out_shardings=sharding.replicated(mesh))
 
 
+def make_caption_scorer(model: GPTFace, mesh):
+    """Jitted (summed NLL, token count) per row of whole captions generated from the image: every caption token masked."""
+    from data_pipelines.text_tokenizer import MASK, PAD
+
+    def score(params, text_ids, image_codes):
+        present = text_ids != PAD
+        out = model.apply(params, jnp.where(present, MASK, PAD), image_codes)
+        logits = model.apply(params, text_hidden(out["hidden"], model.config), method=GPTFace.text_logits)
+        nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), text_ids[..., None], -1)[..., 0]
+        return jnp.where(present, nll, 0.0).sum(-1), present.sum(-1).astype(jnp.float32)
+    return jax.jit(score, out_shardings=sharding.replicated(mesh))
+
+
 # --- 6. the loop ------------------------------------------------------------------------------------------------
 
 def train(config, workdir: str) -> dict:
@@ -210,8 +223,9 @@ def train(config, workdir: str) -> dict:
         flops = compiled_flops(compiled)
         writer = MetricWriter(workdir)
         eval_sets = itm_eval.eval_sets(test_source, config.eval.max_examples) if test_source else {}
-        scorer = make_itm_scorer(model, mesh)
-        evaluate = lambda: itm_eval.evaluate(scorer, state["params"], eval_sets, mesh, config, micro)  # noqa: E731
+        scorer, caption_scorer = make_itm_scorer(model, mesh), make_caption_scorer(model, mesh)
+        evaluate = lambda: itm_eval.evaluate(scorer, state["params"], eval_sets, mesh, config, micro,  # noqa: E731
+                                             caption_scorer)
         step = int(state["step"])
         tokens = micro * (mc.seq_len)
         window_start, window_steps = time.perf_counter(), 0

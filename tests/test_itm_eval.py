@@ -48,3 +48,32 @@ def test_auc_matches_the_mann_whitney_statistic(ties):
     u = stats.mannwhitneyu(scores[labels == 1], scores[labels == 0]).statistic
     np.testing.assert_allclose(auc(scores, labels), u / ((labels == 1).sum() * (labels == 0).sum()), rtol=1e-12)
     assert auc(labels.astype(float), labels) == 1.0
+
+
+def test_caption_image_gain_is_zero_for_an_image_blind_model_and_positive_for_one_that_reads_it():
+    import jax
+    import jax.numpy as jnp
+
+    from experiments import pretrain
+    from gptface_jax import sharding
+    from gptface_jax.itm_eval import caption_image_gain
+    config = pretrain.get_config("tiny")
+    mesh = sharding.make_mesh(config)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 16, (37, 4))          # 37 rows: padding and cutting back are exercised
+    text = np.where(np.arange(6) < 4, image[:, :1] + 5, 0)  # the caption names the image's first code
+    count = lambda t: (t != 0).sum(-1).astype(jnp.float32)  # noqa: E731
+
+    def reads_image(params, t, i):  # NLL 0.1 per token when the caption matches the image, 2.0 otherwise
+        return jnp.where(t[:, 0] == i[:, 0] + 5, 0.1, 2.0) * count(t), count(t)
+
+    def blind(params, t, i):
+        return 0.7 * count(t), count(t)
+
+    with jax.set_mesh(mesh):
+        blind_scores = caption_image_gain(jax.jit(blind), None, {"text_ids": text, "image_codes": image}, mesh, config, 16)
+        reading = caption_image_gain(jax.jit(reads_image), None, {"text_ids": text, "image_codes": image}, mesh, config, 16)
+    assert blind_scores["eval_caption_image_gain"] == 0.0
+    np.testing.assert_allclose(reading["eval_caption_nll"], 0.1, rtol=1e-6)
+    shifted = (np.roll(image, 1, axis=0)[:, 0] != image[:, 0]).mean()  # rows whose shifted image differs
+    np.testing.assert_allclose(reading["eval_caption_image_gain"], 1.9 * shifted, rtol=1e-5)
