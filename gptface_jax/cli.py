@@ -183,6 +183,18 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_edits(args: argparse.Namespace) -> int:
+    from gptface_jax import edit_eval
+    report = edit_eval.run(args.workdir, args.dataset, args.judge, args.out, guidances=tuple(args.guidance),
+                           faces_per_edit=args.faces, seed=args.seed)
+    judge = report["judge"]
+    print(f"judge: held-out attribute accuracy {judge['test']['attribute_mean_accuracy']:.3f}"
+          + (f" (on VQ reconstructions {judge['test_vq_reconstructions']['attribute_mean_accuracy']:.3f})"
+             if "test_vq_reconstructions" in judge else ""))
+    print(report["markdown"])
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gptface_jax import demo
     return demo.run(args.workdir, num=args.num)
@@ -300,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train", type=int, default=0)
     p.add_argument("--max-test", type=int, default=0)
     p.set_defaults(func=_finetune)
+    p = evaluation.add_parser("edits", help="edit success / preservation / ITM per edit type and guidance strength")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--dataset", default=None, help="SynthFaces with a test split (default: the one pre-tokenized for W)")
+    p.add_argument("--judge", default=None, help="attribute-classifier folder (default W/judge; trained there if absent)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0])
+    p.add_argument("--faces", type=int, default=16, help="held-out faces per edit type")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_eval_edits)
 
     p = sub.add_parser("config", help="load, override and validate an experiment config; print it",
                        description="Remaining arguments are absl config flags: --config FILE:ARG --config.a.b=V")

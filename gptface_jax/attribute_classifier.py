@@ -1,0 +1,153 @@
+"""The judge of edits: a small CNN trained on SynthFaces pixels, independent of the generator.
+
+It sees RGB face crops (never VQ codes or GPTFace states) and predicts the 16 binary attributes
+and the 5 expressions. Training applies a blur/noise augmentation so the judge also reads VQ
+reconstructions, whose fine detail is softer than the rendered faces; `train` reports its held-out
+accuracy on both the rendered test faces and their VQ reconstructions, so a reader can see how far
+its verdict on generated faces can be trusted.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from safetensors.numpy import load_file, save_file
+
+from data_pipelines.errors import DataError
+from data_pipelines.ingest.faces import decode_image
+from data_pipelines.shards import ShardSource
+
+PARAMS_FILE, INFO_FILE = "classifier.safetensors", "classifier.json"
+
+
+class FaceCNN(nn.Module):
+    num_attributes: int
+    num_expressions: int
+
+    @nn.compact
+    def __call__(self, images_uint8):
+        x = images_uint8.astype(jnp.float32) / 127.5 - 1.0
+        for features in (32, 64, 128):
+            x = nn.relu(nn.Conv(features, (3, 3), strides=(2, 2))(x))
+            x = nn.relu(nn.Conv(features, (3, 3))(x))
+        x = x.mean(axis=(1, 2))
+        return nn.Dense(self.num_attributes + self.num_expressions)(x)
+
+
+def load_images(dataset_dir: str, split: str, size: int, limit: int = 0):
+    source = ShardSource(dataset_dir, split)
+    n = len(source) if limit <= 0 else min(limit, len(source))
+    images, attributes, expression = [], [], []
+    for i in range(n):
+        record = source[i]
+        rgb = decode_image(record["image"])
+        if rgb.shape[0] != size:
+            rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+        images.append(rgb)
+        attributes.append(np.asarray(record["attributes"], np.int32))
+        expression.append(int(record["expression"]))
+    return np.stack(images), np.stack(attributes), np.asarray(expression), source.metadata
+
+
+def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random blur (VQ-like softness), noise and brightness, per image."""
+    out = images.astype(np.float32)
+    blur = rng.random(len(out)) < 0.5
+    for i in np.flatnonzero(blur):
+        out[i] = cv2.GaussianBlur(out[i], (0, 0), sigmaX=float(rng.uniform(0.5, 1.2)))
+    out += rng.normal(0, 4.0, out.shape) + rng.uniform(-10, 10, (len(out), 1, 1, 1))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _loss(logits, attributes, expression, k: int):
+    bce = optax.sigmoid_binary_cross_entropy(logits[:, :k], attributes.astype(jnp.float32)).mean()
+    return bce + optax.softmax_cross_entropy_with_integer_labels(logits[:, k:], expression).mean()
+
+
+class Judge:
+    def __init__(self, model: FaceCNN, params, info: dict):
+        self.model, self.params, self.info = model, params, info
+        self._apply = jax.jit(model.apply)
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return self.info["attribute_names"]
+
+    def predict(self, images_uint8: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S, 3) uint8 -> attribute probabilities (N, 16), expression probabilities (N, 5)."""
+        size = self.info["image_size"]
+        if images_uint8.shape[1] != size:
+            images_uint8 = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images_uint8])
+        k = len(self.attribute_names)
+        logits = np.concatenate([np.asarray(self._apply(self.params, images_uint8[i:i + batch_size]))
+                                 for i in range(0, len(images_uint8), batch_size)])
+        return jax.nn.sigmoid(logits[:, :k]).__array__(), jax.nn.softmax(logits[:, k:], -1).__array__()
+
+    def accuracy(self, images, attributes, expression) -> dict:
+        attr, expr = self.predict(images)
+        per = ((attr > 0.5) == (attributes == 1)).mean(0)
+        return {"attribute_mean_accuracy": float(per.mean()), "expression_accuracy": float((expr.argmax(-1) == expression).mean()),
+                "attributes": {n: float(a) for n, a in zip(self.attribute_names, per)}}
+
+
+def train(dataset_dir: str, out_dir: str, steps: int = 800, batch_size: int = 64, learning_rate: float = 2e-3,
+          limit: int = 0, seed: int = 0, vq=None) -> Judge:
+    """Trains the judge on `dataset_dir`'s train split; test accuracy (and on `vq` reconstructions) in classifier.json."""
+    source = ShardSource(dataset_dir, "train", verify=False)
+    size = int(source.image_shape[0]) if source.image_shape else 64
+    images, attributes, expression, metadata = load_images(dataset_dir, "train", size, limit)
+    names, expressions = list(metadata.get("attribute_names", [])), list(metadata.get("expression_names", []))
+    if not names or (attributes < 0).any() or (expression < 0).any():
+        raise DataError(f"{dataset_dir}: the judge trains on SynthFaces, whose every face has all labels")
+    model = FaceCNN(len(names), len(expressions))
+    params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3), jnp.uint8))
+    tx = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, learning_rate, steps // 10, steps), weight_decay=1e-4)
+    opt = tx.init(params)
+    k = len(names)
+
+    @jax.jit
+    def step(params, opt, x, a, e):
+        loss, grads = jax.value_and_grad(lambda p: _loss(model.apply(p, x), a, e, k))(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, loss
+
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        rows = rng.integers(0, len(images), batch_size)
+        params, opt, loss = step(params, opt, _augment(images[rows], rng), attributes[rows], expression[rows])
+    info = {"attribute_names": names, "expression_names": expressions, "image_size": size, "steps": steps,
+            "train_examples": int(len(images)), "final_train_loss": float(loss)}
+    judge = Judge(model, params, info)
+    test_images, test_attr, test_expr, _ = load_images(dataset_dir, "test", size)
+    info["test"] = judge.accuracy(test_images, test_attr, test_expr)
+    if vq is not None:  # the judge on VQ reconstructions of the same held-out faces
+        recon = vq.decode(vq.encode(test_images))
+        info["test_vq_reconstructions"] = judge.accuracy(recon, test_attr, test_expr)
+    os.makedirs(out_dir, exist_ok=True)
+    flat = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(v)
+            for path, v in jax.tree_util.tree_leaves_with_path(params)}
+    save_file(flat, os.path.join(out_dir, PARAMS_FILE))
+    with open(os.path.join(out_dir, INFO_FILE), "w") as f:
+        json.dump(info, f, indent=1)
+    return judge
+
+
+def load(directory: str) -> Judge:
+    path = os.path.join(directory, INFO_FILE)
+    if not os.path.isfile(path):
+        raise DataError(f"{directory}: no trained attribute classifier ({INFO_FILE}); train one first")
+    with open(path) as f:
+        info = json.load(f)
+    model = FaceCNN(len(info["attribute_names"]), len(info["expression_names"]))
+    size = info["image_size"]
+    template = model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3), jnp.uint8))
+    flat = load_file(os.path.join(directory, PARAMS_FILE))
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, _: jnp.asarray(flat["/".join(str(getattr(k, "key", k)) for k in p)]), template)
+    return Judge(model, params, info)
