@@ -1,6 +1,5 @@
 """Linear probes can succeed and can fail; the probe table runs on a real checkpoint with its baselines."""
 import json
-import os
 
 import numpy as np
 import pytest
