@@ -33,10 +33,12 @@ class FaceCNN(nn.Module):
     @nn.compact
     def __call__(self, images_uint8):
         x = images_uint8.astype(jnp.float32) / 127.5 - 1.0
-        for features in (32, 64, 128):
+        for features in (32, 64, 64):
             x = nn.relu(nn.Conv(features, (3, 3), strides=(2, 2))(x))
             x = nn.relu(nn.Conv(features, (3, 3))(x))
-        x = x.mean(axis=(1, 2))
+        # Faces are aligned, so where a feature is matters (a hat is at the top, a beard at the
+        # bottom): the spatial map is flattened, not pooled.
+        x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
         return nn.Dense(self.num_attributes + self.num_expressions)(x)
 
 
@@ -96,7 +98,7 @@ class Judge:
                 "attributes": {n: float(a) for n, a in zip(self.attribute_names, per)}}
 
 
-def train(dataset_dir: str, out_dir: str, steps: int = 800, batch_size: int = 64, learning_rate: float = 2e-3,
+def train(dataset_dir: str, out_dir: str, steps: int = 1500, batch_size: int = 64, learning_rate: float = 1e-3,
           limit: int = 0, seed: int = 0, vq=None) -> Judge:
     """Trains the judge on `dataset_dir`'s train split; test accuracy (and on `vq` reconstructions) in classifier.json."""
     source = ShardSource(dataset_dir, "train", verify=False)

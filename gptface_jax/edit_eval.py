@@ -97,7 +97,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = None, out_dir: str | None = None, *,
-        guidances=(0.0, 2.0), faces_per_edit: int = 16, seed: int = 0, judge_steps: int = 800) -> dict:
+        guidances=(0.0, 2.0), faces_per_edit: int = 16, seed: int = 0, judge_steps: int = 1500) -> dict:
     """Loads (or first trains) the judge, edits held-out faces, writes edits_eval.json/.md; returns the report."""
     from data_pipelines.shards import ShardSource
     from gptface_jax import inference
