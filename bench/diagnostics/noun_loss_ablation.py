@@ -11,7 +11,6 @@ import jax, jax.numpy as jnp, numpy as np, optax, flax.linen as nn
 from gptface_jax.model import GPTFace, ModelConfig, text_hidden
 from gptface_jax.itm_eval import auc
 from data_pipelines.shards import ShardSource
-from data_pipelines.synthfaces.attributes import ATTRIBUTES
 from data_pipelines.text_tokenizer import MASK, TextTokenizer
 P, which, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tok = TextTokenizer(f"{P}/text_tokenizer.model")
