@@ -22,6 +22,8 @@ from safetensors.numpy import load_file, save_file
 from data_pipelines.errors import DataError
 from data_pipelines.ingest.faces import decode_image
 from data_pipelines.shards import ShardSource
+from gptface_jax.export import flatten
+from gptface_jax.exported import unflatten
 
 PARAMS_FILE, INFO_FILE = "classifier.safetensors", "classifier.json"
 
@@ -132,9 +134,7 @@ def train(dataset_dir: str, out_dir: str, steps: int = 1500, batch_size: int = 6
         recon = vq.decode(vq.encode(test_images))
         info["test_vq_reconstructions"] = judge.accuracy(recon, test_attr, test_expr)
     os.makedirs(out_dir, exist_ok=True)
-    flat = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(v)
-            for path, v in jax.tree_util.tree_leaves_with_path(params)}
-    save_file(flat, os.path.join(out_dir, PARAMS_FILE))
+    save_file(flatten(jax.device_get(params)), os.path.join(out_dir, PARAMS_FILE))
     with open(os.path.join(out_dir, INFO_FILE), "w") as f:
         json.dump(info, f, indent=1)
     return judge
@@ -147,9 +147,5 @@ def load(directory: str) -> Judge:
     with open(path) as f:
         info = json.load(f)
     model = FaceCNN(len(info["attribute_names"]), len(info["expression_names"]))
-    size = info["image_size"]
-    template = model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3), jnp.uint8))
-    flat = load_file(os.path.join(directory, PARAMS_FILE))
-    params = jax.tree_util.tree_map_with_path(
-        lambda p, _: jnp.asarray(flat["/".join(str(getattr(k, "key", k)) for k in p)]), template)
+    params = jax.tree.map(jnp.asarray, unflatten(load_file(os.path.join(directory, PARAMS_FILE))))
     return Judge(model, params, info)

@@ -2,9 +2,11 @@
 
 'noun': the loss scores only the subject noun's position; 'all': every caption token (text
 generation from the image, as pre-training does). Same examples, model, optimizer and seed; prints
-the held-out subject-noun AUC (true vs shuffled images) every 100 steps.
+the held-out subject-noun AUC (true vs shuffled images) every 100 steps. 'half': a random half of
+each caption's other tokens stays visible and every masked token is scored (context lowers the
+noise of the template words; the noun is always masked).
 
-    python bench/diagnostics/noun_loss_ablation.py PRETOKENIZED_DIR noun|all STEPS
+    python bench/diagnostics/noun_loss_ablation.py PRETOKENIZED_DIR noun|all|half STEPS
 """
 import sys, time
 import jax, jax.numpy as jnp, numpy as np, optax, flax.linen as nn
@@ -28,24 +30,30 @@ cfg = ModelConfig(text_vocab=1000, codebook_size=1024, max_text_len=32, image_gr
 m = GPTFace(cfg)
 params = nn.meta.unbox(m.init(jax.random.PRNGKey(0), jnp.asarray(T[:1]), jnp.asarray(I[:1])))
 tx = optax.adamw(1e-3, weight_decay=0.01); o = tx.init(params)
-def lp(p, t, img):
-    out = m.apply(p, jnp.where(t > 0, MASK, 0), img)
+def lp(p, t, img, shown=None):
+    masked = jnp.where(t > 0, MASK, 0) if shown is None else jnp.where(shown, t, jnp.where(t > 0, MASK, 0))
+    out = m.apply(p, masked, img)
     return jax.nn.log_softmax(m.apply(p, text_hidden(out["hidden"], cfg), method=GPTFace.text_logits), -1)
-def loss(p, t, img, pos):
-    nll = -jnp.take_along_axis(lp(p, t, img), t[..., None], -1)[..., 0]
-    w = (jnp.arange(32)[None] == pos[:, None]) if which == "noun" else (t > 0)
+def loss(p, t, img, pos, shown):
+    nll = -jnp.take_along_axis(lp(p, t, img, shown if which == "half" else None), t[..., None], -1)[..., 0]
+    w = (jnp.arange(32)[None] == pos[:, None]) if which == "noun" else (t > 0) & ~shown
     return (nll * w).sum() / w.sum()
 @jax.jit
-def step(p, o, t, img, pos):
-    l, g = jax.value_and_grad(loss)(p, t, img, pos); u, o = tx.update(g, o, p); return optax.apply_updates(p, u), o, l
+def step(p, o, t, img, pos, shown):
+    l, g = jax.value_and_grad(loss)(p, t, img, pos, shown); u, o = tx.update(g, o, p); return optax.apply_updates(p, u), o, l
+EVAL_SHOWN = None
 @jax.jit
 def score(p, t, img, pos):
-    l = lp(p, t, img)[jnp.arange(t.shape[0]), pos]
+    l = lp(p, t, img, EVAL_SHOWN)[jnp.arange(t.shape[0]), pos]
     return jax.scipy.special.logsumexp(l[:, jnp.asarray(M)], -1) - jax.scipy.special.logsumexp(l[:, jnp.asarray(F)], -1)
+if which == "half":  # held-out captions shown as in training: a fixed random half, the noun masked
+    EVAL_SHOWN = jnp.asarray((np.random.default_rng(2).random(Tt.shape) < 0.5) & (np.arange(32)[None] != POSt[:, None]))
 rng = np.random.default_rng(0); t0 = time.time()
 for i in range(steps + 1):
     r = rng.integers(0, len(T), 64)
-    params, o, l = step(params, o, jnp.asarray(T[r]), jnp.asarray(I[r]), jnp.asarray(POS[r]))
+    # 'half': a random half of the caption stays visible (never the noun, so every example has its label)
+    shown = (rng.random((64, 32)) < 0.5) & (np.arange(32)[None] != POS[r][:, None]) if which == "half" else np.zeros((64, 32), bool)
+    params, o, l = step(params, o, jnp.asarray(T[r]), jnp.asarray(I[r]), jnp.asarray(POS[r]), jnp.asarray(shown))
     if i % 100 == 0:
         s = np.asarray(score(params, jnp.asarray(Tt), jnp.asarray(It), jnp.asarray(POSt)))
         sh = np.asarray(score(params, jnp.asarray(Tt), jnp.asarray(It[np.random.default_rng(1).permutation(len(It))]), jnp.asarray(POSt)))
