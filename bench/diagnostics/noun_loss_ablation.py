@@ -4,9 +4,10 @@
 generation from the image, as pre-training does). Same examples, model, optimizer and seed; prints
 the held-out subject-noun AUC (true vs shuffled images) every 100 steps. 'half': a random half of
 each caption's other tokens stays visible and every masked token is scored (context lowers the
-noise of the template words; the noun is always masked).
+noise of the template words; the noun is always masked). 'idf': every caption token masked and
+scored, each weighted by its inverse document frequency over the training captions.
 
-    python bench/diagnostics/noun_loss_ablation.py PRETOKENIZED_DIR noun|all|half STEPS
+    python bench/diagnostics/noun_loss_ablation.py PRETOKENIZED_DIR noun|all|half|idf STEPS
 """
 import sys, time
 import jax, jax.numpy as jnp, numpy as np, optax, flax.linen as nn
@@ -26,6 +27,10 @@ def load(split, n):
     return np.stack(T), np.stack(I), np.array(Y), np.array(POS)
 T, I, Y, POS = load("train", 20000); Tt, It, Yt, POSt = load("test", 500)
 print(len(T), "train captions with one subject noun", flush=True)
+_df = np.zeros(1000)
+for r in T:
+    _df[np.unique(r[r > 0])] += 1
+IDF = jnp.asarray(np.log(len(T) / np.maximum(_df, 1)), jnp.float32)
 cfg = ModelConfig(text_vocab=1000, codebook_size=1024, max_text_len=32, image_grid=8, compute_dtype="float32")
 m = GPTFace(cfg)
 params = nn.meta.unbox(m.init(jax.random.PRNGKey(0), jnp.asarray(T[:1]), jnp.asarray(I[:1])))
@@ -37,6 +42,8 @@ def lp(p, t, img, shown=None):
 def loss(p, t, img, pos, shown):
     nll = -jnp.take_along_axis(lp(p, t, img, shown if which == "half" else None), t[..., None], -1)[..., 0]
     w = (jnp.arange(32)[None] == pos[:, None]) if which == "noun" else (t > 0) & ~shown
+    if which == "idf":  # rarer tokens weigh more: log(N / document frequency), from the training captions
+        w = w * IDF[t]
     return (nll * w).sum() / w.sum()
 @jax.jit
 def step(p, o, t, img, pos, shown):
