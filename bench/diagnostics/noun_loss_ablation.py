@@ -6,8 +6,9 @@ the held-out subject-noun AUC (true vs shuffled images) every 100 steps. 'half':
 each caption's other tokens stays visible and every masked token is scored (context lowers the
 noise of the template words; the noun is always masked). 'idf': every caption token masked and
 scored, each weighted by its inverse document frequency over the training captions.
+'noun_then_all': the noun alone for the first half of the steps, then every token.
 
-    python bench/diagnostics/noun_loss_ablation.py PRETOKENIZED_DIR noun|all|half|idf STEPS
+    python bench/diagnostics/noun_loss_ablation.py PRETOKENIZED_DIR noun|all|half|idf|noun_then_all STEPS
 """
 import sys, time
 import jax, jax.numpy as jnp, numpy as np, optax, flax.linen as nn
@@ -39,15 +40,16 @@ def lp(p, t, img, shown=None):
     masked = jnp.where(t > 0, MASK, 0) if shown is None else jnp.where(shown, t, jnp.where(t > 0, MASK, 0))
     out = m.apply(p, masked, img)
     return jax.nn.log_softmax(m.apply(p, text_hidden(out["hidden"], cfg), method=GPTFace.text_logits), -1)
-def loss(p, t, img, pos, shown):
+def loss(p, t, img, pos, shown, noun_only):
     nll = -jnp.take_along_axis(lp(p, t, img, shown if which == "half" else None), t[..., None], -1)[..., 0]
-    w = (jnp.arange(32)[None] == pos[:, None]) if which == "noun" else (t > 0) & ~shown
+    noun = jnp.arange(32)[None] == pos[:, None]
+    w = jnp.where(noun_only, noun, (t > 0) & ~shown)
     if which == "idf":  # rarer tokens weigh more: log(N / document frequency), from the training captions
         w = w * IDF[t]
     return (nll * w).sum() / w.sum()
 @jax.jit
-def step(p, o, t, img, pos, shown):
-    l, g = jax.value_and_grad(loss)(p, t, img, pos, shown); u, o = tx.update(g, o, p); return optax.apply_updates(p, u), o, l
+def step(p, o, t, img, pos, shown, noun_only):
+    l, g = jax.value_and_grad(loss)(p, t, img, pos, shown, noun_only); u, o = tx.update(g, o, p); return optax.apply_updates(p, u), o, l
 EVAL_SHOWN = None
 @jax.jit
 def score(p, t, img, pos):
@@ -60,7 +62,9 @@ for i in range(steps + 1):
     r = rng.integers(0, len(T), 64)
     # 'half': a random half of the caption stays visible (never the noun, so every example has its label)
     shown = (rng.random((64, 32)) < 0.5) & (np.arange(32)[None] != POS[r][:, None]) if which == "half" else np.zeros((64, 32), bool)
-    params, o, l = step(params, o, jnp.asarray(T[r]), jnp.asarray(I[r]), jnp.asarray(POS[r]), jnp.asarray(shown))
+    noun_only = which == "noun" or (which == "noun_then_all" and i < steps // 2)
+    params, o, l = step(params, o, jnp.asarray(T[r]), jnp.asarray(I[r]), jnp.asarray(POS[r]), jnp.asarray(shown),
+                        jnp.asarray(noun_only))
     if i % 100 == 0:
         s = np.asarray(score(params, jnp.asarray(Tt), jnp.asarray(It), jnp.asarray(POSt)))
         sh = np.asarray(score(params, jnp.asarray(Tt), jnp.asarray(It[np.random.default_rng(1).permutation(len(It))]), jnp.asarray(POSt)))
