@@ -6,9 +6,11 @@ the held-out subject-noun AUC (true vs shuffled images) every 100 steps. 'half':
 each caption's other tokens stays visible and every masked token is scored (context lowers the
 noise of the template words; the noun is always masked). 'idf': every caption token masked and
 scored, each weighted by its inverse document frequency over the training captions.
-'noun_then_all': the noun alone for the first half of the steps, then every token.
+'noun_then_all': the noun alone for the first half of the steps, then every token. 'mi_then_all':
+the same, but the first half scores the 40 tokens whose presence shares the most information with
+the image's codes (found from the data, no word list), wherever they occur.
 
-    python bench/diagnostics/noun_loss_ablation.py PRETOKENIZED_DIR noun|all|half|idf|noun_then_all STEPS
+    python bench/diagnostics/noun_loss_ablation.py PRETOKENIZED_DIR noun|all|half|idf|noun_then_all|mi_then_all STEPS
 """
 import sys, time
 import jax, jax.numpy as jnp, numpy as np, optax, flax.linen as nn
@@ -32,6 +34,30 @@ _df = np.zeros(1000)
 for r in T:
     _df[np.unique(r[r > 0])] += 1
 IDF = jnp.asarray(np.log(len(T) / np.maximum(_df, 1)), jnp.float32)
+
+
+def image_informative_tokens(texts, images, k=40, vocab=1000, codes=1024):
+    """Tokens whose presence in a caption shares the most information with which codes the image has.
+
+    Bag-of-tokens x bag-of-codes co-occurrence from one matmul; a token's score is the summed mutual
+    information of its 10 most informative codes. Needs no list of attribute words."""
+    a = np.zeros((len(texts), vocab), np.float32); b = np.zeros((len(images), codes), np.float32)
+    for i, (t, c) in enumerate(zip(texts, images)):
+        a[i, t[t > 4]] = 1; b[i, c] = 1
+    n = len(texts); pa, pb = a.mean(0), b.mean(0); pab = (a.T @ b) / n
+    mi = np.zeros_like(pab)
+    for x in (0, 1):
+        for y in (0, 1):
+            pxy = pab if (x, y) == (1, 1) else (pa[:, None] - pab if x else (pb[None] - pab if y else 1 - pa[:, None] - pb[None] + pab))
+            px = pa[:, None] if x else 1 - pa[:, None]; py = pb[None] if y else 1 - pb[None]
+            mi += np.where(pxy > 0, pxy * np.log(np.maximum(pxy, 1e-12) / np.maximum(px * py, 1e-12)), 0)
+    score = np.sort(mi, 1)[:, -10:].sum(1) * (pa > 5 / n)
+    return np.argsort(-score)[:k]
+
+
+INFORMATIVE = image_informative_tokens(T, I)
+print("image-informative tokens:", [tok.sp.id_to_piece(int(v)) for v in INFORMATIVE[:25]], flush=True)
+INFORMATIVE_MASK = jnp.zeros(1000, bool).at[jnp.asarray(INFORMATIVE)].set(True)
 cfg = ModelConfig(text_vocab=1000, codebook_size=1024, max_text_len=32, image_grid=8, compute_dtype="float32")
 m = GPTFace(cfg)
 params = nn.meta.unbox(m.init(jax.random.PRNGKey(0), jnp.asarray(T[:1]), jnp.asarray(I[:1])))
@@ -42,7 +68,7 @@ def lp(p, t, img, shown=None):
     return jax.nn.log_softmax(m.apply(p, text_hidden(out["hidden"], cfg), method=GPTFace.text_logits), -1)
 def loss(p, t, img, pos, shown, noun_only):
     nll = -jnp.take_along_axis(lp(p, t, img, shown if which == "half" else None), t[..., None], -1)[..., 0]
-    noun = jnp.arange(32)[None] == pos[:, None]
+    noun = (jnp.arange(32)[None] == pos[:, None]) if which != "mi_then_all" else INFORMATIVE_MASK[t] & (t > 0)
     w = jnp.where(noun_only, noun, (t > 0) & ~shown)
     if which == "idf":  # rarer tokens weigh more: log(N / document frequency), from the training captions
         w = w * IDF[t]
@@ -62,7 +88,7 @@ for i in range(steps + 1):
     r = rng.integers(0, len(T), 64)
     # 'half': a random half of the caption stays visible (never the noun, so every example has its label)
     shown = (rng.random((64, 32)) < 0.5) & (np.arange(32)[None] != POS[r][:, None]) if which == "half" else np.zeros((64, 32), bool)
-    noun_only = which == "noun" or (which == "noun_then_all" and i < steps // 2)
+    noun_only = which == "noun" or (which in ("noun_then_all", "mi_then_all") and i < steps // 2)
     params, o, l = step(params, o, jnp.asarray(T[r]), jnp.asarray(I[r]), jnp.asarray(POS[r]), jnp.asarray(shown),
                         jnp.asarray(noun_only))
     if i % 100 == 0:
