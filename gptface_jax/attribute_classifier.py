@@ -20,8 +20,8 @@ import optax
 from safetensors.numpy import load_file, save_file
 
 from data_pipelines.errors import DataError
-from data_pipelines.ingest.faces import decode_image
 from data_pipelines.shards import ShardSource
+from gptface_jax.downstream import load_labelled
 from gptface_jax.export import flatten
 from gptface_jax.exported import unflatten
 
@@ -42,21 +42,6 @@ class FaceCNN(nn.Module):
         # bottom): the spatial map is flattened, not pooled.
         x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
         return nn.Dense(self.num_attributes + self.num_expressions)(x)
-
-
-def load_images(dataset_dir: str, split: str, size: int, limit: int = 0):
-    source = ShardSource(dataset_dir, split)
-    n = len(source) if limit <= 0 else min(limit, len(source))
-    images, attributes, expression = [], [], []
-    for i in range(n):
-        record = source[i]
-        rgb = decode_image(record["image"])
-        if rgb.shape[0] != size:
-            rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
-        images.append(rgb)
-        attributes.append(np.asarray(record["attributes"], np.int32))
-        expression.append(int(record["expression"]))
-    return np.stack(images), np.stack(attributes), np.asarray(expression), source.metadata
 
 
 def _augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -105,8 +90,9 @@ def train(dataset_dir: str, out_dir: str, steps: int = 1500, batch_size: int = 6
     """Trains the judge on `dataset_dir`'s train split; test accuracy (and on `vq` reconstructions) in classifier.json."""
     source = ShardSource(dataset_dir, "train", verify=False)
     size = int(source.image_shape[0]) if source.image_shape else 64
-    images, attributes, expression, metadata = load_images(dataset_dir, "train", size, limit)
-    names, expressions = list(metadata.get("attribute_names", [])), list(metadata.get("expression_names", []))
+    train = load_labelled(dataset_dir, "train", size, limit)
+    images, attributes, expression = train["images"], train["attributes"], train["expression"]
+    names, expressions = train["attribute_names"], train["expression_names"]
     if not names or (attributes < 0).any() or (expression < 0).any():
         raise DataError(f"{dataset_dir}: the judge trains on SynthFaces, whose every face has all labels")
     model = FaceCNN(len(names), len(expressions))
@@ -128,7 +114,8 @@ def train(dataset_dir: str, out_dir: str, steps: int = 1500, batch_size: int = 6
     info = {"attribute_names": names, "expression_names": expressions, "image_size": size, "steps": steps,
             "train_examples": int(len(images)), "final_train_loss": float(loss)}
     judge = Judge(model, params, info)
-    test_images, test_attr, test_expr, _ = load_images(dataset_dir, "test", size)
+    test = load_labelled(dataset_dir, "test", size)
+    test_images, test_attr, test_expr = test["images"], test["attributes"], test["expression"]
     info["test"] = judge.accuracy(test_images, test_attr, test_expr)
     if vq is not None:  # the judge on VQ reconstructions of the same held-out faces
         recon = vq.decode(vq.encode(test_images))

@@ -24,6 +24,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
 from gptface_jax import attribute_classifier, decoding, editing
 from gptface_jax.decoding import DecodeConfig
+from gptface_jax.downstream import load_labelled
 
 # name: (regions, caption in the corpus' own phrasing, attribute, target value)
 EDITS = {
@@ -111,8 +112,8 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
         judge = attribute_classifier.load(judge_dir)
     else:
         judge = attribute_classifier.train(dataset_dir, judge_dir, steps=judge_steps, vq=pretrained.vq)
-    images, attributes, _, _ = attribute_classifier.load_images(dataset_dir, "test", pretrained.image_size)
-    rows = evaluate(pretrained, judge, images, attributes, guidances=guidances, faces_per_edit=faces_per_edit, seed=seed)
+    test = load_labelled(dataset_dir, "test", pretrained.image_size)
+    rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, faces_per_edit=faces_per_edit, seed=seed)
     report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "rows": rows}
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)

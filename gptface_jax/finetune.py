@@ -49,9 +49,7 @@ def scores(logits: np.ndarray, attributes: np.ndarray, expression: np.ndarray, n
 
 
 def _validation_score(s: dict) -> float:
-    keys = [k for k in ("attribute_mean_accuracy", "expression_accuracy") if k in s]
-    return float(np.mean([s[k] for k in keys])) if keys else float(np.mean(
-        [s[f"validation_{k}"] for k in ("attribute_mean_accuracy", "expression_accuracy") if f"validation_{k}" in s]))
+    return float(np.mean([s[k] for k in ("attribute_mean_accuracy", "expression_accuracy") if k in s]))
 
 
 def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, steps: int = 300, batch_size: int = 32,
@@ -110,7 +108,7 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
             return scores(np.concatenate(out)[:n], splits[split]["attributes"], splits[split]["expression"], num_attributes)
 
         train = splits["train"]
-        history, best, best_params = [], -1.0, None
+        history, best, best_params, best_step = [], -1.0, None, 0
         for i in range(1, steps + 1):
             rows = rng.integers(0, len(codes["train"]), batch_size)
             batch = sharding.to_global({"codes": codes["train"][rows], "attributes": train["attributes"][rows],
@@ -121,10 +119,10 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
                 history.append({"step": i, "train_loss": float(loss),
                                 **{f"validation_{k}": v for k, v in val.items() if not isinstance(v, np.ndarray)}})
                 if _validation_score(val) > best:
-                    best, best_params = _validation_score(val), jax.device_get(state["params"])
+                    best, best_params, best_step = _validation_score(val), jax.device_get(state["params"]), i
         test = evaluate(best_params, "test")
     result = {"dataset": dataset_dir, "workdir": workdir, "steps": steps, "batch_size": batch_size,
-              "learning_rate": learning_rate, "seed": seed, "best_step": max(history, key=_validation_score)["step"],
+              "learning_rate": learning_rate, "seed": seed, "best_step": best_step,
               "history": history, "test_attribute_mean_accuracy": test.get("attribute_mean_accuracy"),
               "test_expression_accuracy": test.get("expression_accuracy"),
               "test_attributes": ({n: float(a) for n, a in zip(names, test["attribute_accuracy"])}

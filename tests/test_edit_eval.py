@@ -8,6 +8,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
 from gptface_jax import attribute_classifier, edit_eval
+from gptface_jax.downstream import load_labelled
 
 
 def test_judge_learns_and_round_trips(synth_dir, tmp_path):
@@ -15,7 +16,7 @@ def test_judge_learns_and_round_trips(synth_dir, tmp_path):
     info = json.load(open(tmp_path / "judge" / "classifier.json"))
     assert info["final_train_loss"] < 0.69 + np.log(5)  # below the loss of a uniform guess
     assert 0.0 <= info["test"]["attribute_mean_accuracy"] <= 1.0 and len(info["test"]["attributes"]) == 16
-    images, *_ = attribute_classifier.load_images(synth_dir, "test", 64)
+    images = load_labelled(synth_dir, "test", 64)["images"]
     reloaded = attribute_classifier.load(str(tmp_path / "judge"))
     np.testing.assert_allclose(reloaded.predict(images)[0], judge.predict(images)[0], atol=1e-6)
     with pytest.raises(DataError, match="no trained attribute classifier"):
