@@ -104,6 +104,10 @@ class PretrainBatchConfig:
     hard_fraction: float = 0.0
     caption_dropout: float = 0.0        # examples whose text is emptied (classifier-free guidance)
     unmasked_fraction: float = 0.0      # examples left uncorrupted: they teach ITM on whole inputs only
+    # Salient warm-up: batches before `salient_steps` hide and score only these token ids (the
+    # image-informative ones, data_pipelines.informative_tokens), so an image-to-text pathway forms.
+    salient_tokens: tuple = ()
+    salient_steps: int = 0
     seed: int = 0
     shard: int = 0                      # the data shard: shards draw different masks (set by pretraining_dataset)
 
@@ -137,7 +141,8 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         pairs = make_pairs(batch["text_ids"], batch["text_len"], rng, c.negative_fraction, c.hard_fraction)
         masks = mask_batch(pairs["text_ids"], pairs["text_lengths"], c.grid, c.masking or MaskingConfig(),
                            seed=c.seed, step=step, shard=c.shard, vocab_size=c.text_vocab_size, mask_id=MASK,
-                           num_special=NUM_SPECIAL)
+                           num_special=NUM_SPECIAL,
+                           salient_ids=c.salient_tokens if step < c.salient_steps else None)
         # Every example is corrupted alike (else "has [MASK] tokens" would give the ITM label away),
         # but masked modelling is scored on positives only: the loss masks exclude negatives.
         whole = (rng.random(len(pairs["itm_label"])) < c.unmasked_fraction)[:, None]

@@ -75,6 +75,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # and guided decoding (expected embeddings, no [MASK]) present them.
     c.masking.unmasked_fraction = 0.0
 
+    # Salient warm-up (data_pipelines/informative_tokens.py): the first `salient_steps` steps hide and
+    # score only the `salient_tokens` caption tokens that share the most information with the image
+    # codes (counted over `salient_sample` training examples), the rest of the caption visible, so
+    # the model first learns to read attributes from the image; then the full MILM + ITM objective.
+    c.curriculum = ml_collections.ConfigDict()
+    c.curriculum.salient_steps = 0
+    c.curriculum.salient_tokens = 40
+    c.curriculum.salient_sample = 20_000
+
     c.loss = ml_collections.ConfigDict()
     c.loss.text_weight = 1.0
     c.loss.image_weight = 1.0

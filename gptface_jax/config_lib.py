@@ -129,6 +129,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
 
+    # Curriculum (older configs may lack the section: then there is no warm-up).
+    cur = config.get("curriculum")
+    if cur is not None:
+        check(0 <= cur.salient_steps <= config.train.steps,
+              f"curriculum.salient_steps={cur.salient_steps} must be in [0, train.steps={config.train.steps}]")
+        check(cur.salient_tokens >= 1, f"curriculum.salient_tokens={cur.salient_tokens} must be >= 1")
+        check(cur.salient_sample >= 2, f"curriculum.salient_sample={cur.salient_sample} must be >= 2")
+
     # Optimisation.
     t = config.train
     check(t.steps >= 1, f"train.steps={t.steps} must be >= 1")

@@ -46,9 +46,10 @@ def match_probabilities(score_fn, params, text_ids, image_codes, mesh, config, b
     return np.exp(logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1]))
 
 
-def eval_sets(source: ShardSource, max_examples: int) -> dict[str, dict]:
+def eval_sets(source: ShardSource, max_examples: int, salient_tokens=()) -> dict[str, dict]:
     """{'weak': ..., 'clean': ...} each {'text_ids', 'image_codes', 'label'}, and 'captions' (the
-    held-out pairs as they are, for `caption_image_gain`); built once per run."""
+    held-out pairs as they are, for `caption_image_gain`; with `salient_tokens`, also where they
+    occur); built once per run."""
     split = load_split(source, max_examples)
     n = len(split["captions"])
     pairs = {"weak": weak_pairs(n)}
@@ -57,6 +58,8 @@ def eval_sets(source: ShardSource, max_examples: int) -> dict[str, dict]:
     sets = {name: {"text_ids": split["text_ids"][p["caption"]], "image_codes": split["image_codes"][p["image"]],
                    "label": p["label"]} for name, p in pairs.items() if len(p["label"])}
     sets["captions"] = {"text_ids": split["text_ids"], "image_codes": split["image_codes"]}
+    if len(salient_tokens):
+        sets["captions"]["salient"] = np.isin(split["text_ids"], np.asarray(salient_tokens)) & (split["text_ids"] != 0)
     return sets
 
 
@@ -75,20 +78,23 @@ def _rows(fn, params, arrays: list[np.ndarray], mesh, config, batch_size: int) -
     return [np.concatenate([np.asarray(o[k], np.float32) for o in outs])[:n] for k in range(len(outs[0]))]
 
 
-def caption_image_gain(caption_fn, params, captions: dict, mesh, config, batch_size: int) -> dict:
-    """How much the image tells the model about its caption, in nats per caption token.
+def caption_image_gain(caption_fn, params, captions: dict, mesh, config, batch_size: int, hidden=None,
+                       name: str = "caption") -> dict:
+    """How much the image tells the model about the hidden caption tokens, in nats per hidden token.
 
-    Every caption token is masked (text generation from the image alone); `caption_fn(params, text,
-    image)` returns each row's summed NLL and token count. The same captions are scored with their
+    `hidden` (bool, like the text ids; default every caption token: text generation from the image
+    alone) marks the positions that are masked and scored; `caption_fn(params, text, image, hidden)`
+    returns each row's summed NLL over them and their count. The same captions are scored with their
     own images and with the images shifted by one row: a model that ignores the image scores both
     alike (gain 0), one that reads it loses when the images are swapped.
     """
     text, image = captions["text_ids"], captions["image_codes"]
-    own_nll, count = _rows(caption_fn, params, [text, image], mesh, config, batch_size)
-    other_nll, _ = _rows(caption_fn, params, [text, np.roll(image, 1, axis=0)], mesh, config, batch_size)
+    hidden = text != 0 if hidden is None else hidden
+    own_nll, count = _rows(caption_fn, params, [text, image, hidden], mesh, config, batch_size)
+    other_nll, _ = _rows(caption_fn, params, [text, np.roll(image, 1, axis=0), hidden], mesh, config, batch_size)
     tokens = max(float(count.sum()), 1.0)
     own, other = float(own_nll.sum()) / tokens, float(other_nll.sum()) / tokens
-    return {"eval_caption_nll": own, "eval_caption_nll_other_image": other, "eval_caption_image_gain": other - own}
+    return {f"eval_{name}_nll": own, f"eval_{name}_nll_other_image": other, f"eval_{name}_image_gain": other - own}
 
 
 def evaluate(score_fn, params, sets: dict, mesh, config, batch_size: int, caption_fn=None) -> dict:
@@ -96,7 +102,11 @@ def evaluate(score_fn, params, sets: dict, mesh, config, batch_size: int, captio
     the functions must return replicated outputs."""
     scores = {}
     if caption_fn is not None and "captions" in sets:
-        scores.update(caption_image_gain(caption_fn, params, sets["captions"], mesh, config, batch_size))
+        captions = sets["captions"]
+        scores.update(caption_image_gain(caption_fn, params, captions, mesh, config, batch_size))
+        if "salient" in captions:  # the salient warm-up's task: its tokens hidden, the rest shown
+            scores.update(caption_image_gain(caption_fn, params, captions, mesh, config, batch_size,
+                                             hidden=captions["salient"], name="salient"))
     for name, s in sets.items():
         if name == "captions":
             continue

@@ -68,6 +68,30 @@ def open_pretokenized(config) -> tuple[ShardSource, ShardSource | None]:
     return train, test
 
 
+def salient_tokens(config, train_source: ShardSource, workdir: str) -> tuple[int, ...]:
+    """The warm-up's image-informative token ids (empty without a warm-up), also written to the workdir.
+
+    Counted from the first `curriculum.salient_sample` training examples: every process gets the
+    same list, and a resumed run the same one as before.
+    """
+    cur = config.get("curriculum")
+    if cur is None or cur.salient_steps == 0:
+        return ()
+    from data_pipelines import informative_tokens
+    from data_pipelines.text_tokenizer import NUM_SPECIAL, TextTokenizer
+    from gptface_jax.pretokenize import TOKENIZER_FILE
+    ids = informative_tokens.from_source(train_source, sample_size=cur.salient_sample, vocab_size=config.text.vocab_size,
+                                         codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
+                                         k=cur.salient_tokens)
+    if jax.process_index() == 0:
+        tokenizer_path = os.path.join(config.data.pretokenized, TOKENIZER_FILE)
+        pieces = ([TextTokenizer(tokenizer_path).sp.id_to_piece(int(i)) for i in ids]
+                  if os.path.exists(tokenizer_path) else [])
+        with open(os.path.join(workdir, "salient_tokens.json"), "w") as f:
+            json.dump({"ids": [int(i) for i in ids], "pieces": pieces, "steps": cur.salient_steps}, f, indent=1)
+    return tuple(int(i) for i in ids)
+
+
 # --- 3. sharded state -----------------------------------------------------------------------------------------
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -164,15 +188,14 @@ def make_itm_scorer(model: GPTFace, mesh):
 
 
 def make_caption_scorer(model: GPTFace, mesh):
-    """Jitted (summed NLL, token count) per row of whole captions generated from the image: every caption token masked."""
-    from data_pipelines.text_tokenizer import MASK, PAD
+    """Jitted (summed NLL, token count) per row over the `hidden` caption positions, which are masked."""
+    from data_pipelines.text_tokenizer import MASK
 
-    def score(params, text_ids, image_codes):
-        present = text_ids != PAD
-        out = model.apply(params, jnp.where(present, MASK, PAD), image_codes)
+    def score(params, text_ids, image_codes, hidden):
+        out = model.apply(params, jnp.where(hidden, MASK, text_ids), image_codes)
         logits = model.apply(params, text_hidden(out["hidden"], model.config), method=GPTFace.text_logits)
         nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), text_ids[..., None], -1)[..., 0]
-        return jnp.where(present, nll, 0.0).sum(-1), present.sum(-1).astype(jnp.float32)
+        return jnp.where(hidden, nll, 0.0).sum(-1), hidden.sum(-1).astype(jnp.float32)
     return jax.jit(score, out_shardings=sharding.replicated(mesh))
 
 
@@ -196,7 +219,10 @@ def train(config, workdir: str) -> dict:
                                     grid=mc.image_grid, masking=masking_config(config),
                                     negative_fraction=config.loss.negative_fraction, hard_fraction=config.loss.hard_negative_fraction,
                                     caption_dropout=config.loss.caption_dropout,
-                                    unmasked_fraction=config.masking.unmasked_fraction, seed=config.seed, shard=jax.process_index())
+                                    unmasked_fraction=config.masking.unmasked_fraction,
+                                    salient_tokens=salient_tokens(config, train_source, workdir),
+                                    salient_steps=config.get("curriculum", {}).get("salient_steps", 0),
+                                    seed=config.seed, shard=jax.process_index())
     micro = config.train.batch_size // config.train.accum_steps
     reader = ReaderConfig(batch_size=micro // jax.process_count(), seed=config.data.shuffle_seed,
                           process_index=jax.process_index(), process_count=jax.process_count(),
@@ -222,7 +248,8 @@ def train(config, workdir: str) -> dict:
         compiled = step_fn.lower(state, first).compile()
         flops = compiled_flops(compiled)
         writer = MetricWriter(workdir)
-        eval_sets = itm_eval.eval_sets(test_source, config.eval.max_examples) if test_source else {}
+        eval_sets = (itm_eval.eval_sets(test_source, config.eval.max_examples, batch_cfg.salient_tokens)
+                     if test_source else {})
         scorer, caption_scorer = make_itm_scorer(model, mesh), make_caption_scorer(model, mesh)
         evaluate = lambda: itm_eval.evaluate(scorer, state["params"], eval_sets, mesh, config, micro,  # noqa: E731
                                              caption_scorer)

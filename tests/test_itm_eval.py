@@ -62,13 +62,13 @@ def test_caption_image_gain_is_zero_for_an_image_blind_model_and_positive_for_on
     rng = np.random.default_rng(0)
     image = rng.integers(0, 16, (37, 4))          # 37 rows: padding and cutting back are exercised
     text = np.where(np.arange(6) < 4, image[:, :1] + 5, 0)  # the caption names the image's first code
-    count = lambda t: (t != 0).sum(-1).astype(jnp.float32)  # noqa: E731
+    count = lambda hidden: hidden.sum(-1).astype(jnp.float32)  # noqa: E731
 
-    def reads_image(params, t, i):  # NLL 0.1 per token when the caption matches the image, 2.0 otherwise
-        return jnp.where(t[:, 0] == i[:, 0] + 5, 0.1, 2.0) * count(t), count(t)
+    def reads_image(params, t, i, hidden):  # NLL 0.1 per token when the caption matches the image, 2.0 otherwise
+        return jnp.where(t[:, 0] == i[:, 0] + 5, 0.1, 2.0) * count(hidden), count(hidden)
 
-    def blind(params, t, i):
-        return 0.7 * count(t), count(t)
+    def blind(params, t, i, hidden):
+        return 0.7 * count(hidden), count(hidden)
 
     with jax.set_mesh(mesh):
         blind_scores = caption_image_gain(jax.jit(blind), None, {"text_ids": text, "image_codes": image}, mesh, config, 16)
@@ -77,3 +77,9 @@ def test_caption_image_gain_is_zero_for_an_image_blind_model_and_positive_for_on
     np.testing.assert_allclose(reading["eval_caption_nll"], 0.1, rtol=1e-6)
     shifted = (np.roll(image, 1, axis=0)[:, 0] != image[:, 0]).mean()  # rows whose shifted image differs
     np.testing.assert_allclose(reading["eval_caption_image_gain"], 1.9 * shifted, rtol=1e-5)
+    # a chosen subset of positions (the salient warm-up's tokens) is scored under its own name
+    with jax.set_mesh(mesh):
+        first = caption_image_gain(jax.jit(reads_image), None, {"text_ids": text, "image_codes": image}, mesh, config, 16,
+                                   hidden=np.arange(6)[None].repeat(37, 0) == 0, name="salient")
+    np.testing.assert_allclose(first["eval_salient_image_gain"], 1.9 * shifted, rtol=1e-5)
+    assert set(first) == {"eval_salient_nll", "eval_salient_nll_other_image", "eval_salient_image_gain"}

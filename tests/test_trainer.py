@@ -1,5 +1,6 @@
 """Pre-training end to end on tiny pre-tokenized SynthFaces: losses fall, resume reproduces,
 NaN stops the run and keeps the last good checkpoint, a mismatched dataset is refused."""
+import json
 import shutil
 
 import numpy as np
@@ -56,16 +57,27 @@ def _losses(workdir):
 
 
 def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
-    """Saved on a (2,2,2) mesh, resumed on (1,4,2): the next losses match the uninterrupted run."""
-    trainer.train(_config(pretokenized, **{"train.steps": 8}), str(tmp_path / "full"))
+    """Saved on a (2,2,2) mesh, resumed on (1,4,2): the next losses match the uninterrupted run.
+
+    The run has a salient warm-up of 5 steps, so the resume (after step 4) crosses the switch to
+    the full objective."""
+    warm = {"train.steps": 8, "curriculum.salient_steps": 5, "curriculum.salient_tokens": 6}
+    final = trainer.train(_config(pretokenized, **warm), str(tmp_path / "full"))
     shutil.copytree(tmp_path / "full", tmp_path / "moved")
     shutil.rmtree(tmp_path / "moved" / "checkpoints" / "8")
     (tmp_path / "moved" / "metrics.jsonl").unlink()
-    trainer.train(_config(pretokenized, **{"train.steps": 8, "mesh.shape": "(1,4,2)"}), str(tmp_path / "moved"))
+    trainer.train(_config(pretokenized, **{**warm, "mesh.shape": "(1,4,2)"}), str(tmp_path / "moved"))
     full, moved = _losses(tmp_path / "full"), _losses(tmp_path / "moved")
     assert sorted(moved) == [6, 8]
     for step in moved:
         np.testing.assert_allclose(moved[step], full[step], rtol=1e-4)
+    # the warm-up scores text only (no image targets); the full objective scores both
+    rows = {r["step"]: r for r in read_metrics(str(tmp_path / "full")) if "image_loss" in r}
+    assert rows[2]["image_loss"] == 0.0 and rows[2]["text_loss"] > 0 and rows[8]["image_loss"] > 0
+    with open(tmp_path / "full" / "salient_tokens.json") as f:
+        salient = json.load(f)
+    assert len(salient["ids"]) == 6 == len(salient["pieces"]) and salient["steps"] == 5
+    assert "eval_salient_image_gain" in final and "eval_caption_image_gain" in final
 
 
 def test_two_processes_match_one(pretokenized, tmp_path):

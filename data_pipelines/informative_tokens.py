@@ -1,0 +1,66 @@
+"""Which caption tokens carry information about the image? Mutual information, counted from the data.
+
+Crawled captions say a few things about the face ("blond", "beard", "sunglasses") among many words
+the image does not determine ("a", "photo", "of"). Scoring the masked-text loss on every token from
+the start drowns the image signal before an image-to-text pathway forms (BENCHMARKS.md, session 3),
+so pre-training can begin with a warm-up that scores only the tokens found here.
+
+A token's score: for each image code, the mutual information between "the caption has this token"
+and "the image has this code" (binary presence, from one co-occurrence matmul over a sample of
+examples); summed over the token's `top_codes` most informative codes. No attribute list is needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from data_pipelines.errors import DataError
+
+
+def _presence(rows: np.ndarray, size: int, low: int) -> np.ndarray:
+    """(N, L) ids -> (N, size) float32 0/1: which ids >= `low` occur in each row."""
+    out = np.zeros((len(rows), size), np.float32)
+    r, c = np.nonzero((rows >= low) & (rows < size))
+    out[r, rows[r, c]] = 1.0
+    return out
+
+
+def mutual_information(text_ids: np.ndarray, image_codes: np.ndarray, vocab_size: int, codebook_size: int,
+                       num_special: int) -> np.ndarray:
+    """(vocab_size, codebook_size) mutual information (nats) between token presence and code presence."""
+    a = _presence(np.asarray(text_ids), vocab_size, num_special)
+    b = _presence(np.asarray(image_codes), codebook_size, 0)
+    n = float(len(a))
+    pa, pb = a.mean(0)[:, None], b.mean(0)[None, :]
+    p11 = (a.T @ b) / n
+    mi = np.zeros_like(p11)
+    # The four cells of each 2x2 table (token present?, code present?) from the marginals and p11.
+    for joint, pt, pc in ((p11, pa, pb), (pa - p11, pa, 1 - pb), (pb - p11, 1 - pa, pb), (1 - pa - pb + p11, 1 - pa, 1 - pb)):
+        joint = np.maximum(joint, 0.0)
+        mi += np.where(joint > 0, joint * np.log(np.maximum(joint, 1e-12) / np.maximum(pt * pc, 1e-12)), 0.0)
+    return np.maximum(mi, 0.0)  # float32 rounding of independent pairs can dip a hair below zero
+
+
+def informative_tokens(text_ids: np.ndarray, image_codes: np.ndarray, *, vocab_size: int, codebook_size: int,
+                       num_special: int, k: int, top_codes: int = 10, min_count: int = 5) -> np.ndarray:
+    """The `k` token ids whose presence tells most about the image codes, most informative first.
+
+    Tokens seen in fewer than `min_count` captions are left out (their estimate is noise).
+    """
+    if len(text_ids) != len(image_codes) or not len(text_ids):
+        raise DataError(f"informative tokens need matching, non-empty examples; got {len(text_ids)} captions "
+                        f"and {len(image_codes)} images")
+    mi = mutual_information(text_ids, image_codes, vocab_size, codebook_size, num_special)
+    counts = _presence(np.asarray(text_ids), vocab_size, num_special).sum(0)
+    score = np.sort(mi, axis=1)[:, -top_codes:].sum(1)
+    score = np.where(counts >= min_count, score, -np.inf)
+    order = np.argsort(-score, kind="stable")
+    return order[: min(k, int(np.isfinite(score).sum()))].astype(np.int64)
+
+
+def from_source(source, *, sample_size: int, **kwargs) -> np.ndarray:
+    """`informative_tokens` over the first `sample_size` records of a pre-tokenized ShardSource."""
+    n = min(sample_size, len(source))
+    records = [source[i] for i in range(n)]
+    text = np.stack([np.asarray(r["text_ids"], np.int64) for r in records])
+    codes = np.stack([np.asarray(r["image_codes"], np.int64) for r in records])
+    return informative_tokens(text, codes, **kwargs)

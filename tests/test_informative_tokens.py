@@ -1,0 +1,79 @@
+"""Image-informative caption tokens by mutual information, and the salient warm-up they drive."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from data_pipelines import informative_tokens
+from data_pipelines.errors import DataError
+from data_pipelines.masking import TEXT_GENERATION, MaskingConfig, mask_batch
+from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
+from data_pipelines.text_tokenizer import MASK, PAD
+
+
+def _pairs(n=2000, seed=0):
+    """Captions of random filler ids 20..99; id 10 ('beard') appears exactly when the image has code 3,
+    id 11 appears at random as often, id 12 is too rare to trust."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(4, 64, (n, 16))
+    has = rng.random(n) < 0.4
+    codes[has, rng.integers(0, 16, has.sum())] = 3
+    text = rng.integers(20, 100, (n, 8))
+    text[has, 2] = 10
+    text[rng.random(n) < 0.4, 5] = 11
+    text[:3, 6] = 12
+    text[:, 7] = PAD
+    return text, codes
+
+
+def test_the_token_that_follows_the_image_ranks_first():
+    text, codes = _pairs()
+    top = informative_tokens.informative_tokens(text, codes, vocab_size=100, codebook_size=64, num_special=5, k=5)
+    assert top[0] == 10
+    assert 11 not in top[:1] and 12 not in top and PAD not in top
+    mi = informative_tokens.mutual_information(text, codes, 100, 64, 5)
+    assert mi[10, 3] > 0.5 and mi[10, 3] > 20 * mi[11].max()   # 0.67 nats: the two are one bit apart
+    assert (mi >= -1e-9).all()
+
+
+def test_shuffled_images_have_no_informative_token():
+    text, codes = _pairs()
+    shuffled = codes[np.random.default_rng(1).permutation(len(codes))]
+    mi = informative_tokens.mutual_information(text, shuffled, 100, 64, 5)
+    assert mi[10, 3] < 0.01
+
+
+def test_mismatched_or_empty_examples_are_rejected():
+    text, codes = _pairs(10)
+    with pytest.raises(DataError, match="matching"):
+        informative_tokens.informative_tokens(text, codes[:5], vocab_size=100, codebook_size=64, num_special=5, k=3)
+
+
+def test_salient_masking_hides_exactly_the_salient_tokens():
+    text, _ = _pairs(64)
+    lengths = np.full(64, 7)
+    out = mask_batch(text, lengths, 4, MaskingConfig(), seed=0, step=0, vocab_size=100, mask_id=MASK,
+                     num_special=5, salient_ids=(10, 11))
+    np.testing.assert_array_equal(out["text_mask"], np.isin(text, (10, 11)))
+    assert (out["mode"] == TEXT_GENERATION).all() and not out["image_mask"].any()
+    np.testing.assert_array_equal(out["text_inputs"][~out["text_mask"]], text[~out["text_mask"]])
+    assert (out["text_inputs"][out["text_mask"]] == MASK).mean() > 0.6
+
+
+def test_pipeline_uses_the_warm_up_then_the_full_objective():
+    text, codes = _pairs(96)
+    records = [{"image_codes": c.astype(np.uint16), "text_ids": t.astype(np.int32), "text_len": 7, "index": i}
+               for i, (t, c) in enumerate(zip(text, codes))]
+    config = PretrainBatchConfig(image_mask_id=64, text_vocab_size=100, grid=4, seed=3,
+                                 salient_tokens=(10,), salient_steps=2)
+    batches = [b for b, _ in zip(pretraining_dataset(records, ReaderConfig(batch_size=16, seed=1), config), range(3))]
+    for warm in batches[:2]:
+        positive = (warm["itm_label"] == 1) & (warm["text_targets"] != PAD).any(1)
+        np.testing.assert_array_equal(warm["text_mask"][positive], warm["text_targets"][positive] == 10)
+        assert not warm["image_mask"].any()
+    after = batches[2]
+    assert after["image_mask"].any() and (after["text_targets"][after["text_mask"]] != 10).any()
+    # the same step without a warm-up draws the ordinary masks
+    plain = list(zip(pretraining_dataset(records, ReaderConfig(batch_size=16, seed=1),
+                                         dataclasses.replace(config, salient_steps=0)), range(3)))[2][0]
+    np.testing.assert_array_equal(plain["text_mask"], after["text_mask"])
