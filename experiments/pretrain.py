@@ -59,6 +59,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # "codebook": image-token embeddings start as a random projection of the VQ code vectors
     # (data.pretokenized/codebook.npy), so look-alike codes start close; "random": N(0, 0.02).
     c.model.image_embed_init = "codebook"
+    # Dense kernels: "normal" (BERT's N(0, 0.02)) or "fan_in" (N(0, 1/fan_in): attention logits O(1) at
+    # any width; at the tiny width 0.02 leaves attention uniform for hundreds of steps)
+    c.model.kernel_init = "normal"
     c.model.tie_heads = True              # vocabulary heads share the input embedding tables
     c.model.param_dtype = "float32"
 

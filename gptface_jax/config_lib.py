@@ -104,6 +104,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"model.attention={m.get('attention')!r} must be 'einsum', 'xla' or 'cudnn'")
     check(m.image_embed_init in ("codebook", "random"),
           f"model.image_embed_init={m.image_embed_init!r} must be 'codebook' or 'random'")
+    check(m.get("kernel_init", "normal") in ("normal", "fan_in"),
+          f"model.kernel_init={m.get('kernel_init')!r} must be 'normal' or 'fan_in'")
     for name in ("compute_dtype", "param_dtype"):
         check(m[name] in ("float32", "bfloat16", "float16"), f"model.{name}={m[name]!r} is not a float dtype")
 

@@ -34,6 +34,13 @@ class ModelConfig:
     compute_dtype: str = "bfloat16"
     tie_heads: bool = True
     attention: str = "einsum"     # or "xla" / "cudnn": jax.nn.dot_product_attention (fused on GPU)
+    # Dense kernels: "normal" is BERT's N(0, 0.02); "fan_in" is N(0, 1/fan_in), which keeps the
+    # attention logits O(1) at any width (at width 128, 0.02 gives logits of std ~0.05: uniform
+    # attention and a long plateau before any token attends to another).
+    kernel_init: str = "normal"
+
+    def kernel_std(self, fan_in: int) -> float:
+        return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
 
     @property
     def image_mask_id(self) -> int:  # one extra image-table row: [MASK] for image tokens
@@ -51,7 +58,7 @@ class ModelConfig:
                    image_grid=image_grid or config.data.image_size // config.vq.downsample,
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.get("attention", "einsum"),
-                   tie_heads=m.get("tie_heads", True))
+                   tie_heads=m.get("tie_heads", True), kernel_init=m.get("kernel_init", "normal"))
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -78,12 +85,13 @@ class Projection(nn.Module):
     in_axes: tuple[str, ...]
     out_axes: tuple[str | None, ...]
     dtype: str = "float32"
+    std: float = 0.02
 
     @nn.compact
     def __call__(self, x):
         n_in = len(self.in_axes)
         in_shape = x.shape[-n_in:]
-        kernel = self.param("kernel", _init(axes=self.in_axes + self.out_axes), in_shape + self.out_shape)
+        kernel = self.param("kernel", _init(self.std, self.in_axes + self.out_axes), in_shape + self.out_shape)
         bias = self.param("bias", _zeros(self.out_axes), self.out_shape)
         letters = "abcdefgh"
         contract, out = letters[:n_in], letters[n_in:n_in + len(self.out_shape)]
@@ -115,7 +123,7 @@ class Attention(nn.Module):
         dtype = jnp.dtype(c.compute_dtype)
         head_dim = c.width // c.num_heads
         proj = lambda name: Projection((c.num_heads, head_dim), ("embed",), ("heads", "kv"),  # noqa: E731
-                                       c.compute_dtype, name=name)(x)
+                                       c.compute_dtype, c.kernel_std(c.width), name=name)(x)
         q, k, v = proj("query"), proj("key"), proj("value")
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
         if c.attention != "einsum":  # fused kernels: no dropout on the attention weights
@@ -126,7 +134,7 @@ class Attention(nn.Module):
             weights = jax.nn.softmax(scores, axis=-1).astype(dtype)
             weights = nn.Dropout(c.dropout)(weights, deterministic=deterministic)
             out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-        return Projection((c.width,), ("heads", "kv"), ("embed",), c.compute_dtype, name="out")(out)
+        return Projection((c.width,), ("heads", "kv"), ("embed",), c.compute_dtype, c.kernel_std(c.width), name="out")(out)
 
 
 class Block(nn.Module):
@@ -139,9 +147,9 @@ class Block(nn.Module):
         h = Attention(c, name="attention")(LayerNorm(name="ln_attention")(x).astype(dtype), key_mask, deterministic)
         x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
         h = LayerNorm(name="ln_mlp")(x).astype(dtype)
-        h = Projection((c.mlp_dim,), ("embed",), ("mlp",), c.compute_dtype, name="mlp_in")(h)
+        h = Projection((c.mlp_dim,), ("embed",), ("mlp",), c.compute_dtype, c.kernel_std(c.width), name="mlp_in")(h)
         h = nn.with_logical_constraint(nn.gelu(h), ("batch", "length", "mlp"))
-        h = Projection((c.width,), ("mlp",), ("embed",), c.compute_dtype, name="mlp_out")(h)
+        h = Projection((c.width,), ("mlp",), ("embed",), c.compute_dtype, c.kernel_std(c.mlp_dim), name="mlp_out")(h)
         x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic)
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
@@ -162,7 +170,7 @@ class GPTFace(nn.Module):
         self.segment = self.param("segment", _init(axes=(None, "embed")), (2, c.width))
         self.blocks = [Block(c, name=f"block_{i}") for i in range(c.num_layers)]
         self.final_ln = LayerNorm()
-        self.itm_head = Projection((2,), ("embed",), (None,), "float32", name="itm_head")
+        self.itm_head = Projection((2,), ("embed",), (None,), "float32", c.kernel_std(c.width), name="itm_head")
         self.text_bias = self.param("text_bias", _zeros(("vocab",)), (padded(c.text_vocab),))
         self.image_bias = self.param("image_bias", _zeros(("vocab",)), (padded(c.codebook_size),))
         if not c.tie_heads:

@@ -91,3 +91,18 @@ def test_fused_attention_path_equals_einsum():
     b = GPTFace(dataclasses.replace(CONFIG, attention="xla")).apply(variables, text, image)
     for k in a:
         np.testing.assert_allclose(np.asarray(b[k]), np.asarray(a[k]), rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_init_scales():
+    """'normal': every dense kernel N(0, 0.02); 'fan_in': N(0, 1/fan_in), so attention logits start O(1)."""
+    import dataclasses
+    text, image = _inputs()
+    wide = dataclasses.replace(CONFIG, width=128, mlp_dim=512)
+    stds = {}
+    for init in ("normal", "fan_in"):
+        params = nn.meta.unbox(GPTFace(dataclasses.replace(wide, kernel_init=init)).init(jax.random.PRNGKey(0), text, image))
+        block = params["params"]["block_0"]
+        stds[init] = {"query": float(jnp.std(block["attention"]["query"]["kernel"])),
+                      "mlp_out": float(jnp.std(block["mlp_out"]["kernel"]))}
+    np.testing.assert_allclose(list(stds["normal"].values()), [0.02, 0.02], rtol=0.05)
+    np.testing.assert_allclose([stds["fan_in"]["query"], stds["fan_in"]["mlp_out"]], [128 ** -0.5, 512 ** -0.5], rtol=0.05)
