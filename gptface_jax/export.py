@@ -134,11 +134,10 @@ class Loaded:
     def _batched(self, fn, *arrays):
         """Pads the batch to a multiple of the data-parallel size, runs sharded, cuts back."""
         n = len(arrays[0])
-        pad = -n % self.mesh.devices.size
-        padded = [np.concatenate([a, np.repeat(a[:1], pad, 0)]) for a in arrays]
-        placed = [jax.device_put(a, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(
-            self.mesh.axis_names, *([None] * (a.ndim - 1))))) for a in padded]
-        return jax.tree.map(lambda x: np.asarray(x)[:n], jax.device_get(fn(self.params, *placed)))
+        put = lambda batch: [jax.device_put(a, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(  # noqa: E731
+            self.mesh.axis_names, *([None] * (a.ndim - 1))))) for a in batch]
+        return sharding.run_in_batches(lambda *batch: fn(self.params, *batch), list(arrays),
+                                       n + (-n % self.mesh.devices.size), put)
 
     def features(self, image_codes) -> dict:
         return self._batched(self._features, np.asarray(image_codes, np.int32))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines.text_tokenizer import PAD
+from gptface_jax import sharding
 from gptface_jax.model import GPTFace, image_hidden
 
 FEATURES = ("cls", "mean")
@@ -33,8 +34,6 @@ def extract(feature_fn, params, image_codes: np.ndarray, batch_size: int = 256) 
     n = len(image_codes)
     if n == 0:
         raise ValueError("no images to extract features from")
-    pad = -n % batch_size if n > batch_size else 0
-    size = batch_size if n > batch_size else n
-    codes = np.concatenate([image_codes, np.repeat(image_codes[:1], pad, 0)]).astype(np.int32)
-    parts = [jax.device_get(feature_fn(params, codes[i:i + size])) for i in range(0, len(codes), size)]
-    return {name: np.concatenate([p[name] for p in parts])[:n] for name in FEATURES}
+    out = sharding.run_in_batches(lambda codes: feature_fn(params, codes), [np.asarray(image_codes, np.int32)],
+                                  min(batch_size, n))
+    return {name: out[name] for name in FEATURES}

@@ -100,12 +100,9 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
         predict = jax.jit(logits_fn)
 
         def evaluate(p, split: str) -> dict:
-            c = codes[split]
-            n, pad = len(c), -len(c) % batch_size
-            padded = np.concatenate([c, np.repeat(c[:1], pad, 0)])
-            out = [np.asarray(predict(p, sharding.to_global({"c": padded[i:i + batch_size]}, mesh, config)["c"]))
-                   for i in range(0, len(padded), batch_size)]
-            return scores(np.concatenate(out)[:n], splits[split]["attributes"], splits[split]["expression"], num_attributes)
+            logits = sharding.run_in_batches(lambda c: predict(p, c), [codes[split]], batch_size,
+                                             sharding.global_batch_put(mesh, config))
+            return scores(logits, splits[split]["attributes"], splits[split]["expression"], num_attributes)
 
         train = splits["train"]
         history, best, best_params, best_step = [], -1.0, None, 0

@@ -6,7 +6,6 @@ crawl) gets the weak split only. Batches are padded to a fixed size so the score
 """
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from data_pipelines.shards import ShardSource
@@ -64,18 +63,10 @@ def eval_sets(source: ShardSource, max_examples: int, salient_tokens=()) -> dict
 
 
 def _rows(fn, params, arrays: list[np.ndarray], mesh, config, batch_size: int) -> list[np.ndarray]:
-    """`fn(params, *batch)` over fixed-size padded batches (this process's block of each); outputs cut to n rows."""
-    n = len(arrays[0])
-    pad = -n % batch_size
-    arrays = [np.concatenate([a, np.repeat(a[:1], pad, 0)]) for a in arrays]
-    local = batch_size // jax.process_count()
-    lo = jax.process_index() * local
-    outs = []
-    for start in range(0, len(arrays[0]), batch_size):
-        rows = slice(start + lo, start + lo + local)
-        batch = sharding.to_global({str(i): a[rows] for i, a in enumerate(arrays)}, mesh, config)
-        outs.append(jax.device_get(fn(params, *(batch[str(i)] for i in range(len(arrays))))))
-    return [np.concatenate([np.asarray(o[k], np.float32) for o in outs])[:n] for k in range(len(outs[0]))]
+    """`fn(params, *batch)` over fixed-size global batches; each output as float32, cut to the rows."""
+    outs = sharding.run_in_batches(lambda *batch: fn(params, *batch), arrays, batch_size,
+                                   sharding.global_batch_put(mesh, config))
+    return [np.asarray(o, np.float32) for o in outs]
 
 
 def caption_image_gain(caption_fn, params, captions: dict, mesh, config, batch_size: int, hidden=None,

@@ -68,3 +68,31 @@ def to_global(batch: dict, mesh: Mesh, config) -> dict:
         return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
 
     return {k: put(v) for k, v in batch.items() if np.asarray(v).dtype.kind in "biuf"}
+
+
+def run_in_batches(fn, arrays: list[np.ndarray], batch_size: int, put=None):
+    """`fn(*batch)` over fixed-size batches of rows, so `fn` compiles once; outputs cut back to the rows.
+
+    The last batch is padded with copies of row 0. `put` (optional) turns each host batch (a list of
+    arrays) into what `fn` takes, e.g. `global_batch_put`. Each output leaf is concatenated over
+    the batches.
+    """
+    n = len(arrays[0])
+    pad = -n % batch_size
+    padded = [np.concatenate([a, np.repeat(a[:1], pad, 0)]) for a in arrays]
+    outs = []
+    for start in range(0, n + pad, batch_size):
+        batch = [a[start:start + batch_size] for a in padded]
+        outs.append(jax.device_get(fn(*(put(batch) if put else batch))))
+    return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:n], *outs)
+
+
+def global_batch_put(mesh: Mesh, config):
+    """A `put` for `run_in_batches` when every process holds the same full arrays: this process's
+    block of each batch's rows -> global arrays sharded on the batch axis."""
+    def put(batch):
+        local = len(batch[0]) // jax.process_count()
+        lo = jax.process_index() * local
+        arrays = to_global({str(i): a[lo:lo + local] for i, a in enumerate(batch)}, mesh, config)
+        return [arrays[str(i)] for i in range(len(batch))]
+    return put
