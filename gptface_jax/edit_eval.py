@@ -98,8 +98,11 @@ def markdown(rows: list[dict]) -> str:
 
 
 def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = None, out_dir: str | None = None, *,
-        guidances=(0.0, 2.0), faces_per_edit: int = 16, seed: int = 0, judge_steps: int = 1500) -> dict:
-    """Loads (or first trains) the judge, edits held-out faces, writes edits_eval.json/.md; returns the report."""
+        guidances=(0.0, 2.0), faces_per_edit: int = 16, seed: int = 0, judge_steps: int = 1500,
+        text_to_face_samples: int = 32) -> dict:
+    """Loads (or first trains) the judge, edits held-out faces and generates faces from captions
+    (text_to_face_eval), writes edits_eval.json/.md; returns the report."""
+    from gptface_jax import text_to_face_eval
     from data_pipelines.shards import ShardSource
     from gptface_jax import inference
     pretrained = inference.load(workdir)
@@ -114,12 +117,14 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
         judge = attribute_classifier.train(dataset_dir, judge_dir, steps=judge_steps, vq=pretrained.vq)
     test = load_labelled(dataset_dir, "test", pretrained.image_size)
     rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, faces_per_edit=faces_per_edit, seed=seed)
-    report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "rows": rows}
+    generated = text_to_face_eval.evaluate(pretrained, judge, guidances=guidances, samples=text_to_face_samples, seed=seed)
+    report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "rows": rows, "text_to_face": generated}
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "edits_eval.json"), "w") as f:
         json.dump(report, f, indent=1)
-    table = markdown(rows)
+    table = (f"Edits (held-out faces, {faces_per_edit} per edit):\n\n{markdown(rows)}\n"
+             f"Text-to-face ({text_to_face_samples} faces per caption):\n\n{text_to_face_eval.markdown(generated)}")
     with open(os.path.join(out_dir, "edits_eval.md"), "w") as f:
         f.write(table)
     return {**report, "markdown": table}

@@ -7,7 +7,7 @@ import pytest
 from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
-from gptface_jax import attribute_classifier, edit_eval
+from gptface_jax import attribute_classifier, edit_eval, text_to_face_eval
 from gptface_jax.downstream import load_labelled
 
 
@@ -37,11 +37,31 @@ def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretoken
     data = ShardSource(pretokenized, "train", verify=False).metadata["source_dataset"]
     attribute_classifier.train(data, str(tmp_path / "judge"), steps=10, batch_size=16)
     report = edit_eval.run(trained_workdir, data, str(tmp_path / "judge"), str(tmp_path), guidances=(0.0, 2.0),
-                           faces_per_edit=3)
+                           faces_per_edit=3, text_to_face_samples=4)
     rows = report["rows"]
     assert {r["guidance"] for r in rows} == {0.0, 2.0} and len({r["edit"] for r in rows}) >= 3
     for r in rows:
         assert r["unchanged_tokens"] == 1.0          # the decoder never touches tokens outside the region
         assert r["psnr_outside"] > 15.0              # only the half-cell fade band differs there
         assert 0.0 <= r["success"] <= 1.0 and np.isfinite(r["itm"])
-    assert (tmp_path / "edits_eval.md").read_text().count("\n") == len(rows) + 2
+    generated = report["text_to_face"]
+    assert {(r["attribute"], r["guidance"]) for r in generated} == {(a, g) for a in text_to_face_eval.PROMPTS for g in (0.0, 2.0)}
+    for r in generated:
+        assert r["samples"] == 4 and 0.0 <= r["named"] <= 1.0 and r["lift"] == r["named"] - r["neutral"]
+    table = (tmp_path / "edits_eval.md").read_text()
+    assert table.count("\n| smile |") == 2 and table.count("\n| male |") == 2
+
+
+def test_text_to_face_lift_is_zero_when_the_caption_is_the_neutral_one(trained_workdir, monkeypatch):
+    """Every caption's faces share the seed: the same caption twice gives the same faces, lift 0 exactly."""
+    from gptface_jax import inference
+
+    class Judge:  # any deterministic function of the pixels will do: here, brightness
+        def predict(self, images):
+            bright = images.reshape(len(images), -1).mean(1)
+            return np.repeat((bright > 118)[:, None], len(ATTRIBUTES), 1).astype(float), None
+
+    monkeypatch.setattr(text_to_face_eval, "PROMPTS", {"male": text_to_face_eval.NEUTRAL, "hat": "a person wearing a hat"})
+    rows = text_to_face_eval.evaluate(inference.load(trained_workdir), Judge(), guidances=(0.0,), samples=6)
+    same = [r for r in rows if r["attribute"] == "male"][0]
+    assert same["lift"] == 0.0 and same["named"] == same["neutral"]

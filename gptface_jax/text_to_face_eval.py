@@ -1,0 +1,72 @@
+"""Does text-to-face follow the text? Faces generated for a caption that names an attribute, judged.
+
+For each attribute, `samples` faces are generated from scratch (every image token masked) for a
+caption naming it in the corpus' own phrasing, and as many for a neutral caption; the attribute
+classifier that judges edits (trained on rendered pixels, never on the generator) says how often
+the attribute holds in each set. Per (attribute, guidance):
+  named    rate among faces generated for the naming caption
+  neutral  rate among faces generated for the neutral caption
+  lift     named - neutral (> 0: the text moved the faces towards the attribute)
+  itm      mean ITM match log-odds of (naming caption, its faces)
+Every caption's faces use the same seed, so a caption-blind generator gives lift 0 exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from data_pipelines.synthfaces.attributes import ATTRIBUTES
+from gptface_jax import decoding
+from gptface_jax.decoding import DecodeConfig
+
+NEUTRAL = "a photo of a person"
+# attribute: a caption that names it (the corpus' phrasing)
+PROMPTS = {
+    "male": "a photo of a man",
+    "smiling": "a smiling person",
+    "eyeglasses": "a person wearing glasses",
+    "sunglasses": "a person wearing sunglasses",
+    "beard": "a man with a beard",
+    "bald": "a bald man",
+    "hat": "a person wearing a hat",
+    "surgical_mask": "a person wearing a face mask",
+}
+
+
+def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), samples: int = 32, seed: int = 0,
+             config: DecodeConfig = DecodeConfig()) -> list[dict]:
+    n_tokens = pretrained.grid ** 2
+    mask = np.ones((samples, n_tokens), bool)
+    blank = np.zeros((samples, n_tokens), np.int32)
+    score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
+    rows = []
+    for g in guidances:
+        decoder = decoding.make_decoder(pretrained.model, decoding.IMAGE, dataclasses.replace(config, guidance=float(g)))
+
+        def generate(caption: str):
+            text = np.repeat(pretrained.text_ids([caption]), samples, 0)
+            _, codes = decoder(pretrained.params, text, blank, mask, jax.random.PRNGKey(seed))
+            codes = np.asarray(codes)
+            attributes, _ = judge.predict(pretrained.images(codes))
+            return text, codes, attributes > 0.5
+
+        _, _, neutral = generate(NEUTRAL)
+        for attribute, caption in PROMPTS.items():
+            k = ATTRIBUTES.index(attribute)
+            text, codes, named = generate(caption)
+            rows.append({"attribute": attribute, "guidance": float(g), "samples": samples, "caption": caption,
+                         "named": float(named[:, k].mean()), "neutral": float(neutral[:, k].mean()),
+                         "lift": float(named[:, k].mean() - neutral[:, k].mean()),
+                         "itm": float(np.mean(np.asarray(score(pretrained.params, text, codes))))})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [f"| attribute | guidance | samples | named caption | rate (named) | rate ('{NEUTRAL}') | lift | ITM log-odds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['attribute']} | {r['guidance']:g} | {r['samples']} | {r['caption']} | {r['named']:.3f} | "
+                     f"{r['neutral']:.3f} | {r['lift']:+.3f} | {r['itm']:.3f} |")
+    return "\n".join(lines) + "\n"
