@@ -146,34 +146,36 @@ def salient_mask(text_ids: np.ndarray, text_lengths: np.ndarray, salient_ids) ->
 
 def mask_batch(text_ids: np.ndarray, text_lengths: np.ndarray, grid: int, config: MaskingConfig, *,
                seed: int, step: int, shard: int = 0, vocab_size: int, mask_id: int, num_special: int,
-               salient_ids=None) -> dict:
+               salient_ids=None, salient_fraction: float = 1.0) -> dict:
     """Masks for one batch: modes, text/image masks and the corrupted text inputs.
 
     Returns int8 `mode` (B,), bool `text_mask` (B, L) and `image_mask` (B, grid*grid), int32
-    `text_inputs` (text ids after 80/10/10 replacement at masked positions).
+    `text_inputs` (text ids after 80/10/10 replacement at masked positions), bool `salient` (B,).
 
-    With `salient_ids` (the warm-up of data_pipelines.informative_tokens), every example is in
-    text-generation mode with exactly its salient tokens hidden (salient-span masking): the rest of
-    the caption shows where an attribute word goes, and only the intact image tells which one.
+    With `salient_ids` (data_pipelines.informative_tokens), a `salient_fraction` of the examples
+    is in text-generation mode with exactly its salient tokens hidden (salient-span masking): the
+    rest of the caption shows where an attribute word goes, and only the intact image tells which.
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), int(shard), 0x6d61736b]))
     b, max_len = text_ids.shape
+    mode = rng.choice(3, size=b, p=np.asarray(config.mode_probs, float)).astype(np.int8)
+    schedule = np.maximum(cosine_ratio(rng.random(b)), config.generation_min_ratio)
+    text_ratio = np.where(mode == TEXT_GENERATION, schedule, config.text_ratio)
+    image_ratio = np.where(mode == IMAGE_GENERATION, schedule, config.image_ratio)
+    text_mask = text_span_mask(text_lengths, text_ratio, max_len, rng, config.span_p, config.max_span)
+    text_mask &= (mode != IMAGE_GENERATION)[:, None]
+    image_mask = image_block_mask(image_ratio, grid, rng, config.min_block, config.max_aspect).reshape(b, -1)
+    image_mask &= (mode != TEXT_GENERATION)[:, None]
+    salient = np.zeros(b, bool)
     if salient_ids is not None:
-        mode = np.full(b, TEXT_GENERATION, np.int8)
-        text_mask = salient_mask(text_ids, text_lengths, salient_ids)
-        image_mask = np.zeros((b, grid * grid), bool)
-    else:
-        mode = rng.choice(3, size=b, p=np.asarray(config.mode_probs, float)).astype(np.int8)
-        schedule = np.maximum(cosine_ratio(rng.random(b)), config.generation_min_ratio)
-        text_ratio = np.where(mode == TEXT_GENERATION, schedule, config.text_ratio)
-        image_ratio = np.where(mode == IMAGE_GENERATION, schedule, config.image_ratio)
-        text_mask = text_span_mask(text_lengths, text_ratio, max_len, rng, config.span_p, config.max_span)
-        text_mask &= (mode != IMAGE_GENERATION)[:, None]
-        image_mask = image_block_mask(image_ratio, grid, rng, config.min_block, config.max_aspect).reshape(b, -1)
-        image_mask &= (mode != TEXT_GENERATION)[:, None]
+        salient = rng.random(b) < salient_fraction
+        mode = np.where(salient, TEXT_GENERATION, mode).astype(np.int8)
+        text_mask = np.where(salient[:, None], salient_mask(text_ids, text_lengths, salient_ids), text_mask)
+        image_mask &= ~salient[:, None]
     # 80/10/10 on masked text positions (the loss still scores every masked position).
     choice = rng.choice(3, size=text_ids.shape, p=np.asarray(config.replace_probs, float))
     random_ids = rng.integers(num_special, vocab_size, size=text_ids.shape)
     inputs = np.where(text_mask & (choice == 0), mask_id, text_ids)
     inputs = np.where(text_mask & (choice == 1), random_ids, inputs)
-    return {"mode": mode, "text_mask": text_mask, "image_mask": image_mask, "text_inputs": inputs.astype(np.int32)}
+    return {"mode": mode, "text_mask": text_mask, "image_mask": image_mask, "text_inputs": inputs.astype(np.int32),
+            "salient": salient}

@@ -105,9 +105,11 @@ class PretrainBatchConfig:
     caption_dropout: float = 0.0        # examples whose text is emptied (classifier-free guidance)
     unmasked_fraction: float = 0.0      # examples left uncorrupted: they teach ITM on whole inputs only
     # Salient warm-up: batches before `salient_steps` hide and score only these token ids (the
-    # image-informative ones, data_pipelines.informative_tokens), so an image-to-text pathway forms.
+    # image-informative ones, data_pipelines.informative_tokens), so an image-to-text pathway forms;
+    # afterwards a `salient_mix` fraction of the examples keeps that masking, so the pathway stays fed.
     salient_tokens: tuple = ()
     salient_steps: int = 0
+    salient_mix: float = 0.0
     seed: int = 0
     shard: int = 0                      # the data shard: shards draw different masks (set by pretraining_dataset)
 
@@ -142,7 +144,8 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         masks = mask_batch(pairs["text_ids"], pairs["text_lengths"], c.grid, c.masking or MaskingConfig(),
                            seed=c.seed, step=step, shard=c.shard, vocab_size=c.text_vocab_size, mask_id=MASK,
                            num_special=NUM_SPECIAL,
-                           salient_ids=c.salient_tokens if step < c.salient_steps else None)
+                           salient_ids=c.salient_tokens if len(c.salient_tokens) else None,
+                           salient_fraction=1.0 if step < c.salient_steps else c.salient_mix)
         # Every example is corrupted alike (else "has [MASK] tokens" would give the ITM label away),
         # but masked modelling is scored on positives only: the loss masks exclude negatives.
         whole = (rng.random(len(pairs["itm_label"])) < c.unmasked_fraction)[:, None]
@@ -152,7 +155,9 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         positive = pairs["itm_label"].astype(bool)[:, None]
         dropped = (rng.random(len(positive)) < c.caption_dropout)[:, None]
         # Class-balanced ITM: whatever the negative fraction, positives and negatives weigh half each.
+        # Salient examples have their attribute words hidden: nothing to match, so no ITM weight.
         balance = np.where(positive[:, 0], 0.5 / max(1.0 - c.negative_fraction, 1e-6), 0.5 / max(c.negative_fraction, 1e-6))
+        balance = np.where(masks["salient"] & ~whole[:, 0], 0.0, balance)
         text_ids = np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32)
         return {
             "text_inputs": np.where(dropped, PAD, masks["text_inputs"]).astype(np.int32),

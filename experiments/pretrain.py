@@ -81,9 +81,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Salient warm-up (data_pipelines/informative_tokens.py): the first `salient_steps` steps hide and
     # score only the `salient_tokens` caption tokens that share the most information with the image
     # codes (counted over `salient_sample` training examples), the rest of the caption visible, so
-    # the model first learns to read attributes from the image; then the full MILM + ITM objective.
+    # the model first learns to read attributes from the image; then the full MILM + ITM objective,
+    # with `salient_mix` of the examples still masked that way (an abrupt switch lets the pathway fade).
     c.curriculum = ml_collections.ConfigDict()
     c.curriculum.salient_steps = 0
+    c.curriculum.salient_mix = 0.0
     c.curriculum.salient_tokens = 40
     c.curriculum.salient_sample = 20_000
 

@@ -75,7 +75,7 @@ def salient_tokens(config, train_source: ShardSource, workdir: str) -> tuple[int
     same list, and a resumed run the same one as before.
     """
     cur = config.get("curriculum")
-    if cur is None or cur.salient_steps == 0:
+    if cur is None or (cur.salient_steps == 0 and cur.get("salient_mix", 0.0) == 0):
         return ()
     from data_pipelines import informative_tokens
     from data_pipelines.text_tokenizer import NUM_SPECIAL, TextTokenizer
@@ -88,7 +88,8 @@ def salient_tokens(config, train_source: ShardSource, workdir: str) -> tuple[int
         pieces = ([TextTokenizer(tokenizer_path).sp.id_to_piece(int(i)) for i in ids]
                   if os.path.exists(tokenizer_path) else [])
         with open(os.path.join(workdir, "salient_tokens.json"), "w") as f:
-            json.dump({"ids": [int(i) for i in ids], "pieces": pieces, "steps": cur.salient_steps}, f, indent=1)
+            json.dump({"ids": [int(i) for i in ids], "pieces": pieces, "steps": cur.salient_steps,
+                       "mix": cur.get("salient_mix", 0.0)}, f, indent=1)
     return tuple(int(i) for i in ids)
 
 
@@ -222,6 +223,7 @@ def train(config, workdir: str) -> dict:
                                     unmasked_fraction=config.masking.unmasked_fraction,
                                     salient_tokens=salient_tokens(config, train_source, workdir),
                                     salient_steps=config.get("curriculum", {}).get("salient_steps", 0),
+                                    salient_mix=config.get("curriculum", {}).get("salient_mix", 0.0),
                                     seed=config.seed, shard=jax.process_index())
     micro = config.train.batch_size // config.train.accum_steps
     reader = ReaderConfig(batch_size=micro // jax.process_count(), seed=config.data.shuffle_seed,

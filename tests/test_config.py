@@ -42,6 +42,7 @@ def test_overrides_apply_and_config_is_locked():
     ("--config.masking.generation_min_ratio=1.5", "generation_min_ratio=1.5 must be in [0, 1]"),
     ("--config.curriculum.salient_steps=400", "curriculum.salient_steps=400 must be in [0, train.steps=300]"),
     ("--config.model.kernel_init=xavier", "model.kernel_init='xavier' must be 'normal' or 'fan_in'"),
+    ("--config.curriculum.salient_mix=1.5", "curriculum.salient_mix=1.5 must be in [0, 1]"),
     ("--config.curriculum.salient_tokens=0", "curriculum.salient_tokens=0 must be >= 1"),
     ("--config.train.bogus=1", "no field 'bogus'"),
     ("--config.train.steps=abc", "invalid literal"),

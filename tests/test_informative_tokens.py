@@ -73,7 +73,22 @@ def test_pipeline_uses_the_warm_up_then_the_full_objective():
         assert not warm["image_mask"].any()
     after = batches[2]
     assert after["image_mask"].any() and (after["text_targets"][after["text_mask"]] != 10).any()
+    assert (after["itm_weight"] > 0).all() or (after["text_targets"] == PAD).all(1).any()
     # the same step without a warm-up draws the ordinary masks
     plain = list(zip(pretraining_dataset(records, ReaderConfig(batch_size=16, seed=1),
                                          dataclasses.replace(config, salient_steps=0)), range(3)))[2][0]
     np.testing.assert_array_equal(plain["text_mask"], after["text_mask"])
+
+
+def test_salient_mix_keeps_a_share_of_salient_examples_without_itm_weight():
+    text, codes = _pairs(256)
+    records = [{"image_codes": c.astype(np.uint16), "text_ids": t.astype(np.int32), "text_len": 7, "index": i}
+               for i, (t, c) in enumerate(zip(text, codes))]
+    config = PretrainBatchConfig(image_mask_id=64, text_vocab_size=100, grid=4, seed=3, caption_dropout=0.0,
+                                 salient_tokens=(10,), salient_steps=1, salient_mix=0.5)
+    batch = list(zip(pretraining_dataset(records, ReaderConfig(batch_size=128, seed=1), config), range(2)))[1][0]
+    salient = (batch["mode"] == TEXT_GENERATION) & (batch["itm_weight"] == 0)
+    assert 0.35 < salient.mean() < 0.65
+    positive = salient & (batch["itm_label"] == 1)
+    np.testing.assert_array_equal(batch["text_mask"][positive], batch["text_targets"][positive] == 10)
+    assert not batch["image_mask"][salient].any() and (batch["itm_weight"][~salient] > 0).all()
