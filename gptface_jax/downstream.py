@@ -29,12 +29,13 @@ PIXEL_SIZE = 16
 
 
 def load_labelled(dataset_dir: str, split: str, image_size: int, max_examples: int = 0) -> dict:
-    """Images (N, S, S, 3) uint8 resized to `image_size`, attributes (N, K) and expression (N,) labels."""
+    """Images (N, S, S, 3) uint8 resized to `image_size`, attributes (N, K), expression (N,) and
+    hair_colour (N,) labels (-1 where a dataset has no hair colour)."""
     source = ShardSource(dataset_dir, split)
     n = len(source) if max_examples <= 0 else min(len(source), max_examples)
     if n == 0:
         raise DataError(f"{dataset_dir}: split {split!r} is empty")
-    images, attributes, expression = [], [], []
+    images, attributes, expression, hair = [], [], [], []
     for i in range(n):
         record = source[i]
         rgb = decode_image(record["image"])
@@ -44,7 +45,9 @@ def load_labelled(dataset_dir: str, split: str, image_size: int, max_examples: i
         images.append(rgb)
         attributes.append(np.asarray(record["attributes"], np.int64))
         expression.append(int(record["expression"]))
+        hair.append(int(record["hair_colour"]) if "hair_colour" in record else -1)
     return {"images": np.stack(images), "attributes": np.stack(attributes), "expression": np.asarray(expression),
+            "hair_colour": np.asarray(hair),
             "attribute_names": list(source.metadata.get("attribute_names", [])),
             "expression_names": list(source.metadata.get("expression_names", []))}
 

@@ -17,7 +17,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from data_pipelines.synthfaces.attributes import ATTRIBUTES
+from data_pipelines.synthfaces.attributes import ATTRIBUTES, HAIR_COLOURS
 from gptface_jax import decoding
 from gptface_jax.decoding import DecodeConfig
 
@@ -32,7 +32,21 @@ PROMPTS = {
     "bald": "a bald man",
     "hat": "a person wearing a hat",
     "surgical_mask": "a person wearing a face mask",
+    # hair colours: judged by the judge's hair-colour head (the most probable colour), when it has one
+    "hair:black": "a person with black hair",
+    "hair:blond": "a person with blond hair",
+    "hair:red": "a person with red hair",
+    "hair:grey": "a person with grey hair",
 }
+
+
+def holds(predictions: dict, name: str) -> np.ndarray | None:
+    """(N,) bool: the judge says `name` holds (None: the judge cannot tell, e.g. no hair-colour head)."""
+    if name.startswith("hair:"):
+        if "hair_colour" not in predictions:
+            return None
+        return predictions["hair_colour"].argmax(-1) == HAIR_COLOURS.index(name.split(":", 1)[1])
+    return predictions["attributes"][:, ATTRIBUTES.index(name)] > 0.5
 
 
 def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), samples: int = 32, seed: int = 0,
@@ -49,16 +63,16 @@ def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), samples: int = 32, seed
             text = np.repeat(pretrained.text_ids([caption]), samples, 0)
             _, codes = decoder(pretrained.params, text, blank, mask, jax.random.PRNGKey(seed))
             codes = np.asarray(codes)
-            attributes, _ = judge.predict(pretrained.images(codes))
-            return text, codes, attributes > 0.5
+            return text, codes, judge.predict_all(pretrained.images(codes))
 
         _, _, neutral = generate(NEUTRAL)
-        for attribute, caption in PROMPTS.items():
-            k = ATTRIBUTES.index(attribute)
+        for name, caption in PROMPTS.items():
+            if holds(neutral, name) is None:
+                continue
             text, codes, named = generate(caption)
-            rows.append({"attribute": attribute, "guidance": float(g), "samples": samples, "caption": caption,
-                         "named": float(named[:, k].mean()), "neutral": float(neutral[:, k].mean()),
-                         "lift": float(named[:, k].mean() - neutral[:, k].mean()),
+            rate, base = float(holds(named, name).mean()), float(holds(neutral, name).mean())
+            rows.append({"attribute": name, "guidance": float(g), "samples": samples, "caption": caption,
+                         "named": rate, "neutral": base, "lift": rate - base,
                          "itm": float(np.mean(np.asarray(score(pretrained.params, text, codes))))})
     return rows
 
