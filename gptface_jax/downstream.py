@@ -120,11 +120,13 @@ def feature_table(pretrained, splits: dict, batch_size: int = 256) -> dict[str, 
 
 
 def run_probes(rows: dict, splits: dict) -> dict:
-    """Probe every feature row on the attributes and the expression the dataset labels."""
+    """Probe every feature row on the attributes, the expression and (SynthFaces) the hair colour the dataset labels."""
     names = splits["train"]["attribute_names"]
     has_attributes = bool(names) and (splits["test"]["attributes"] >= 0).any()
     classes = len(splits["train"]["expression_names"])
     has_expression = classes > 0 and (splits["test"]["expression"] >= 0).any()
+    from data_pipelines.synthfaces.attributes import HAIR_COLOURS
+    has_hair = all((splits[s]["hair_colour"] >= 0).any() for s in ("train", "test")) if "hair_colour" in splits["test"] else False
     if not has_attributes and not has_expression:
         raise DataError("the dataset labels neither attributes nor expressions; nothing to probe")
     results = {}
@@ -141,16 +143,21 @@ def run_probes(rows: dict, splits: dict) -> dict:
             result["expression_accuracy"] = r["accuracy"]
             result["expression_per_class"] = {n: float(a) for n, a in zip(splits["train"]["expression_names"], r["per_class"])}
             result["expression_weight_decay"] = r["weight_decay"]
+        if has_hair:
+            r = probe_lib.probe_classes(*(split_of("hair_colour", s) for s in ("train", "validation", "test")), len(HAIR_COLOURS))
+            result["hair_colour_accuracy"] = r["accuracy"]
+            result["hair_colour_weight_decay"] = r["weight_decay"]
         results[row] = result
     return results
 
 
 def markdown(results: dict, dataset: str) -> str:
     lines = [f"Linear probes on {dataset} (test split)", "",
-             "| features | mean attribute accuracy | expression accuracy |", "| --- | --- | --- |"]
+             "| features | mean attribute accuracy | expression accuracy | hair colour accuracy |", "| --- | --- | --- | --- |"]
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     for row, r in results.items():
-        lines.append(f"| {row} | {fmt(r.get('attribute_mean_accuracy'))} | {fmt(r.get('expression_accuracy'))} |")
+        lines.append(f"| {row} | {fmt(r.get('attribute_mean_accuracy'))} | {fmt(r.get('expression_accuracy'))} | "
+                     f"{fmt(r.get('hair_colour_accuracy'))} |")
     first = next(iter(results.values()))
     if "attributes" in first:
         lines += ["", "| attribute | " + " | ".join(results) + " |", "| --- |" + " --- |" * len(results)]

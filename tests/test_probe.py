@@ -49,6 +49,7 @@ def test_probe_table_on_a_checkpoint(trained_workdir, pretokenized, tmp_path):
     for row in rows.values():
         assert 0.0 <= row["attribute_mean_accuracy"] <= 1.0 and 0.0 <= row["expression_accuracy"] <= 1.0
         assert len(row["attributes"]) == 16 and len(row["expression_per_class"]) == 5
+        assert 0.0 <= row["hair_colour_accuracy"] <= 1.0      # SynthFaces labels hair colour too
     # validation carved from train (SynthFaces has no validation split), test untouched
     assert report["examples"]["test"] == 16 and report["examples"]["train"] + report["examples"]["validation"] == 64
     written = json.load(open(tmp_path / "probe_synth_faces.json"))
