@@ -83,15 +83,34 @@ def caption_image_gain(caption_fn, params, captions: dict, mesh, config, batch_s
     hidden = text != 0 if hidden is None else hidden
     own_nll, count = _rows(caption_fn, params, [text, image, hidden], mesh, config, batch_size)
     other_nll, _ = _rows(caption_fn, params, [text, np.roll(image, 1, axis=0), hidden], mesh, config, batch_size)
+    return _gain(own_nll, other_nll, count, name, "image")
+
+
+def image_caption_gain(image_fn, params, captions: dict, mesh, config, batch_size: int) -> dict:
+    """The other direction: how much the caption tells the model about the image, in nats per image token.
+
+    Every image token is masked (image generation from the caption alone); `image_fn(params, text,
+    image)` returns each row's summed NLL of the image codes and their count. Scored with the own
+    captions and with the captions shifted by one row (0 for a model that ignores the text).
+    """
+    text, image = captions["text_ids"], captions["image_codes"]
+    own_nll, count = _rows(image_fn, params, [text, image], mesh, config, batch_size)
+    other_nll, _ = _rows(image_fn, params, [np.roll(text, 1, axis=0), image], mesh, config, batch_size)
+    return _gain(own_nll, other_nll, count, "image", "caption")
+
+
+def _gain(own_nll, other_nll, count, name: str, other: str) -> dict:
     tokens = max(float(count.sum()), 1.0)
-    own, other = float(own_nll.sum()) / tokens, float(other_nll.sum()) / tokens
-    return {f"eval_{name}_nll": own, f"eval_{name}_nll_other_image": other, f"eval_{name}_image_gain": other - own}
+    own, swapped = float(own_nll.sum()) / tokens, float(other_nll.sum()) / tokens
+    return {f"eval_{name}_nll": own, f"eval_{name}_nll_other_{other}": swapped, f"eval_{name}_{other}_gain": swapped - own}
 
 
-def evaluate(score_fn, params, sets: dict, mesh, config, batch_size: int, caption_fn=None) -> dict:
-    """eval_itm_{clean,weak}_{accuracy,auc,pairs} (+ the caption image gain with `caption_fn`);
-    the functions must return replicated outputs."""
+def evaluate(score_fn, params, sets: dict, mesh, config, batch_size: int, caption_fn=None, image_fn=None) -> dict:
+    """eval_itm_{clean,weak}_{accuracy,auc,pairs} (+ the caption image gain with `caption_fn`, the
+    image caption gain with `image_fn`); the functions must return replicated outputs."""
     scores = {}
+    if image_fn is not None and "captions" in sets:
+        scores.update(image_caption_gain(image_fn, params, sets["captions"], mesh, config, batch_size))
     if caption_fn is not None and "captions" in sets:
         captions = sets["captions"]
         scores.update(caption_image_gain(caption_fn, params, captions, mesh, config, batch_size))

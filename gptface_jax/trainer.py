@@ -29,7 +29,7 @@ from data_pipelines.shards import ShardSource
 from gptface_jax import config_lib, itm_eval, losses, sharding
 from gptface_jax.checkpoints import Checkpointer
 from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
-from gptface_jax.model import GPTFace, ModelConfig, text_hidden
+from gptface_jax.model import GPTFace, ModelConfig, image_hidden, text_hidden
 
 
 class NonFiniteLoss(RuntimeError):
@@ -200,6 +200,16 @@ def make_caption_scorer(model: GPTFace, mesh):
     return jax.jit(score, out_shardings=sharding.replicated(mesh))
 
 
+def make_image_scorer(model: GPTFace, mesh):
+    """Jitted (summed NLL, token count) per row of whole images generated from the caption: every image token masked."""
+    def score(params, text_ids, image_codes):
+        out = model.apply(params, text_ids, jnp.full_like(image_codes, model.config.image_mask_id))
+        logits = model.apply(params, image_hidden(out["hidden"], model.config), method=GPTFace.image_logits)
+        nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), image_codes[..., None], -1)[..., 0]
+        return nll.sum(-1), jnp.full(nll.shape[:1], nll.shape[1], jnp.float32)
+    return jax.jit(score, out_shardings=sharding.replicated(mesh))
+
+
 # --- 6. the loop ------------------------------------------------------------------------------------------------
 
 def train(config, workdir: str) -> dict:
@@ -253,8 +263,9 @@ def train(config, workdir: str) -> dict:
         eval_sets = (itm_eval.eval_sets(test_source, config.eval.max_examples, batch_cfg.salient_tokens)
                      if test_source else {})
         scorer, caption_scorer = make_itm_scorer(model, mesh), make_caption_scorer(model, mesh)
+        image_scorer = make_image_scorer(model, mesh)
         evaluate = lambda: itm_eval.evaluate(scorer, state["params"], eval_sets, mesh, config, micro,  # noqa: E731
-                                             caption_scorer)
+                                             caption_scorer, image_scorer)
         step = int(state["step"])
         tokens = micro * (mc.seq_len)
         window_start, window_steps = time.perf_counter(), 0

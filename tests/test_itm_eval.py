@@ -83,3 +83,27 @@ def test_caption_image_gain_is_zero_for_an_image_blind_model_and_positive_for_on
                                    hidden=np.arange(6)[None].repeat(37, 0) == 0, name="salient")
     np.testing.assert_allclose(first["eval_salient_image_gain"], 1.9 * shifted, rtol=1e-5)
     assert set(first) == {"eval_salient_nll", "eval_salient_nll_other_image", "eval_salient_image_gain"}
+
+
+def test_image_caption_gain_reads_the_other_direction():
+    import jax
+    import jax.numpy as jnp
+
+    from experiments import pretrain
+    from gptface_jax import sharding
+    from gptface_jax.itm_eval import image_caption_gain
+    config = pretrain.get_config("tiny")
+    mesh = sharding.make_mesh(config)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 16, (29, 4))
+    text = np.where(np.arange(6) < 4, image[:, :1] + 5, 0)
+
+    def reads_caption(params, t, i):  # NLL 0.2 per image token when the caption names the image, 3.0 otherwise
+        n = jnp.full((t.shape[0],), i.shape[1], jnp.float32)
+        return jnp.where(t[:, 0] == i[:, 0] + 5, 0.2, 3.0) * n, n
+
+    with jax.set_mesh(mesh):
+        scores = image_caption_gain(jax.jit(reads_caption), None, {"text_ids": text, "image_codes": image}, mesh, config, 16)
+    shifted = (np.roll(text, 1, axis=0)[:, 0] != text[:, 0]).mean()
+    np.testing.assert_allclose(scores["eval_image_nll"], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(scores["eval_image_caption_gain"], 2.8 * shifted, rtol=1e-5)
