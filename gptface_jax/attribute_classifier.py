@@ -3,9 +3,8 @@
 It sees RGB face crops (never VQ codes or GPTFace states) and predicts the 16 binary attributes,
 the 5 expressions and (SynthFaces) the 5 hair colours. Training applies a blur/noise augmentation
 so the judge also reads VQ reconstructions, whose fine detail is softer than the rendered faces;
-`train` reports its held-out
-accuracy on both the rendered test faces and their VQ reconstructions, so a reader can see how far
-its verdict on generated faces can be trusted.
+`train` reports its held-out accuracy on both the rendered test faces and their VQ
+reconstructions, so a reader can see how far its verdict on generated faces can be trusted.
 """
 from __future__ import annotations
 
