@@ -21,6 +21,7 @@ import numpy as np
 from data_pipelines.errors import DataError
 from data_pipelines.ingest.faces import decode_image
 from data_pipelines.shards import ShardSource, find_dataset_dir
+from data_pipelines.synthfaces.attributes import HAIR_COLOURS
 from gptface_jax import features as features_lib
 from gptface_jax import probe as probe_lib
 
@@ -125,8 +126,7 @@ def run_probes(rows: dict, splits: dict) -> dict:
     has_attributes = bool(names) and (splits["test"]["attributes"] >= 0).any()
     classes = len(splits["train"]["expression_names"])
     has_expression = classes > 0 and (splits["test"]["expression"] >= 0).any()
-    from data_pipelines.synthfaces.attributes import HAIR_COLOURS
-    has_hair = all((splits[s]["hair_colour"] >= 0).any() for s in ("train", "test")) if "hair_colour" in splits["test"] else False
+    has_hair = (splits["train"]["hair_colour"] >= 0).any() and (splits["test"]["hair_colour"] >= 0).any()
     if not has_attributes and not has_expression:
         raise DataError("the dataset labels neither attributes nor expressions; nothing to probe")
     results = {}

@@ -22,7 +22,7 @@ import numpy as np
 
 from data_pipelines.errors import DataError
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
-from gptface_jax import attribute_classifier, decoding, editing
+from gptface_jax import attribute_classifier, decoding, editing, text_to_face_eval
 from gptface_jax.decoding import DecodeConfig
 from gptface_jax.downstream import load_labelled
 
@@ -102,7 +102,6 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
         text_to_face_samples: int = 32) -> dict:
     """Loads (or first trains) the judge, edits held-out faces and generates faces from captions
     (text_to_face_eval), writes edits_eval.json/.md; returns the report."""
-    from gptface_jax import text_to_face_eval
     from data_pipelines.shards import ShardSource
     from gptface_jax import inference
     pretrained = inference.load(workdir)

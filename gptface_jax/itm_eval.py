@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_pipelines.masking import salient_mask
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
 from data_pipelines.synthfaces.eval_pairs import clean_pairs, weak_pairs
@@ -58,7 +59,8 @@ def eval_sets(source: ShardSource, max_examples: int, salient_tokens=()) -> dict
                    "label": p["label"]} for name, p in pairs.items() if len(p["label"])}
     sets["captions"] = {"text_ids": split["text_ids"], "image_codes": split["image_codes"]}
     if len(salient_tokens):
-        sets["captions"]["salient"] = np.isin(split["text_ids"], np.asarray(salient_tokens)) & (split["text_ids"] != 0)
+        text = split["text_ids"]
+        sets["captions"]["salient"] = salient_mask(text, (text != 0).sum(1), salient_tokens)
     return sets
 
 
