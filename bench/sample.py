@@ -62,6 +62,7 @@ def main() -> int:
             passes = args.steps * (1 + (3 * cfg.guidance_steps if guidance else 0))
             rows.append({"task": task, "guidance": guidance, "images_per_s": round(b / t, 3), "s_per_batch": round(t, 3),
                          "forward_pass_equivalents": passes, "autoregressive_passes": int(mask[0].sum())})
+            print(json.dumps(rows[-1]), flush=True)  # as measured: a time limit keeps what is done
     print(f"device: {jax.devices()[0].device_kind}; base width {mc.width}, {args.layers} layers, batch {b}, "
           f"T = {args.steps}, {n_image} image tokens")
     print(f"{'task':14s} {'lambda':>6s} {'images/s':>9s} {'passes':>7s} {'AR passes':>9s}")

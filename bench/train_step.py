@@ -26,10 +26,11 @@ T_TXT, T_IMG, V_TXT, V_IMG, D, F = 64, 256, 32000, 8192, 768, 3072
 TEXT_FRACTION, IMAGE_FRACTION = 0.25, 0.5  # the reference's masked-head budgets
 
 
-def run_reference(layers: int, batch: int, mm: int) -> tuple[float | None, list[dict]]:
+def run_reference(layers: int, batch: int, mm: int, script: Path) -> tuple[float | None, list[dict]]:
     env = {**os.environ, "L": str(layers), "BATCH": str(batch), "MM": str(mm)}
     env.pop("OUT", None)
-    out = subprocess.run([sys.executable, str(REFERENCE)], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    print(out, end="", flush=True)  # the reference's own lines, as it printed them
     peak, rows = None, []
     for line in out.splitlines():
         if line.startswith("matmul bf16"):
@@ -109,15 +110,21 @@ def main() -> int:
     parser.add_argument("--mm", type=int, default=1024, help="matmul size for the reference's peak probe")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--out", help="folder for train_step.json")
+    parser.add_argument("--reference", type=Path, default=REFERENCE,
+                        help="reference_step.py (a copy travels with the tree to a device machine)")
     args = parser.parse_args()
+    if not args.reference.is_file():
+        parser.error(f"--reference: no file at {args.reference}")
     import jax
     gpu = jax.devices()[0].platform == "gpu"
-    peak, reference = run_reference(args.layers, args.batch, args.mm)
+    peak, reference = run_reference(args.layers, args.batch, args.mm, args.reference)
     ours = []
-    for dtype, attention in [("bfloat16", "einsum"), ("bfloat16", "xla"), ("float32", "einsum")] + (
-            [("bfloat16", "cudnn")] if gpu else []):
+    # fp32 only where it can win (CPU); on a GPU the fused cuDNN attention is the candidate
+    variants = [("bfloat16", "einsum"), ("bfloat16", "xla")] + ([("bfloat16", "cudnn")] if gpu else [("float32", "einsum")])
+    for dtype, attention in variants:
         try:
             ours.append(our_step(args.layers, args.batch, dtype, attention, args.steps))
+            print(json.dumps(ours[-1]), flush=True)
         except Exception as e:  # e.g. a fused kernel this device lacks
             ours.append({"variant": f"ours {dtype} {attention}", "error": repr(e)[:300]})
     from gptface_jax.metrics import device_peak_flops
