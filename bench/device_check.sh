@@ -3,7 +3,7 @@
 #   carry: .whl (wheels for Python 3.12 of what the machine's image lacks), .gpu (reference_step.py)
 # Its image has its own jax; our pins of flax/optax/orbax are tried first and dropped if they do not
 # import there. Everything is logged under $OUT; each stage has its own time limit so one slow
-# stage cannot eat the next one's.
+# stage cannot eat the next one's. STAGES picks stages (default: train sample tests).
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD TF_CPP_MIN_LOG_LEVEL=2
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -17,10 +17,12 @@ else
 fi
 python3 -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" 2>&1 | tee "$OUT/versions.txt"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,driver_version --format=csv | tee -a "$OUT/versions.txt"
-timeout "${TRAIN_S:-330}" python3 bench/train_step.py --layers 12 --batch 256 --mm 8192 --steps 10 \
+STAGES=" ${STAGES:-train sample tests} "
+[[ $STAGES == *" train "* ]] && timeout "${TRAIN_S:-330}" python3 bench/train_step.py --layers 12 --batch 256 --mm 8192 --steps 10 \
   --reference .gpu/reference_step.py --out "$OUT" 2>&1 | tee "$OUT/train_step.log"
-timeout "${SAMPLE_S:-170}" python3 bench/sample.py --layers 12 --batch 64 --repeats 3 --out "$OUT" 2>&1 \
+[[ $STAGES == *" sample "* ]] && timeout "${SAMPLE_S:-170}" python3 bench/sample.py --layers 12 --batch 64 --repeats 3 --out "$OUT" 2>&1 \
   | grep -v "^WARNING" | tee "$OUT/sample.log"
-# Numerics on the GPU (no 8-device mesh tests here: one chip): the model and the decoding loop.
-JAX_PLATFORMS=cuda timeout "${TESTS_S:-60}" python3 -m pytest -q -x -p no:cacheprovider tests/test_decoding.py \
+# Numerics on the GPU (no 8-device mesh tests here: one chip): the decoding loop and the attention paths.
+[[ $STAGES == *" tests "* ]] && JAX_PLATFORMS=cuda timeout "${TESTS_S:-60}" python3 -m pytest -q -x -p no:cacheprovider \
+  ${TESTS:-tests/test_decoding.py "tests/test_model.py::test_cudnn_attention_matches_einsum_with_padding"} \
   2>&1 | tail -15 | tee "$OUT/tests.log"

@@ -48,7 +48,7 @@ def model_flops(layers: int, batch: int, seq: int, masked_heads: bool) -> float:
     return 6 * n_mat * batch * seq + 12 * layers * seq * seq * D * batch + heads
 
 
-def our_step(layers: int, batch: int, dtype: str, attention: str, steps: int) -> dict:
+def our_step(layers: int, batch: int, dtype: str, attention: str, residual: str, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -61,6 +61,7 @@ def our_step(layers: int, batch: int, dtype: str, attention: str, steps: int) ->
     config = pretrain.get_config("base")
     with config.unlocked():
         config.model.num_layers, config.model.compute_dtype, config.model.attention = layers, dtype, attention
+        config.model.residual_dtype = residual
         config.model.dropout = 0.0
         config.text.vocab_size, config.text.max_len, config.vq.codebook_size = V_TXT, T_TXT, V_IMG
         config.train.batch_size = batch
@@ -97,7 +98,7 @@ def our_step(layers: int, batch: int, dtype: str, attention: str, steps: int) ->
             jax.block_until_ready(metrics)
             times.append(time.perf_counter() - start)
     t = float(np.median(times))
-    return {"variant": f"ours {dtype} {attention} masked-heads adamw", "ms": round(t * 1e3, 2),
+    return {"variant": f"ours {dtype} {attention} {residual[:4]}-residual adamw", "ms": round(t * 1e3, 2),
             "xla_tflops": round(flops / t / 1e12, 3),
             "model_tflops": round(model_flops(layers, batch, model.config.seq_len, True) / t / 1e12, 3),
             "samples_per_s": round(batch / t, 1)}
@@ -119,14 +120,17 @@ def main() -> int:
     gpu = jax.devices()[0].platform == "gpu"
     peak, reference = run_reference(args.layers, args.batch, args.mm, args.reference)
     ours = []
-    # fp32 only where it can win (CPU); on a GPU the fused cuDNN attention is the candidate
-    variants = [("bfloat16", "einsum"), ("bfloat16", "xla")] + ([("bfloat16", "cudnn")] if gpu else [("float32", "einsum")])
-    for dtype, attention in variants:
+    # (compute dtype, attention, residual stream). The base config's choice (bf16 residual) beside
+    # the float32 residual; fp32 compute only where it can win (CPU); cuDNN's fused attention on a GPU.
+    variants = [("bfloat16", "einsum", "float32"), ("bfloat16", "einsum", "bfloat16")] + (
+        [("bfloat16", "cudnn", "bfloat16"), ("bfloat16", "cudnn", "float32")] if gpu else
+        [("bfloat16", "xla", "bfloat16"), ("float32", "einsum", "float32")])
+    for dtype, attention, residual in variants:
         try:
-            ours.append(our_step(args.layers, args.batch, dtype, attention, args.steps))
+            ours.append(our_step(args.layers, args.batch, dtype, attention, residual, args.steps))
             print(json.dumps(ours[-1]), flush=True)
         except Exception as e:  # e.g. a fused kernel this device lacks
-            ours.append({"variant": f"ours {dtype} {attention}", "error": repr(e)[:300]})
+            ours.append({"variant": f"ours {dtype} {attention} {residual[:4]}-residual", "error": repr(e)[:300]})
     from gptface_jax.metrics import device_peak_flops
     device_peak = device_peak_flops()
     for r in reference:  # the reference rounds TFLOP/s to 0.1: recount from its step time (same formula)

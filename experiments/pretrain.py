@@ -62,6 +62,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Dense kernels: "normal" (BERT's N(0, 0.02)) or "fan_in" (N(0, 1/fan_in): attention logits O(1) at
     # any width; at the tiny width 0.02 leaves attention uniform for hundreds of steps)
     c.model.kernel_init = "normal"
+    # Residual stream between blocks: "float32", or "bfloat16" (half the activation traffic; the
+    # layer norms still compute in float32). Base and large use bf16, as MaxText does.
+    c.model.residual_dtype = "float32" if tiny else "bfloat16"
     c.model.tie_heads = True              # vocabulary heads share the input embedding tables
     c.model.param_dtype = "float32"
 

@@ -100,6 +100,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
     check(m.mlp_dim >= 1, f"model.mlp_dim={m.mlp_dim} must be >= 1")
     check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1)")
+    check(m.get("residual_dtype", "float32") in ("float32", "bfloat16"),
+          f"model.residual_dtype={m.get('residual_dtype')!r} must be 'float32' or 'bfloat16'")
     check(m.get("attention", "einsum") in ("einsum", "xla", "cudnn"),
           f"model.attention={m.get('attention')!r} must be 'einsum', 'xla' or 'cudnn'")
     check(m.image_embed_init in ("codebook", "random"),
