@@ -57,10 +57,57 @@ def informative_tokens(text_ids: np.ndarray, image_codes: np.ndarray, *, vocab_s
     return order[: min(k, int(np.isfinite(score).sum()))].astype(np.int64)
 
 
-def from_source(source, *, sample_size: int, **kwargs) -> np.ndarray:
-    """`informative_tokens` over the first `sample_size` records of a pre-tokenized ShardSource."""
+def load_sample(source, sample_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(text ids, image codes) of the first `sample_size` records of a pre-tokenized ShardSource."""
     n = min(sample_size, len(source))
     records = [source[i] for i in range(n)]
     text = np.stack([np.asarray(r["text_ids"], np.int64) for r in records])
     codes = np.stack([np.asarray(r["image_codes"], np.int64) for r in records])
-    return informative_tokens(text, codes, **kwargs)
+    return text, codes
+
+
+def from_source(source, *, sample_size: int, **kwargs) -> np.ndarray:
+    """`informative_tokens` over the first `sample_size` records of a pre-tokenized ShardSource."""
+    return informative_tokens(*load_sample(source, sample_size), **kwargs)
+
+
+def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k: int = 2,
+                  min_similarity: float = 0.5, min_whole: float = 0.9, pad: int = 0) -> dict[int, tuple[int, ...]]:
+    """For each whole-word token in `token_ids`: up to `k` others that occur in the same contexts.
+
+    Context: the counts of the token just before, and of the one just after, each occurrence;
+    partners are the most similar ones where both the left and the right cosine similarity reach
+    `min_similarity` ("blonde" -> "ginger", "grey"; not "glasses"). Swapping a word for a partner gives a caption as fluent as the
+    original, so only the image can tell which one is true. Only tokens that start a word
+    (`word_start[id]`, SentencePiece's leading "▁") and are a whole word in at least `min_whole` of
+    their occurrences ("▁bl" of "▁bl" "ack" is not) are paired, so a swap never leaves a stray piece.
+    """
+    text_ids = np.asarray(text_ids)
+    vocab = len(word_start)
+    padded = np.pad(text_ids, ((0, 0), (1, 1)), constant_values=pad)
+    centre, left, right = padded[:, 1:-1], padded[:, :-2], padded[:, 2:]
+    ends_word = (right == pad) | np.asarray(word_start)[np.clip(right, 0, vocab - 1)]
+
+    def whole_rate(t: int) -> float:
+        hit = centre == t
+        return float(ends_word[hit].mean()) if hit.any() else 0.0
+
+    ids = [int(t) for t in token_ids if 0 <= int(t) < vocab and word_start[int(t)] and whole_rate(int(t)) >= min_whole]
+    if len(ids) < 2:
+        return {}
+    # Both neighbours must match: the smaller of the left-context and right-context cosines.
+    left_counts, right_counts = np.zeros((len(ids), vocab)), np.zeros((len(ids), vocab))
+    for row, t in enumerate(ids):
+        hit = centre == t
+        np.add.at(left_counts[row], left[hit], 1.0)
+        np.add.at(right_counts[row], right[hit], 1.0)
+    unit = lambda m: m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    similarity = np.minimum(unit(left_counts) @ unit(left_counts).T, unit(right_counts) @ unit(right_counts).T)
+    np.fill_diagonal(similarity, -1.0)
+    partners = {}
+    for row, t in enumerate(ids):
+        order = np.argsort(-similarity[row], kind="stable")[:k]
+        chosen = tuple(ids[j] for j in order if similarity[row, j] >= min_similarity)
+        if chosen:
+            partners[t] = chosen
+    return partners

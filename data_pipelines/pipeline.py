@@ -110,6 +110,11 @@ class PretrainBatchConfig:
     salient_tokens: tuple = ()
     salient_steps: int = 0
     salient_mix: float = 0.0
+    # Swap negatives (data_pipelines.itm): a `swap_fraction` of the negatives is the own caption with
+    # one whole word replaced by a same-context partner, ((token, (partner, ...)), ...).
+    swap_fraction: float = 0.0
+    swap_pairs: tuple = ()
+    word_start: tuple = ()              # per text id: does its piece start a word?
     seed: int = 0
     shard: int = 0                      # the data shard: shards draw different masks (set by pretraining_dataset)
 
@@ -132,7 +137,10 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
     """
 
     def __init__(self, config: PretrainBatchConfig):
+        from data_pipelines.itm import partner_table
         self.config = config
+        self.swap_table = partner_table(dict(config.swap_pairs), config.text_vocab_size) if config.swap_pairs else None
+        self.word_start = np.asarray(config.word_start, bool) if config.word_start else None
 
     def map_with_index(self, step: int, batch: dict) -> dict:
         from data_pipelines.itm import make_pairs
@@ -140,7 +148,8 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL, PAD
         c = self.config
         rng = np.random.default_rng(np.random.SeedSequence([c.seed, int(step), c.shard, 0x69746d]))
-        pairs = make_pairs(batch["text_ids"], batch["text_len"], rng, c.negative_fraction, c.hard_fraction)
+        pairs = make_pairs(batch["text_ids"], batch["text_len"], rng, c.negative_fraction, c.hard_fraction,
+                           c.swap_fraction, self.swap_table, self.word_start)
         masks = mask_batch(pairs["text_ids"], pairs["text_lengths"], c.grid, c.masking or MaskingConfig(),
                            seed=c.seed, step=step, shard=c.shard, vocab_size=c.text_vocab_size, mask_id=MASK,
                            num_special=NUM_SPECIAL,

@@ -100,6 +100,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Fraction of a batch whose caption is swapped (ITM negatives; no masked-modelling targets).
     c.loss.negative_fraction = 0.5
     c.loss.hard_negative_fraction = 0.0
+    # Swap negatives: this share of the negatives keeps its own caption with one image-informative
+    # word replaced by a word of the same contexts ("blonde" -> "grey"; data_pipelines/itm.py).
+    c.loss.swap_negative_fraction = 0.0
     c.loss.caption_dropout = 0.1
     # Vocabulary heads run on at most this fraction of a batch's text / image positions (masked
     # ones first). Expected masked fractions are ~0.12 / ~0.2 (positives only); overflow is logged.

@@ -130,6 +130,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         check(0.0 < config.loss[name] <= 1.0, f"loss.{name}={config.loss[name]} must be in (0, 1]")
     check(0.0 < config.loss.get("negative_fraction", 0.5) < 1.0,
           f"loss.negative_fraction={config.loss.get('negative_fraction', 0.5)} must be in (0, 1): ITM needs both classes")
+    swap = config.loss.get("swap_negative_fraction", 0.0)
+    check(0.0 <= swap <= 1.0, f"loss.swap_negative_fraction={swap} must be in [0, 1]")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
 

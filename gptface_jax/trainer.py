@@ -68,29 +68,52 @@ def open_pretokenized(config) -> tuple[ShardSource, ShardSource | None]:
     return train, test
 
 
-def salient_tokens(config, train_source: ShardSource, workdir: str) -> tuple[int, ...]:
-    """The warm-up's image-informative token ids (empty without a warm-up), also written to the workdir.
+@dataclasses.dataclass(frozen=True)
+class SalientVocabulary:
+    """The image-informative token ids, and for swap negatives their same-context partners."""
 
-    Counted from the first `curriculum.salient_sample` training examples: every process gets the
-    same list, and a resumed run the same one as before.
+    ids: tuple = ()
+    swap_pairs: tuple = ()        # ((token, (partner, ...)), ...)
+    word_start: tuple = ()        # per text id: does the piece start a word (SentencePiece "▁")?
+
+
+def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> SalientVocabulary:
+    """Counted from the first `curriculum.salient_sample` training examples (empty when neither the
+    warm-up nor swap negatives are on), and written to the workdir.
+
+    Every process gets the same lists, and a resumed run the same ones as before.
     """
     cur = config.get("curriculum")
-    if cur is None or (cur.salient_steps == 0 and cur.get("salient_mix", 0.0) == 0):
-        return ()
+    swap = config.loss.get("swap_negative_fraction", 0.0) > 0
+    if cur is None or (cur.salient_steps == 0 and cur.get("salient_mix", 0.0) == 0 and not swap):
+        return SalientVocabulary()
     from data_pipelines import informative_tokens
     from data_pipelines.text_tokenizer import NUM_SPECIAL, TextTokenizer
     from gptface_jax.pretokenize import TOKENIZER_FILE
-    ids = informative_tokens.from_source(train_source, sample_size=cur.salient_sample, vocab_size=config.text.vocab_size,
-                                         codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
-                                         k=cur.salient_tokens)
+    text, codes = informative_tokens.load_sample(train_source, cur.salient_sample)
+    ids = informative_tokens.informative_tokens(text, codes, vocab_size=config.text.vocab_size,
+                                                codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
+                                                k=cur.salient_tokens)
+    tokenizer_path = os.path.join(config.data.pretokenized, TOKENIZER_FILE)
+    sp = TextTokenizer(tokenizer_path).sp if os.path.exists(tokenizer_path) else None
+    pairs, word_start = {}, ()
+    if swap:
+        if sp is None:
+            raise DataError(f"loss.swap_negative_fraction > 0 needs the text tokenizer at {tokenizer_path} "
+                            "(it tells whole words from pieces); rerun `gptface data pretokenize`")
+        # a piece starts a word if it has SentencePiece's "▁" or is punctuation ("blonde," ends at ",")
+        word_start = tuple(i >= NUM_SPECIAL and i < sp.get_piece_size() and (
+            sp.id_to_piece(i).startswith("\u2581") or not any(ch.isalnum() for ch in sp.id_to_piece(i)))
+            for i in range(config.text.vocab_size))
+        pairs = informative_tokens.swap_partners(text, ids, np.asarray(word_start))
     if jax.process_index() == 0:
-        tokenizer_path = os.path.join(config.data.pretokenized, TOKENIZER_FILE)
-        pieces = ([TextTokenizer(tokenizer_path).sp.id_to_piece(int(i)) for i in ids]
-                  if os.path.exists(tokenizer_path) else [])
+        piece = (lambda i: sp.id_to_piece(int(i))) if sp is not None else str  # noqa: E731
         with open(os.path.join(workdir, "salient_tokens.json"), "w") as f:
-            json.dump({"ids": [int(i) for i in ids], "pieces": pieces, "steps": cur.salient_steps,
-                       "mix": cur.get("salient_mix", 0.0)}, f, indent=1)
-    return tuple(int(i) for i in ids)
+            json.dump({"ids": [int(i) for i in ids], "pieces": [piece(i) for i in ids] if sp is not None else [],
+                       "steps": cur.salient_steps, "mix": cur.get("salient_mix", 0.0),
+                       "swap_partners": {piece(t): [piece(p) for p in ps] for t, ps in pairs.items()}},
+                      f, indent=1, ensure_ascii=False)
+    return SalientVocabulary(tuple(int(i) for i in ids), tuple((t, ps) for t, ps in sorted(pairs.items())), word_start)
 
 
 # --- 3. sharded state -----------------------------------------------------------------------------------------
@@ -226,12 +249,15 @@ def train(config, workdir: str) -> dict:
     tx = make_optimizer(config)
     mc = model.config
     example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
+    vocabulary = salient_vocabulary(config, train_source, workdir)
     batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
                                     grid=mc.image_grid, masking=masking_config(config),
                                     negative_fraction=config.loss.negative_fraction, hard_fraction=config.loss.hard_negative_fraction,
                                     caption_dropout=config.loss.caption_dropout,
                                     unmasked_fraction=config.masking.unmasked_fraction,
-                                    salient_tokens=salient_tokens(config, train_source, workdir),
+                                    salient_tokens=vocabulary.ids,
+                                    swap_fraction=config.loss.get("swap_negative_fraction", 0.0),
+                                    swap_pairs=vocabulary.swap_pairs, word_start=vocabulary.word_start,
                                     salient_steps=config.get("curriculum", {}).get("salient_steps", 0),
                                     salient_mix=config.get("curriculum", {}).get("salient_mix", 0.0),
                                     seed=config.seed, shard=jax.process_index())

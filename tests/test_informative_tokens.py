@@ -92,3 +92,50 @@ def test_salient_mix_keeps_a_share_of_salient_examples_without_itm_weight():
     positive = salient & (batch["itm_label"] == 1)
     np.testing.assert_array_equal(batch["text_mask"][positive], batch["text_targets"][positive] == 10)
     assert not batch["image_mask"][salient].any() and (batch["itm_weight"][~salient] > 0).all()
+
+
+def _templated(n=600, seed=0):
+    """Captions "a <colour> person with <item>": colours 10/11/12 share both neighbours, items 20/21
+    share theirs; piece 13 is the head of a two-piece word (13 14), so never a whole word."""
+    rng = np.random.default_rng(seed)
+    a, person, with_, dot = 30, 31, 32, 33
+    text = np.zeros((n, 8), np.int64)
+    text[:, 0], text[:, 1], text[:, 2], text[:, 3] = a, rng.choice([10, 11, 12], n), person, with_
+    text[:, 4], text[:, 5] = rng.choice([20, 21], n), dot
+    sub = rng.random(n) < 0.3
+    text[sub, 4], text[sub, 5] = 13, 14
+    word_start = np.ones(40, bool)
+    word_start[14] = False           # a continuation piece
+    word_start[dot] = True           # punctuation ends a word
+    return text, np.full(n, 6), word_start
+
+
+def test_swap_partners_pair_words_of_the_same_contexts_only():
+    text, _, word_start = _templated()
+    partners = informative_tokens.swap_partners(text, [10, 11, 12, 20, 21, 13], word_start, k=2)
+    assert set(partners[10]) == {11, 12} and set(partners[11]) == {10, 12}
+    assert partners[20] == (21,) and partners[21] == (20,)
+    assert 13 not in partners and all(13 not in ps for ps in partners.values())
+
+
+def test_swap_negatives_change_one_whole_word_to_a_partner():
+    from data_pipelines.itm import make_pairs, partner_table
+    text, lengths, word_start = _templated(256)
+    table = partner_table(informative_tokens.swap_partners(text, [10, 11, 12, 20, 21], word_start), 40)
+    pairs = make_pairs(text, lengths, np.random.default_rng(0), negative_fraction=1.0, swap_fraction=1.0,
+                       swap_table=table, word_start=word_start)
+    assert pairs["swapped"].all() and (pairs["itm_label"] == 0).all()  # every caption has a colour word
+    np.testing.assert_array_equal(pairs["caption_from"], np.arange(256))
+    diff = pairs["text_ids"] != text
+    assert (diff.sum(1) == 1).all()
+    rows, cols = np.nonzero(diff)
+    for r, c in zip(rows, cols):
+        assert pairs["text_ids"][r, c] in table[text[r, c]]
+    assert not diff[:, 4][text[:, 4] == 13].any()       # the head of "13 14" is never swapped
+    # half swap, half shifted: the shifted ones are other examples' captions, unchanged
+    half = make_pairs(text, lengths, np.random.default_rng(1), negative_fraction=1.0, swap_fraction=0.5,
+                      swap_table=table, word_start=word_start)
+    assert 0.3 < half["swapped"].mean() < 0.7
+    shifted = ~half["swapped"]
+    assert (half["caption_from"][shifted] != np.arange(256)[shifted]).all()
+    np.testing.assert_array_equal(half["text_ids"][shifted], text[half["caption_from"][shifted]])
