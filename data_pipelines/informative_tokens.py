@@ -57,6 +57,27 @@ def informative_tokens(text_ids: np.ndarray, image_codes: np.ndarray, *, vocab_s
     return order[: min(k, int(np.isfinite(score).sum()))].astype(np.int64)
 
 
+def informative_codes(text_ids: np.ndarray, image_codes: np.ndarray, token_ids, *, vocab_size: int,
+                      codebook_size: int, num_special: int, top_codes: int = 10) -> dict[int, tuple[int, ...]]:
+    """For each token in `token_ids`: the `top_codes` image codes with the highest mutual information
+    that occur *more* often when the caption has the token ("blonde" -> the blonde-hair codes), the
+    image tokens a caption word should decide."""
+    text_ids, image_codes = np.asarray(text_ids), np.asarray(image_codes)
+    mi = mutual_information(text_ids, image_codes, vocab_size, codebook_size, num_special)
+    a = _presence(text_ids, vocab_size, num_special)
+    b = _presence(image_codes, codebook_size, 0)
+    lift = (a.T @ b) / len(a) - a.mean(0)[:, None] * b.mean(0)[None, :]   # p(t, c) - p(t) p(c)
+    out = {}
+    for t in token_ids:
+        t = int(t)
+        score = np.where(lift[t] > 0, mi[t], -1.0)
+        order = np.argsort(-score, kind="stable")[:top_codes]
+        chosen = tuple(int(c) for c in order if score[c] > 0)
+        if chosen:
+            out[t] = chosen
+    return out
+
+
 def load_sample(source, sample_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(text ids, image codes) of the first `sample_size` records of a pre-tokenized ShardSource."""
     n = min(sample_size, len(source))

@@ -112,6 +112,11 @@ class PretrainBatchConfig:
     salient_mix: float = 0.0
     # Swap negatives (data_pipelines.itm): a `swap_fraction` of the negatives is the own caption with
     # one whole word replaced by a same-context partner, ((token, (partner, ...)), ...).
+    # Text -> image counterpart of the warm-up: a `salient_image_mix` fraction of the positives shows
+    # its whole caption and an all-[MASK] image, and scores only the image tokens whose codes the
+    # caption's salient words inform, ((token, (code, ...)), ...) (informative_tokens.informative_codes).
+    salient_image_mix: float = 0.0
+    salient_codes: tuple = ()
     swap_fraction: float = 0.0
     swap_pairs: tuple = ()
     word_start: tuple = ()              # per text id: does its piece start a word?
@@ -141,10 +146,21 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         self.config = config
         self.swap_table = partner_table(dict(config.swap_pairs), config.text_vocab_size) if config.swap_pairs else None
         self.word_start = np.asarray(config.word_start, bool) if config.word_start else None
+        # (S,) salient token ids and (S, codebook) which codes each one informs
+        self.code_tokens = np.asarray([t for t, _ in config.salient_codes], np.int64)
+        self.code_table = np.zeros((len(self.code_tokens), config.image_mask_id), bool)
+        for row, (_, codes) in enumerate(config.salient_codes):
+            self.code_table[row, list(codes)] = True
+
+    def salient_image_targets(self, text_ids: np.ndarray, image_codes: np.ndarray) -> np.ndarray:
+        """(B, N) bool: image positions whose code one of the caption's salient words informs."""
+        present = (text_ids[:, :, None] == self.code_tokens[None, None, :]).any(1)       # (B, S)
+        wanted = (present.astype(np.int32) @ self.code_table.astype(np.int32)) > 0         # (B, codebook)
+        return np.take_along_axis(wanted, np.clip(image_codes, 0, wanted.shape[1] - 1), axis=1)
 
     def map_with_index(self, step: int, batch: dict) -> dict:
         from data_pipelines.itm import make_pairs
-        from data_pipelines.masking import MaskingConfig, mask_batch
+        from data_pipelines.masking import IMAGE_GENERATION, MaskingConfig, mask_batch
         from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL, PAD
         c = self.config
         rng = np.random.default_rng(np.random.SeedSequence([c.seed, int(step), c.shard, 0x69746d]))
@@ -167,12 +183,24 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         # Salient examples have their attribute words hidden: nothing to match, so no ITM weight.
         balance = np.where(positive[:, 0], 0.5 / max(1.0 - c.negative_fraction, 1e-6), 0.5 / max(c.negative_fraction, 1e-6))
         balance = np.where(masks["salient"] & ~whole[:, 0], 0.0, balance)
+        hidden_image, scored_image = masks["image_mask"], masks["image_mask"]
+        if c.salient_image_mix > 0 and len(self.code_tokens):  # drawn last: runs without it keep their stream
+            targets = self.salient_image_targets(pairs["text_ids"], batch["image_codes"])
+            pick = ((rng.random(len(positive)) < c.salient_image_mix) & positive[:, 0] & ~dropped[:, 0]
+                    & ~whole[:, 0] & ~masks["salient"] & targets.any(1))
+            # the whole image hidden, so no visible neighbour gives the colour away; the caption intact
+            hidden_image = np.where(pick[:, None], True, hidden_image)
+            scored_image = np.where(pick[:, None], targets, scored_image)
+            masks = {**masks, "text_mask": masks["text_mask"] & ~pick[:, None],
+                     "text_inputs": np.where(pick[:, None], pairs["text_ids"], masks["text_inputs"]),
+                     "mode": np.where(pick, IMAGE_GENERATION, masks["mode"]).astype(np.int8)}
+            balance = np.where(pick, 0.0, balance)
         text_ids = np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32)
         return {
             "text_inputs": np.where(dropped, PAD, masks["text_inputs"]).astype(np.int32),
-            "image_inputs": np.where(masks["image_mask"], c.image_mask_id, batch["image_codes"]).astype(np.int32),
+            "image_inputs": np.where(hidden_image, c.image_mask_id, batch["image_codes"]).astype(np.int32),
             "text_targets": text_ids, "image_targets": batch["image_codes"],
-            "text_mask": masks["text_mask"] & positive & ~dropped, "image_mask": masks["image_mask"] & positive,
+            "text_mask": masks["text_mask"] & positive & ~dropped, "image_mask": scored_image & positive,
             "itm_label": pairs["itm_label"], "itm_weight": np.where(dropped[:, 0], 0.0, balance).astype(np.float32),
             "mode": masks["mode"], "index": batch["index"],
         }

@@ -90,6 +90,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.curriculum = ml_collections.ConfigDict()
     c.curriculum.salient_steps = 0
     c.curriculum.salient_mix = 0.0
+    # The text -> image counterpart: this share of the positives shows its whole caption and a fully
+    # masked image, and scores only the image tokens whose codes its salient words inform.
+    c.curriculum.salient_image_mix = 0.0
     c.curriculum.salient_tokens = 40
     c.curriculum.salient_sample = 20_000
 

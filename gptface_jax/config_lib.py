@@ -141,6 +141,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         check(0 <= cur.salient_steps <= config.train.steps,
               f"curriculum.salient_steps={cur.salient_steps} must be in [0, train.steps={config.train.steps}]")
         check(0.0 <= cur.get("salient_mix", 0.0) <= 1.0, f"curriculum.salient_mix={cur.get('salient_mix')} must be in [0, 1]")
+        check(0.0 <= cur.get("salient_image_mix", 0.0) <= 1.0,
+              f"curriculum.salient_image_mix={cur.get('salient_image_mix')} must be in [0, 1]")
         check(cur.salient_tokens >= 1, f"curriculum.salient_tokens={cur.salient_tokens} must be >= 1")
         check(cur.salient_sample >= 2, f"curriculum.salient_sample={cur.salient_sample} must be >= 2")
 

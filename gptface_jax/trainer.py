@@ -74,6 +74,7 @@ class SalientVocabulary:
 
     ids: tuple = ()
     swap_pairs: tuple = ()        # ((token, (partner, ...)), ...)
+    codes: tuple = ()             # ((token, (image code, ...)), ...): the codes each token informs
     word_start: tuple = ()        # per text id: does the piece start a word (SentencePiece "▁")?
 
 
@@ -85,13 +86,14 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
     """
     cur = config.get("curriculum")
     swap = config.loss.get("swap_negative_fraction", 0.0) > 0
-    if cur is None or (cur.salient_steps == 0 and cur.get("salient_mix", 0.0) == 0 and not swap):
+    image_mix = cur.get("salient_image_mix", 0.0) > 0 if cur is not None else False
+    if cur is None or (cur.salient_steps == 0 and cur.get("salient_mix", 0.0) == 0 and not swap and not image_mix):
         return SalientVocabulary()
     from data_pipelines import informative_tokens
     from data_pipelines.text_tokenizer import NUM_SPECIAL, TextTokenizer
     from gptface_jax.pretokenize import TOKENIZER_FILE
-    text, codes = informative_tokens.load_sample(train_source, cur.salient_sample)
-    ids = informative_tokens.informative_tokens(text, codes, vocab_size=config.text.vocab_size,
+    text, image_codes = informative_tokens.load_sample(train_source, cur.salient_sample)
+    ids = informative_tokens.informative_tokens(text, image_codes, vocab_size=config.text.vocab_size,
                                                 codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
                                                 k=cur.salient_tokens)
     tokenizer_path = os.path.join(config.data.pretokenized, TOKENIZER_FILE)
@@ -106,14 +108,19 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
             sp.id_to_piece(i).startswith("\u2581") or not any(ch.isalnum() for ch in sp.id_to_piece(i)))
             for i in range(config.text.vocab_size))
         pairs = informative_tokens.swap_partners(text, ids, np.asarray(word_start))
+    codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
+                                                  codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)
+             if image_mix else {})
     if jax.process_index() == 0:
         piece = (lambda i: sp.id_to_piece(int(i))) if sp is not None else str  # noqa: E731
         with open(os.path.join(workdir, "salient_tokens.json"), "w") as f:
             json.dump({"ids": [int(i) for i in ids], "pieces": [piece(i) for i in ids] if sp is not None else [],
                        "steps": cur.salient_steps, "mix": cur.get("salient_mix", 0.0),
-                       "swap_partners": {piece(t): [piece(p) for p in ps] for t, ps in pairs.items()}},
+                       "swap_partners": {piece(t): [piece(p) for p in ps] for t, ps in pairs.items()},
+                       "image_codes": {piece(t): list(cs) for t, cs in codes.items()}},
                       f, indent=1, ensure_ascii=False)
-    return SalientVocabulary(tuple(int(i) for i in ids), tuple((t, ps) for t, ps in sorted(pairs.items())), word_start)
+    return SalientVocabulary(tuple(int(i) for i in ids), tuple((t, ps) for t, ps in sorted(pairs.items())),
+                             tuple((t, cs) for t, cs in sorted(codes.items())), word_start)
 
 
 # --- 3. sharded state -----------------------------------------------------------------------------------------
@@ -260,6 +267,8 @@ def train(config, workdir: str) -> dict:
                                     swap_pairs=vocabulary.swap_pairs, word_start=vocabulary.word_start,
                                     salient_steps=config.get("curriculum", {}).get("salient_steps", 0),
                                     salient_mix=config.get("curriculum", {}).get("salient_mix", 0.0),
+                                    salient_image_mix=config.get("curriculum", {}).get("salient_image_mix", 0.0),
+                                    salient_codes=vocabulary.codes,
                                     seed=config.seed, shard=jax.process_index())
     micro = config.train.batch_size // config.train.accum_steps
     reader = ReaderConfig(batch_size=micro // jax.process_count(), seed=config.data.shuffle_seed,

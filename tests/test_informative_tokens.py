@@ -6,7 +6,7 @@ import pytest
 
 from data_pipelines import informative_tokens
 from data_pipelines.errors import DataError
-from data_pipelines.masking import TEXT_GENERATION, MaskingConfig, mask_batch
+from data_pipelines.masking import IMAGE_GENERATION, TEXT_GENERATION, MaskingConfig, mask_batch
 from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
 from data_pipelines.text_tokenizer import MASK, PAD
 
@@ -139,3 +139,37 @@ def test_swap_negatives_change_one_whole_word_to_a_partner():
     shifted = ~half["swapped"]
     assert (half["caption_from"][shifted] != np.arange(256)[shifted]).all()
     np.testing.assert_array_equal(half["text_ids"][shifted], text[half["caption_from"][shifted]])
+
+
+def test_informative_codes_are_the_ones_the_word_makes_more_likely():
+    text, codes = _pairs()
+    out = informative_tokens.informative_codes(text, codes, [10, 11], vocab_size=100, codebook_size=64,
+                                               num_special=5, top_codes=3)
+    assert out[10][0] == 3
+    # codes made *less* likely by the token are never chosen, however much information they carry
+    has = (text == 10).any(1)
+    inverse = np.where(codes == 4, 5, codes)
+    inverse[~has, 0] = 4                       # code 4 is present exactly when token 10 is absent
+    assert informative_tokens.mutual_information(text, inverse, 100, 64, 5)[10, 4] > 0.5
+    assert 4 not in informative_tokens.informative_codes(text, inverse, [10], vocab_size=100, codebook_size=64,
+                                                         num_special=5, top_codes=3).get(10, ())
+
+
+def test_salient_image_examples_hide_the_whole_image_and_score_the_informed_codes():
+    text, codes = _pairs(256)
+    records = [{"image_codes": c.astype(np.uint16), "text_ids": t.astype(np.int32), "text_len": 7, "index": i}
+               for i, (t, c) in enumerate(zip(text, codes))]
+    config = PretrainBatchConfig(image_mask_id=64, text_vocab_size=100, grid=4, seed=3, caption_dropout=0.0,
+                                 negative_fraction=0.25, salient_codes=((10, (3,)),), salient_image_mix=1.0)
+    batch = list(zip(pretraining_dataset(records, ReaderConfig(batch_size=128, seed=1), config), range(1)))[0][0]
+    has_word = (batch["text_targets"] == 10).any(1)
+    picked = has_word & (batch["itm_label"] == 1)
+    assert picked.sum() > 20
+    assert (batch["image_inputs"][picked] == 64).all()                       # nothing of the image shows
+    np.testing.assert_array_equal(batch["image_mask"][picked], batch["image_targets"][picked] == 3)
+    assert not batch["text_mask"][picked].any()
+    np.testing.assert_array_equal(batch["text_inputs"][picked], batch["text_targets"][picked])
+    assert (batch["mode"][picked] == IMAGE_GENERATION).all() and (batch["itm_weight"][picked] == 0).all()
+    # examples without the word, and negatives, keep their ordinary masks
+    others = ~has_word & (batch["itm_label"] == 1)
+    assert (batch["image_inputs"][others] != 64).any() and (batch["itm_weight"][~picked] > 0).all()
