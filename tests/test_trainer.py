@@ -60,8 +60,9 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     """Saved on a (2,2,2) mesh, resumed on (1,4,2): the next losses match the uninterrupted run.
 
     The run has a salient warm-up of 5 steps, so the resume (after step 4) crosses the switch to
-    the full objective."""
-    warm = {"train.steps": 8, "curriculum.salient_steps": 5, "curriculum.salient_tokens": 6}
+    the full objective. Swap negatives and salient image examples are on, so their draws resume too."""
+    warm = {"train.steps": 8, "curriculum.salient_steps": 5, "curriculum.salient_tokens": 6,
+            "curriculum.salient_image_mix": 0.3, "loss.swap_negative_fraction": 0.5}
     final = trainer.train(_config(pretokenized, **warm), str(tmp_path / "full"))
     shutil.copytree(tmp_path / "full", tmp_path / "moved")
     shutil.rmtree(tmp_path / "moved" / "checkpoints" / "8")
@@ -77,6 +78,8 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     with open(tmp_path / "full" / "salient_tokens.json") as f:
         salient = json.load(f)
     assert len(salient["ids"]) == 6 == len(salient["pieces"]) and salient["steps"] == 5
+    assert salient["image_codes"] and set(salient["image_codes"]) <= set(salient["pieces"])
+    assert set(salient["swap_partners"]) <= set(salient["pieces"])
     assert {"eval_salient_image_gain", "eval_caption_image_gain", "eval_image_caption_gain"} <= set(final)
 
 
