@@ -118,6 +118,10 @@ class PretrainBatchConfig:
     salient_image_mix: float = 0.0
     salient_codes: tuple = ()
     swap_fraction: float = 0.0
+    # Corrective targets: a swap negative's replaced word is scored with the original word as its
+    # target, and positives' visible salient words with themselves, so the model learns to check a
+    # visible attribute word against the image (keep it if the image agrees, correct it if not).
+    swap_corrective: bool = False
     swap_pairs: tuple = ()
     word_start: tuple = ()              # per text id: does its piece start a word?
     seed: int = 0
@@ -184,6 +188,7 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         balance = np.where(positive[:, 0], 0.5 / max(1.0 - c.negative_fraction, 1e-6), 0.5 / max(c.negative_fraction, 1e-6))
         balance = np.where(masks["salient"] & ~whole[:, 0], 0.0, balance)
         hidden_image, scored_image = masks["image_mask"], masks["image_mask"]
+        pick = np.zeros(len(positive), bool)
         if c.salient_image_mix > 0 and len(self.code_tokens):  # drawn last: runs without it keep their stream
             targets = self.salient_image_targets(pairs["text_ids"], batch["image_codes"])
             pick = ((rng.random(len(positive)) < c.salient_image_mix) & positive[:, 0] & ~dropped[:, 0]
@@ -196,11 +201,20 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
                      "mode": np.where(pick, IMAGE_GENERATION, masks["mode"]).astype(np.int8)}
             balance = np.where(pick, 0.0, balance)
         text_ids = np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32)
+        text_loss_mask = masks["text_mask"] & positive & ~dropped
+        if c.swap_corrective and len(c.salient_tokens):
+            from data_pipelines.masking import salient_mask
+            swapped = pairs["swapped"][:, None]
+            replaced = swapped & ~dropped & (pairs["text_ids"] != batch["text_ids"])
+            visible = (salient_mask(pairs["text_ids"], pairs["text_lengths"], c.salient_tokens) & ~masks["text_mask"]
+                       & positive & ~dropped & ~pick[:, None])   # salient image rows score the image only
+            text_loss_mask = text_loss_mask | replaced | visible
+            text_ids = np.where(swapped, batch["text_ids"], text_ids).astype(np.int32)   # the original words
         return {
             "text_inputs": np.where(dropped, PAD, masks["text_inputs"]).astype(np.int32),
             "image_inputs": np.where(hidden_image, c.image_mask_id, batch["image_codes"]).astype(np.int32),
             "text_targets": text_ids, "image_targets": batch["image_codes"],
-            "text_mask": masks["text_mask"] & positive & ~dropped, "image_mask": scored_image & positive,
+            "text_mask": text_loss_mask, "image_mask": scored_image & positive,
             "itm_label": pairs["itm_label"], "itm_weight": np.where(dropped[:, 0], 0.0, balance).astype(np.float32),
             "mode": masks["mode"], "index": batch["index"],
         }

@@ -106,6 +106,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Swap negatives: this share of the negatives keeps its own caption with one image-informative
     # word replaced by a word of the same contexts ("blonde" -> "grey"; data_pipelines/itm.py).
     c.loss.swap_negative_fraction = 0.0
+    # Corrective targets: a swap negative's replaced word is scored with the original word as its
+    # target, positives' visible salient words with themselves: the model learns to check a visible
+    # attribute word against the image (needs swap negatives).
+    c.loss.swap_corrective = False
     c.loss.caption_dropout = 0.1
     # Vocabulary heads run on at most this fraction of a batch's text / image positions (masked
     # ones first). Expected masked fractions are ~0.12 / ~0.2 (positives only); overflow is logged.

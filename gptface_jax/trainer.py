@@ -264,6 +264,7 @@ def train(config, workdir: str) -> dict:
                                     unmasked_fraction=config.masking.unmasked_fraction,
                                     salient_tokens=vocabulary.ids,
                                     swap_fraction=config.loss.get("swap_negative_fraction", 0.0),
+                                    swap_corrective=config.loss.get("swap_corrective", False),
                                     swap_pairs=vocabulary.swap_pairs, word_start=vocabulary.word_start,
                                     salient_steps=config.get("curriculum", {}).get("salient_steps", 0),
                                     salient_mix=config.get("curriculum", {}).get("salient_mix", 0.0),

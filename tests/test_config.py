@@ -45,6 +45,7 @@ def test_overrides_apply_and_config_is_locked():
     ("--config.curriculum.salient_mix=1.5", "curriculum.salient_mix=1.5 must be in [0, 1]"),
     ("--config.curriculum.salient_tokens=0", "curriculum.salient_tokens=0 must be >= 1"),
     ("--config.curriculum.salient_image_mix=2.0", "curriculum.salient_image_mix=2.0 must be in [0, 1]"),
+    ("--config.loss.swap_corrective=True", "loss.swap_corrective=True needs swap negatives"),
     ("--config.loss.swap_negative_fraction=-0.1", "loss.swap_negative_fraction=-0.1 must be in [0, 1]"),
     ("--config.model.residual_dtype=float16", "model.residual_dtype='float16' must be 'float32' or 'bfloat16'"),
     ("--config.train.bogus=1", "no field 'bogus'"),

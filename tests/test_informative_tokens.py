@@ -173,3 +173,27 @@ def test_salient_image_examples_hide_the_whole_image_and_score_the_informed_code
     # examples without the word, and negatives, keep their ordinary masks
     others = ~has_word & (batch["itm_label"] == 1)
     assert (batch["image_inputs"][others] != 64).any() and (batch["itm_weight"][~picked] > 0).all()
+
+
+def test_corrective_targets_score_the_swapped_word_with_the_original():
+    from data_pipelines.masking import salient_mask
+    text, lengths, word_start = _templated(256)
+    partners = informative_tokens.swap_partners(text, [10, 11, 12, 20, 21], word_start)
+    records = [{"image_codes": np.zeros(16, np.uint16), "text_ids": t.astype(np.int32), "text_len": 6, "index": i}
+               for i, t in enumerate(text)]
+    config = PretrainBatchConfig(image_mask_id=64, text_vocab_size=40, grid=4, seed=3, caption_dropout=0.0,
+                                 negative_fraction=0.5, swap_fraction=1.0, swap_pairs=tuple(partners.items()),
+                                 word_start=tuple(word_start), salient_tokens=(10, 11, 12, 20, 21),
+                                 swap_corrective=True)
+    batch = list(zip(pretraining_dataset(records, ReaderConfig(batch_size=128, seed=1), config), range(1)))[0][0]
+    own = text[batch["index"]]
+    swapped = (batch["itm_label"] == 0) & ((batch["text_inputs"] != own) & (batch["text_inputs"] != MASK)).any(1)
+    assert swapped.sum() > 30
+    np.testing.assert_array_equal(batch["text_targets"][swapped], own[swapped])       # targets: the true words
+    scored = batch["text_mask"][swapped]
+    assert (scored.sum(1) == 1).all()                                                # only the swapped word,
+    assert np.isin(own[swapped][scored], (10, 11, 12, 20, 21)).all()                 # a salient one,
+    assert (batch["text_inputs"][swapped][scored] != own[swapped][scored]).all()     # shown changed
+    positive = batch["itm_label"] == 1
+    visible = salient_mask(own, np.full(len(own), 6), (10, 11, 12, 20, 21)) & (batch["text_inputs"] == own)
+    assert (batch["text_mask"][positive] | ~visible[positive]).all()                  # visible salient words scored
