@@ -4,8 +4,10 @@ For each held-out pair of the clean and the weak ITM splits, the caption's salie
 hidden (the rest shown) and scored twice: with the pair's image, and with an all-[MASK] image.
 Score = summed NLL without the image - with it (the pointwise mutual information between the
 salient words and the image; > 0 when the image makes the caption's attribute words likelier).
-Prints AUC, and accuracy with the threshold fitted on one half and applied to the other, beside
-the [CLS] ITM head's.
+A second score needs one pass per image and no masking: the log-probability of the visible salient
+words at their own positions, with the image minus with an all-[MASK] image (what corrective
+targets, `loss.swap_corrective`, train). Prints AUC, and accuracy with the threshold fitted on one
+half and applied to the other, beside the [CLS] ITM head's.
 
     python bench/diagnostics/generative_itm.py WORKDIR [STEP]
 """
@@ -36,9 +38,14 @@ def scores(text, image, hidden):
         out = model.apply(params, jnp.where(hidden, MASK, text), img)
         lp = jax.nn.log_softmax(model.apply(params, text_hidden(out["hidden"], mc), method=GPTFace.text_logits), -1)
         return -jnp.where(hidden, jnp.take_along_axis(lp, text[..., None], -1)[..., 0], 0.0).sum(-1), out["itm_logits"]
+    def visible_logp(img):  # nothing masked: is the shown word what the image says?
+        out = model.apply(params, text, img)
+        lp = jax.nn.log_softmax(model.apply(params, text_hidden(out["hidden"], mc), method=GPTFace.text_logits), -1)
+        return jnp.where(hidden, jnp.take_along_axis(lp, text[..., None], -1)[..., 0], 0.0).sum(-1)
+    blank = jnp.full_like(image, mc.image_mask_id)
     own, itm = nll(image)
-    blind, _ = nll(jnp.full_like(image, mc.image_mask_id))
-    return blind - own, itm[:, 1] - itm[:, 0]
+    blind, _ = nll(blank)
+    return blind - own, itm[:, 1] - itm[:, 0], visible_logp(image) - visible_logp(blank)
 
 
 def held_out_accuracy(score, label):
@@ -61,7 +68,8 @@ for name in ("clean", "weak"):
     hidden = salient_mask(text, (text != 0).sum(1), salient)
     out = [scores(jnp.asarray(text[i:i + 128]), jnp.asarray(image[i:i + 128]), jnp.asarray(hidden[i:i + 128]))
            for i in range(0, len(text), 128)]
-    pmi = np.concatenate([np.asarray(o[0]) for o in out]); head = np.concatenate([np.asarray(o[1]) for o in out])
+    pmi, head, visible = (np.concatenate([np.asarray(o[j]) for o in out]) for j in range(3))
     print(f"step {step or 'latest'} {name}: {len(label)} pairs, {hidden.any(1).mean():.2f} with a salient word | "
-          f"generative AUC {itm_eval.auc(pmi, label):.3f} acc {held_out_accuracy(pmi, label):.3f} | "
+          f"masked PMI AUC {itm_eval.auc(pmi, label):.3f} acc {held_out_accuracy(pmi, label):.3f} | "
+          f"visible PMI AUC {itm_eval.auc(visible, label):.3f} acc {held_out_accuracy(visible, label):.3f} | "
           f"[CLS] head AUC {itm_eval.auc(head, label):.3f} acc {held_out_accuracy(head, label):.3f}")
