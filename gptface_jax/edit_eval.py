@@ -21,28 +21,43 @@ import jax
 import numpy as np
 
 from data_pipelines.errors import DataError
-from data_pipelines.synthfaces.attributes import ATTRIBUTES
+from data_pipelines.synthfaces.attributes import ATTRIBUTES, HAIR_COLOURS
 from gptface_jax import attribute_classifier, decoding, editing, text_to_face_eval
 from gptface_jax.decoding import DecodeConfig
 from gptface_jax.downstream import load_labelled
 
-# name: (regions, caption in the corpus' own phrasing, attribute, target value)
+# name: (regions, caption in the corpus' own phrasing, attribute, target value); "hair:<colour>"
+# attributes are judged by the judge's hair-colour head (text_to_face_eval.holds)
 EDITS = {
     "smile": (("mouth",), "a smiling person", "smiling", 1),
     "eyeglasses": (("eyes",), "a person wearing glasses", "eyeglasses", 1),
     "beard": (("lower-face",), "a man with a beard", "beard", 1),
     "hat": (("hair",), "a person wearing a hat", "hat", 1),
     "remove_mask": (("lower-face",), "a person without a mask", "surgical_mask", 0),
+    "hair_black": (("hair",), "a person with black hair", "hair:black", 1),
+    "hair_blond": (("hair",), "a person with blond hair", "hair:blond", 1),
 }
 
 
-def eligible(attributes: np.ndarray, edit: str) -> np.ndarray:
-    """Faces an edit can change: the target does not hold yet (and beards go on men)."""
+def eligible(attributes: np.ndarray, edit: str, hair_colour: np.ndarray | None = None) -> np.ndarray:
+    """Faces an edit can change: the target does not hold yet (beards go on men; a hair colour
+    goes on visible hair of another colour, so not on bald or hatted faces)."""
     _, _, name, target = EDITS[edit]
+    if name.startswith("hair:"):
+        if hair_colour is None or (hair_colour < 0).all():
+            return np.zeros(len(attributes), bool)
+        return ((hair_colour != HAIR_COLOURS.index(name.split(":", 1)[1])) & (hair_colour >= 0)
+                & (attributes[:, ATTRIBUTES.index("bald")] == 0) & (attributes[:, ATTRIBUTES.index("hat")] == 0))
     ok = attributes[:, ATTRIBUTES.index(name)] != target
     if edit == "beard":
         ok &= attributes[:, ATTRIBUTES.index("male")] == 1
     return ok
+
+
+def achieved(judge, images: np.ndarray, attribute: str, target: int) -> np.ndarray | None:
+    """(N,) bool: the judge says the edit's target holds (None: this judge cannot tell)."""
+    holds = text_to_face_eval.holds(judge.predict_all(images), attribute)
+    return None if holds is None else (holds if target == 1 else ~holds)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
@@ -51,15 +66,17 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, guidances=(0.0, 2.0),
-             faces_per_edit: int = 16, seed: int = 0, config: DecodeConfig = DecodeConfig()) -> list[dict]:
+             faces_per_edit: int = 16, seed: int = 0, config: DecodeConfig = DecodeConfig(),
+             hair_colour: np.ndarray | None = None) -> list[dict]:
     size, grid = pretrained.image_size, pretrained.grid
     score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
     decoders = {g: decoding.make_decoder(pretrained.model, decoding.IMAGE, dataclasses.replace(config, guidance=float(g)))
                 for g in guidances}
     rows = []
     for edit, (region_names, caption, attribute, target) in EDITS.items():
-        chosen = np.flatnonzero(eligible(attributes, edit))[:faces_per_edit]
-        if not len(chosen):
+        chosen = np.flatnonzero(eligible(attributes, edit, hair_colour))[:faces_per_edit]
+        before = achieved(judge, images[chosen], attribute, target) if len(chosen) else None
+        if before is None:  # no eligible face, or a judge without the head this edit needs
             continue
         crops = images[chosen]
         token_mask = editing.token_mask_for(list(region_names), grid=grid, size=size)
@@ -68,19 +85,16 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
         codes = pretrained.image_codes(crops)
         text = np.repeat(pretrained.text_ids([caption]), len(chosen), 0)
         mask = np.repeat(token_mask.reshape(1, -1), len(chosen), 0)
-        k = ATTRIBUTES.index(attribute)
-        before = judge.predict(crops)[0][:, k]
         for g in guidances:
             _, out = decoders[g](pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
             out = np.asarray(out)
             decoded = pretrained.images(out)
             edited = np.stack([editing.paste_back(editing.Photo(c, c, editing.CropBox(0, 0, size)), d, token_mask)
                                for c, d in zip(crops, decoded)])
-            after = judge.predict(edited)[0][:, k]
-            holds = lambda p: (p > 0.5) if target == 1 else (p < 0.5)  # noqa: E731
+            after = achieved(judge, edited, attribute, target)
             rows.append({
                 "edit": edit, "guidance": float(g), "faces": int(len(chosen)), "caption": caption,
-                "success": float(holds(after).mean()), "success_before": float(holds(before).mean()),
+                "success": float(after.mean()), "success_before": float(before.mean()),
                 "psnr_outside": float(np.mean([psnr(e, c, outside) for e, c in zip(edited, crops)])),
                 "unchanged_tokens": float((out[:, ~token_mask.reshape(-1)] == codes[:, ~token_mask.reshape(-1)]).mean()),
                 "itm": float(np.mean(np.asarray(score(pretrained.params, text, out)))),
@@ -115,7 +129,8 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
     else:
         judge = attribute_classifier.train(dataset_dir, judge_dir, steps=judge_steps, vq=pretrained.vq)
     test = load_labelled(dataset_dir, "test", pretrained.image_size)
-    rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, faces_per_edit=faces_per_edit, seed=seed)
+    rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, faces_per_edit=faces_per_edit,
+                    seed=seed, hair_colour=test.get("hair_colour"))
     generated = text_to_face_eval.evaluate(pretrained, judge, guidances=guidances, samples=text_to_face_samples, seed=seed)
     report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "rows": rows, "text_to_face": generated}
     out_dir = out_dir or workdir

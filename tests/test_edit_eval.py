@@ -33,6 +33,12 @@ def test_eligible_faces_lack_the_target():
     np.testing.assert_array_equal(edit_eval.eligible(attrs, "smile"), [False, True, True, True])
     np.testing.assert_array_equal(edit_eval.eligible(attrs, "beard"), [False, True, False, False])
     np.testing.assert_array_equal(edit_eval.eligible(attrs, "remove_mask"), [False, False, False, True])
+    # hair colour: another colour, visible (not bald, no hat); nothing without hair labels
+    attrs[2, ATTRIBUTES.index("hat")] = 1
+    hair = np.array([0, 2, 1, 3])   # black, blond, brown (hat), red
+    np.testing.assert_array_equal(edit_eval.eligible(attrs, "hair_black", hair), [False, True, False, True])
+    np.testing.assert_array_equal(edit_eval.eligible(attrs, "hair_blond", hair), [True, False, False, True])
+    assert not edit_eval.eligible(attrs, "hair_black").any()
 
 
 def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretokenized, tmp_path):
