@@ -55,8 +55,9 @@ class Pretrained:
         return self.vq.decode(np.asarray(codes).reshape(len(codes), self.grid, self.grid))
 
 
-def load(workdir: str) -> Pretrained:
-    from gptface_jax import vq_train
+def load_params(workdir: str, step: int | None = None) -> tuple:
+    """(config, model, params) of a pre-training workdir at `step` (default: the latest checkpoint),
+    on one device."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise DataError(f"{workdir}: not a pre-training workdir (no config.json); train with `gptface train`")
@@ -70,8 +71,15 @@ def load(workdir: str) -> Pretrained:
     checkpointer = Checkpointer(workdir, keep=100, async_save=False)
     if checkpointer.latest_step() is None:
         raise DataError(f"{workdir}: no checkpoint yet")
-    params = checkpointer.restore_part({"params": abstract}, jax.sharding.SingleDeviceSharding(jax.devices()[0]))["params"]
+    params = checkpointer.restore_part({"params": abstract}, jax.sharding.SingleDeviceSharding(jax.devices()[0]),
+                                       step=step)["params"]
     checkpointer.close()
+    return config, model, params
+
+
+def load(workdir: str) -> Pretrained:
+    from gptface_jax import vq_train
+    config, model, params = load_params(workdir)
     data = config.data.pretokenized
     source = ShardSource(data, "train", verify=False)
     vq_dir = source.metadata.get("vq_workdir")

@@ -12,19 +12,14 @@ SALIENT_JSON (default WORKDIR/salient_tokens.json) lets a run without salient im
 measured on another run's informed codes, as a baseline.
 """
 import json, sys
-import jax, jax.numpy as jnp, numpy as np, flax.linen as nn, ml_collections
+import jax, jax.numpy as jnp, numpy as np
 from data_pipelines.shards import ShardSource
-from gptface_jax.checkpoints import Checkpointer
-from gptface_jax.model import GPTFace, ModelConfig, image_hidden
+from gptface_jax import inference
+from gptface_jax.model import GPTFace, image_hidden
 
 workdir = sys.argv[1]
 step = int(sys.argv[2]) if len(sys.argv) > 2 else None
-config = ml_collections.ConfigDict(json.load(open(f"{workdir}/config.json")))
-model = GPTFace(ModelConfig.from_config(config)); mc = model.config
-abstract = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1, mc.max_text_len), jnp.int32),
-                                                           jnp.zeros((1, mc.image_grid ** 2), jnp.int32))))
-params = Checkpointer(workdir, keep=100, async_save=False).restore_part(
-    {"params": abstract}, jax.sharding.SingleDeviceSharding(jax.devices()[0]), step=step)["params"]
+config, model, params = inference.load_params(workdir, step); mc = model.config
 info = json.load(open(sys.argv[3] if len(sys.argv) > 3 else f"{workdir}/salient_tokens.json"))
 if not info.get("image_codes"):
     sys.exit(f"{workdir}/salient_tokens.json has no image_codes (a run without curriculum.salient_image_mix)")

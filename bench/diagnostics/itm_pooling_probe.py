@@ -11,25 +11,18 @@ there and the head does not reach it.
     python bench/diagnostics/itm_pooling_probe.py WORKDIR [STEP] [TRAIN_FACES]
 """
 import json, sys
-import jax, jax.numpy as jnp, numpy as np, flax.linen as nn, ml_collections
+import jax, jax.numpy as jnp, numpy as np
 from data_pipelines import informative_tokens
 from data_pipelines.itm import partner_table, swap_words
-from data_pipelines.masking import salient_mask
 from data_pipelines.shards import ShardSource
 from data_pipelines.text_tokenizer import NUM_SPECIAL, PAD, TextTokenizer
-from gptface_jax import itm_eval, probe
-from gptface_jax.checkpoints import Checkpointer
-from gptface_jax.model import GPTFace, ModelConfig, text_hidden
+from gptface_jax import inference, itm_eval, probe
+from gptface_jax.model import text_hidden
 
 workdir = sys.argv[1]
 step = int(sys.argv[2]) if len(sys.argv) > 2 else None
 n_train = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
-config = ml_collections.ConfigDict(json.load(open(f"{workdir}/config.json")))
-model = GPTFace(ModelConfig.from_config(config)); mc = model.config
-abstract = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1, mc.max_text_len), jnp.int32),
-                                                           jnp.zeros((1, mc.image_grid ** 2), jnp.int32))))
-params = Checkpointer(workdir, keep=100, async_save=False).restore_part(
-    {"params": abstract}, jax.sharding.SingleDeviceSharding(jax.devices()[0]), step=step)["params"]
+config, model, params = inference.load_params(workdir, step); mc = model.config
 salient = np.array(json.load(open(f"{workdir}/salient_tokens.json"))["ids"])
 sp = TextTokenizer(f"{config.data.pretokenized}/text_tokenizer.model").sp
 vocab = config.text.vocab_size

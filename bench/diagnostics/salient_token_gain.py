@@ -8,21 +8,16 @@ face's image (nats; 0 for a model that ignores the image), and how often it occu
     python bench/diagnostics/salient_token_gain.py WORKDIR [STEP]
 """
 import json, os, sys
-import jax, jax.numpy as jnp, numpy as np, flax.linen as nn, ml_collections
+import jax, jax.numpy as jnp, numpy as np
 from data_pipelines import informative_tokens
 from data_pipelines.shards import ShardSource
 from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL, TextTokenizer
-from gptface_jax.checkpoints import Checkpointer
-from gptface_jax.model import GPTFace, ModelConfig, text_hidden
+from gptface_jax import inference
+from gptface_jax.model import GPTFace, text_hidden
 
 workdir = sys.argv[1]
-config = ml_collections.ConfigDict(json.load(open(f"{workdir}/config.json")))
-model = GPTFace(ModelConfig.from_config(config)); mc = model.config
-abstract = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1, mc.max_text_len), jnp.int32),
-                                                           jnp.zeros((1, mc.image_grid ** 2), jnp.int32))))
 step = int(sys.argv[2]) if len(sys.argv) > 2 else None
-params = Checkpointer(workdir, keep=100, async_save=False).restore_part(
-    {"params": abstract}, jax.sharding.SingleDeviceSharding(jax.devices()[0]), step=step)["params"]
+config, model, params = inference.load_params(workdir, step); mc = model.config
 tok = TextTokenizer(f"{config.data.pretokenized}/text_tokenizer.model")
 if os.path.exists(f"{workdir}/salient_tokens.json"):
     salient = np.array(json.load(open(f"{workdir}/salient_tokens.json"))["ids"])
