@@ -98,8 +98,9 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
 
     Context: the counts of the token just before, and of the one just after, each occurrence;
     partners are the most similar ones where both the left and the right cosine similarity reach
-    `min_similarity` ("blonde" -> "ginger", "grey"; not "glasses"). Swapping a word for a partner gives a caption as fluent as the
-    original, so only the image can tell which one is true. Only tokens that start a word
+    `min_similarity` ("blonde" -> "ginger", "grey"; not "glasses"). Swapping a word for a partner
+    gives a caption as fluent as the original, so only the image can tell which one is true.
+    Only tokens that start a word
     (`word_start[id]`, SentencePiece's leading "▁") and are a whole word in at least `min_whole` of
     their occurrences ("▁bl" of "▁bl" "ack" is not) are paired, so a swap never leaves a stray piece.
     """

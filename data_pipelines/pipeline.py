@@ -110,20 +110,20 @@ class PretrainBatchConfig:
     salient_tokens: tuple = ()
     salient_steps: int = 0
     salient_mix: float = 0.0
-    # Swap negatives (data_pipelines.itm): a `swap_fraction` of the negatives is the own caption with
-    # one whole word replaced by a same-context partner, ((token, (partner, ...)), ...).
     # Text -> image counterpart of the warm-up: a `salient_image_mix` fraction of the positives shows
     # its whole caption and an all-[MASK] image, and scores only the image tokens whose codes the
     # caption's salient words inform, ((token, (code, ...)), ...) (informative_tokens.informative_codes).
     salient_image_mix: float = 0.0
     salient_codes: tuple = ()
+    # Swap negatives (data_pipelines.itm): a `swap_fraction` of the negatives is the own caption with
+    # one whole word replaced by a same-context partner, ((token, (partner, ...)), ...).
     swap_fraction: float = 0.0
+    swap_pairs: tuple = ()
+    word_start: tuple = ()              # per text id: does its piece start a word?
     # Corrective targets: a swap negative's replaced word is scored with the original word as its
     # target, and positives' visible salient words with themselves, so the model learns to check a
     # visible attribute word against the image (keep it if the image agrees, correct it if not).
     swap_corrective: bool = False
-    swap_pairs: tuple = ()
-    word_start: tuple = ()              # per text id: does its piece start a word?
     seed: int = 0
     shard: int = 0                      # the data shard: shards draw different masks (set by pretraining_dataset)
 
@@ -204,8 +204,8 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         text_loss_mask = masks["text_mask"] & positive & ~dropped
         if c.swap_corrective and len(c.salient_tokens):
             from data_pipelines.masking import salient_mask
-            swapped = pairs["swapped"][:, None]
-            replaced = swapped & ~dropped & (pairs["text_ids"] != batch["text_ids"])
+            swapped = pairs["swapped"][:, None] & ~dropped
+            replaced = swapped & (pairs["text_ids"] != batch["text_ids"])
             visible = (salient_mask(pairs["text_ids"], pairs["text_lengths"], c.salient_tokens) & ~masks["text_mask"]
                        & positive & ~dropped & ~pick[:, None])   # salient image rows score the image only
             text_loss_mask = text_loss_mask | replaced | visible

@@ -75,6 +75,15 @@ class TextTokenizer:
         rows = np.atleast_2d(np.asarray(ids))
         return [self.sp.decode([int(i) for i in row if i >= NUM_SPECIAL]) for row in rows]
 
+    def word_starts(self, table_size: int) -> np.ndarray:
+        """(table_size,) bool per id: the piece starts a word, with SentencePiece's "▁" or as
+        punctuation ("blonde," ends at the ","). Special ids and ids beyond the vocabulary: False."""
+        out = np.zeros(table_size, bool)
+        for i in range(NUM_SPECIAL, min(table_size, self.vocab_size)):
+            piece = self.sp.id_to_piece(i)
+            out[i] = piece.startswith("\u2581") or not any(ch.isalnum() for ch in piece)
+        return out
+
     def check_fits(self, table_size: int) -> None:
         """The model's text embedding table (config text.vocab_size) must hold every id."""
         if self.vocab_size > table_size:

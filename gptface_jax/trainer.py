@@ -70,7 +70,8 @@ def open_pretokenized(config) -> tuple[ShardSource, ShardSource | None]:
 
 @dataclasses.dataclass(frozen=True)
 class SalientVocabulary:
-    """The image-informative token ids, and for swap negatives their same-context partners."""
+    """The image-informative token ids; for swap negatives their same-context partners and which
+    pieces start a word; for salient image examples the image codes each token informs."""
 
     ids: tuple = ()
     swap_pairs: tuple = ()        # ((token, (partner, ...)), ...)
@@ -79,8 +80,8 @@ class SalientVocabulary:
 
 
 def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> SalientVocabulary:
-    """Counted from the first `curriculum.salient_sample` training examples (empty when neither the
-    warm-up nor swap negatives are on), and written to the workdir.
+    """Counted from the first `curriculum.salient_sample` training examples (empty when none of the
+    warm-up, swap negatives and salient image examples is on), and written to the workdir.
 
     Every process gets the same lists, and a resumed run the same ones as before.
     """
@@ -97,17 +98,16 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
                                                 codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
                                                 k=cur.salient_tokens)
     tokenizer_path = os.path.join(config.data.pretokenized, TOKENIZER_FILE)
-    sp = TextTokenizer(tokenizer_path).sp if os.path.exists(tokenizer_path) else None
+    tokenizer = TextTokenizer(tokenizer_path) if os.path.exists(tokenizer_path) else None
+    sp = tokenizer.sp if tokenizer is not None else None
     pairs, word_start = {}, ()
     if swap:
-        if sp is None:
+        if tokenizer is None:
             raise DataError(f"loss.swap_negative_fraction > 0 needs the text tokenizer at {tokenizer_path} "
                             "(it tells whole words from pieces); rerun `gptface data pretokenize`")
-        # a piece starts a word if it has SentencePiece's "▁" or is punctuation ("blonde," ends at ",")
-        word_start = tuple(i >= NUM_SPECIAL and i < sp.get_piece_size() and (
-            sp.id_to_piece(i).startswith("\u2581") or not any(ch.isalnum() for ch in sp.id_to_piece(i)))
-            for i in range(config.text.vocab_size))
-        pairs = informative_tokens.swap_partners(text, ids, np.asarray(word_start))
+        starts = tokenizer.word_starts(config.text.vocab_size)
+        word_start = tuple(bool(x) for x in starts)
+        pairs = informative_tokens.swap_partners(text, ids, starts)
     codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)
              if image_mix else {})

@@ -46,6 +46,17 @@ def test_fixed_length_truncates_and_pads(text_model):
     assert lengths[1] == 12 and (ids[0, lengths[0]:] == tt.PAD).all()
 
 
+def test_word_starts_mark_word_heads_and_punctuation(text_model):
+    starts = text_model.word_starts(text_model.vocab_size + 10)
+    sp = text_model.sp
+    assert not starts[:tt.NUM_SPECIAL].any() and not starts[text_model.vocab_size:].any()
+    for i in range(tt.NUM_SPECIAL, text_model.vocab_size):
+        piece = sp.id_to_piece(i)
+        assert starts[i] == (piece.startswith("\u2581") or not any(ch.isalnum() for ch in piece)), piece
+    ids, n = text_model.encode(["a woman with blonde hair, smiling"], 16)
+    assert starts[ids[0, 0]]                                   # the first word starts a word
+
+
 def test_tokenizer_that_does_not_fit_the_config_is_rejected(text_model):
     with pytest.raises(DataError, match=rf"vocab size {text_model.vocab_size} but the config's text.vocab_size=100"):
         text_model.check_fits(100)

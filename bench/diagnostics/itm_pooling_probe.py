@@ -15,7 +15,7 @@ import jax, jax.numpy as jnp, numpy as np
 from data_pipelines import informative_tokens
 from data_pipelines.itm import partner_table, swap_words
 from data_pipelines.shards import ShardSource
-from data_pipelines.text_tokenizer import NUM_SPECIAL, PAD, TextTokenizer
+from data_pipelines.text_tokenizer import PAD, TextTokenizer
 from gptface_jax import inference, itm_eval, probe
 from gptface_jax.model import text_hidden
 
@@ -24,10 +24,8 @@ step = int(sys.argv[2]) if len(sys.argv) > 2 else None
 n_train = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
 config, model, params = inference.load_params(workdir, step); mc = model.config
 salient = np.array(json.load(open(f"{workdir}/salient_tokens.json"))["ids"])
-sp = TextTokenizer(f"{config.data.pretokenized}/text_tokenizer.model").sp
 vocab = config.text.vocab_size
-word_start = np.array([NUM_SPECIAL <= i < sp.get_piece_size() and (sp.id_to_piece(i).startswith("\u2581") or not any(
-    ch.isalnum() for ch in sp.id_to_piece(i))) for i in range(vocab)])
+word_start = TextTokenizer(f"{config.data.pretokenized}/text_tokenizer.model").word_starts(vocab)
 text, image = (a.astype(np.int32) for a in informative_tokens.load_sample(ShardSource(config.data.pretokenized, "train"), n_train))
 lengths = (text != PAD).sum(1)
 table = partner_table(informative_tokens.swap_partners(text, salient, word_start), vocab)
