@@ -41,11 +41,13 @@ def run_reference(layers: int, batch: int, mm: int, script: Path) -> tuple[float
 
 
 def model_flops(layers: int, batch: int, seq: int, masked_heads: bool) -> float:
-    """The reference's own count (6 N tokens + attention + vocabulary heads), for a like-for-like MFU."""
-    n_mat = layers * (4 * D * D + 2 * D * F)
-    heads = (V_TXT * (int(T_TXT * TEXT_FRACTION) if masked_heads else T_TXT)
-             + V_IMG * (int(T_IMG * IMAGE_FRACTION) if masked_heads else T_IMG)) * D * batch * 6
-    return 6 * n_mat * batch * seq + 12 * layers * seq * seq * D * batch + heads
+    """The reference's own count (6 N tokens + attention + vocabulary heads), for a like-for-like MFU:
+    the trainer's MFU count (metrics.transformer_train_flops) with the reference's head rows."""
+    from gptface_jax.metrics import transformer_train_flops
+    text_rows = (int(T_TXT * TEXT_FRACTION) if masked_heads else T_TXT) * batch
+    image_rows = (int(T_IMG * IMAGE_FRACTION) if masked_heads else T_IMG) * batch
+    return transformer_train_flops(layers=layers, width=D, mlp=F, seq=seq, batch=batch, text_vocab=V_TXT,
+                                   codebook=V_IMG, text_rows=text_rows, image_rows=image_rows)
 
 
 def our_step(layers: int, batch: int, dtype: str, attention: str, residual: str, steps: int) -> dict:

@@ -11,10 +11,15 @@ import jax
 import jax.numpy as jnp
 
 
+def capacity_rows(batch: int, positions: int, capacity: float) -> int:
+    """How many rows the masked-position buffer holds: `capacity` x all positions, at least 1."""
+    return max(1, min(batch * positions, int(round(capacity * batch * positions))))
+
+
 def gather_masked(hidden, mask, capacity: float):
     """hidden (B, N, D), mask (B, N) -> rows (C, D), flat indices (C,), valid (C,), overflow count."""
     b, n, d = hidden.shape
-    c = max(1, min(b * n, int(round(capacity * b * n))))
+    c = capacity_rows(b, n, capacity)
     flat = mask.reshape(-1)
     idx = jnp.argsort(~flat, stable=True)[:c]
     valid = flat[idx]

@@ -28,6 +28,19 @@ def compiled_flops(compiled) -> float:
     return float((analysis or {}).get("flops", 0.0))
 
 
+def transformer_train_flops(*, layers: int, width: int, mlp: int, seq: int, batch: int, text_vocab: int,
+                            codebook: int, text_rows: int, image_rows: int) -> float:
+    """Training FLOPs of one step by the model count (forward + backward = 3 x forward), as MFU is
+    usually defined: 6 x matmul weights x tokens, attention scores and values (12 L S^2 D per
+    sequence), and the vocabulary heads over the gathered masked rows (`*_rows`, whole batch).
+
+    XLA's cost analysis is exact on a CPU but leaves out library calls on a GPU (cuBLAS GEMMs,
+    cuDNN attention: 16 against 322 TFLOP/s on an H200, BENCHMARKS.md), so MFU uses this count."""
+    matmul_weights = layers * (4 * width * width + 2 * width * mlp)
+    heads = 6 * width * (text_vocab * text_rows + codebook * image_rows)
+    return float(6 * matmul_weights * batch * seq + 12 * layers * seq * seq * width * batch + heads)
+
+
 def throughput(flops_per_step: float, seconds_per_step: float, num_devices: int) -> dict:
     per_device = flops_per_step / max(seconds_per_step, 1e-9) / num_devices
     out = {"tflops_per_device": per_device / 1e12}

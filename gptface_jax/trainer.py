@@ -28,7 +28,7 @@ from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraini
 from data_pipelines.shards import ShardSource
 from gptface_jax import config_lib, itm_eval, losses, sharding
 from gptface_jax.checkpoints import Checkpointer
-from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
+from gptface_jax.metrics import MetricWriter, compiled_flops, throughput, transformer_train_flops
 from gptface_jax.model import GPTFace, ModelConfig, image_hidden, text_hidden
 
 
@@ -294,7 +294,12 @@ def train(config, workdir: str) -> dict:
         step_fn = jax.jit(make_train_step(model, tx, config), out_shardings=(shardings, sharding.replicated(mesh)),
                           donate_argnums=(0,))
         compiled = step_fn.lower(state, first).compile()
-        flops = compiled_flops(compiled)
+        xla_flops = compiled_flops(compiled)
+        flops = transformer_train_flops(
+            layers=mc.num_layers, width=mc.width, mlp=mc.mlp_dim, seq=mc.seq_len, batch=micro,
+            text_vocab=mc.text_vocab, codebook=mc.codebook_size,
+            text_rows=losses.capacity_rows(micro, mc.max_text_len, config.loss.text_capacity),
+            image_rows=losses.capacity_rows(micro, mc.image_grid ** 2, config.loss.image_capacity))
         writer = MetricWriter(workdir)
         eval_sets = (itm_eval.eval_sets(test_source, config.eval.max_examples, batch_cfg.salient_tokens)
                      if test_source else {})
@@ -324,6 +329,7 @@ def train(config, workdir: str) -> dict:
                                         f"(step {checkpointer.latest_step()}) is kept in {checkpointer.directory}")
                 elapsed = time.perf_counter() - window_start
                 rates = throughput(flops, elapsed / window_steps, jax.device_count())
+                rates["xla_tflops_per_device"] = xla_flops * window_steps / elapsed / jax.device_count() / 1e12
                 writer.write(step, {**metrics, **rates, "samples_per_s": window_steps * micro / elapsed,
                                     "tokens_per_s": window_steps * tokens / elapsed})
                 bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", itm=f"{float(metrics['itm_accuracy']):.2f}")

@@ -24,7 +24,7 @@ def test_losses_fall_and_resume_reproduces(pretokenized, tmp_path):
     final = trainer.train(_config(pretokenized, **{"train.steps": 8}), str(tmp_path / "full"))
     rows = [r for r in read_metrics(str(tmp_path / "full")) if "text_loss" in r]
     assert rows[-1]["text_loss"] < rows[0]["text_loss"] and rows[-1]["image_loss"] < rows[0]["image_loss"]
-    assert {"tflops_per_device", "samples_per_s", "tokens_per_s"} <= set(rows[-1])
+    assert {"tflops_per_device", "xla_tflops_per_device", "samples_per_s", "tokens_per_s"} <= set(rows[-1])
     assert 0.0 <= final["eval_itm_weak_auc"] <= 1.0 and final["eval_itm_weak_pairs"] == 32
     # a run preempted after its step-4 checkpoint, then restarted with the same command
     shutil.copytree(tmp_path / "full", tmp_path / "resumed")
