@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (H100/H200): train step vs the reference, then the sampler.
-#   carry: .whl (wheels for Python 3.12 of what the machine's image lacks), .gpu (reference_step.py)
+#   carry: .whl (wheels for Python 3.12 of what the machine's image lacks), .gpu (reference_step.py);
+#   make both here first with `bash bench/prepare_device.sh`
 # Its image has its own jax; our pins of flax/optax/orbax are tried first and dropped if they do not
 # import there. Everything is logged under $OUT; each stage has its own time limit so one slow
 # stage cannot eat the next one's. STAGES picks stages (default: train sample tests).
