@@ -21,7 +21,8 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,driver_version 
 STAGES=" ${STAGES:-train sample tests} "
 [[ $STAGES == *" train "* ]] && timeout "${TRAIN_S:-330}" python3 bench/train_step.py --layers 12 --batch 256 --mm 8192 --steps 10 \
   --reference .gpu/reference_step.py --out "$OUT" 2>&1 | tee "$OUT/train_step.log"
-[[ $STAGES == *" sample "* ]] && timeout "${SAMPLE_S:-170}" python3 bench/sample.py --layers 12 --batch 64 --repeats 3 --out "$OUT" 2>&1 \
+[[ $STAGES == *" sample "* ]] && timeout "${SAMPLE_S:-170}" python3 bench/sample.py --layers 12 --batch 64 --repeats 3 \
+  --attention "${SAMPLE_ATTENTION:-cudnn}" --out "$OUT" 2>&1 \
   | grep -v "^WARNING" | tee "$OUT/sample.log"
 # Numerics on the GPU (no 8-device mesh tests here: one chip): the decoding loop and the attention paths.
 [[ $STAGES == *" tests "* ]] && JAX_PLATFORMS=cuda timeout "${TESTS_S:-60}" python3 -m pytest -q -x -p no:cacheprovider \

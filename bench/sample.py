@@ -21,6 +21,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--attention", default="einsum", choices=("einsum", "xla", "cudnn"),
+                        help="model.attention: 'cudnn' is the fast path on a GPU")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -36,7 +38,8 @@ def main() -> int:
     from gptface_jax.model import GPTFace, ModelConfig
 
     config = pretrain.get_config("base")
-    mc = dataclasses.replace(ModelConfig.from_config(config), num_layers=args.layers, dropout=0.0)
+    mc = dataclasses.replace(ModelConfig.from_config(config), num_layers=args.layers, dropout=0.0,
+                             attention=args.attention)
     model = GPTFace(mc)
     n_image, b = mc.image_grid ** 2, args.batch
     rng = np.random.default_rng(0)
@@ -64,6 +67,7 @@ def main() -> int:
                          "forward_pass_equivalents": passes, "autoregressive_passes": int(mask[0].sum())})
             print(json.dumps(rows[-1]), flush=True)  # as measured: a time limit keeps what is done
     print(f"device: {jax.devices()[0].device_kind}; base width {mc.width}, {args.layers} layers, batch {b}, "
+          f"{mc.attention} attention, {mc.residual_dtype} residual, "
           f"T = {args.steps}, {n_image} image tokens")
     print(f"{'task':14s} {'lambda':>6s} {'images/s':>9s} {'passes':>7s} {'AR passes':>9s}")
     for r in rows:
