@@ -28,18 +28,16 @@ sets = itm_eval.eval_sets(ShardSource(config.data.pretokenized, "test"), config.
 
 @jax.jit
 def scores(text, image, hidden):
-    def nll(img):
-        out = model.apply(params, jnp.where(hidden, MASK, text), img)
+    def word_logp(shown, img):  # summed log p of the true words at the hidden positions
+        out = model.apply(params, shown, img)
         lp = jax.nn.log_softmax(model.apply(params, text_hidden(out["hidden"], mc), method=GPTFace.text_logits), -1)
-        return -jnp.where(hidden, jnp.take_along_axis(lp, text[..., None], -1)[..., 0], 0.0).sum(-1), out["itm_logits"]
-    def visible_logp(img):  # nothing masked: is the shown word what the image says?
-        out = model.apply(params, text, img)
-        lp = jax.nn.log_softmax(model.apply(params, text_hidden(out["hidden"], mc), method=GPTFace.text_logits), -1)
-        return jnp.where(hidden, jnp.take_along_axis(lp, text[..., None], -1)[..., 0], 0.0).sum(-1)
+        return jnp.where(hidden, jnp.take_along_axis(lp, text[..., None], -1)[..., 0], 0.0).sum(-1), out["itm_logits"]
     blank = jnp.full_like(image, mc.image_mask_id)
-    own, itm = nll(image)
-    blind, _ = nll(blank)
-    return blind - own, itm[:, 1] - itm[:, 0], visible_logp(image) - visible_logp(blank)
+    masked = jnp.where(hidden, MASK, text)
+    (own, itm), (blind, _) = word_logp(masked, image), word_logp(masked, blank)
+    # visible: nothing masked, is the shown word what the image says?
+    (seen, _), (seen_blind, _) = word_logp(text, image), word_logp(text, blank)
+    return own - blind, itm[:, 1] - itm[:, 0], seen - seen_blind
 
 
 def held_out_accuracy(score, label):
