@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from data_pipelines.text_tokenizer import CLS, PAD, SEP
+from data_pipelines.text_tokenizer import CLS, NUM_SPECIAL, PAD, SEP
 
 
 
@@ -41,6 +41,12 @@ class ModelConfig:
     # The residual stream between blocks: "float32", or "bfloat16" (as MaxText keeps activations),
     # which halves its memory traffic; layer norms still compute in float32.
     residual_dtype: str = "float32"
+    # ITM as [CLS] head + word agreement: each visible caption word's log-probability under the
+    # text head at its own position (how well the image and context back that word), weighted and
+    # offset per word, summed into the match logit. A linear head on [CLS] must learn the
+    # caption-image comparison as a product of two features; the text head computes it as a dot
+    # product with the word's embedding already (BENCHMARKS.md, "Session 6").
+    itm_agreement: bool = False
 
     def kernel_std(self, fan_in: int) -> float:
         return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
@@ -62,7 +68,8 @@ class ModelConfig:
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.get("attention", "einsum"),
                    tie_heads=m.get("tie_heads", True), kernel_init=m.get("kernel_init", "normal"),
-                   residual_dtype=m.get("residual_dtype", "float32"))
+                   residual_dtype=m.get("residual_dtype", "float32"),
+                   itm_agreement=m.get("itm_agreement", False))
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -178,6 +185,9 @@ class GPTFace(nn.Module):
         self.blocks = [Block(c, name=f"block_{i}") for i in range(c.num_layers)]
         self.final_ln = LayerNorm()
         self.itm_head = Projection((2,), ("embed",), (None,), "float32", c.kernel_std(c.width), name="itm_head")
+        if c.itm_agreement:  # zeros: ITM starts as the plain [CLS] head
+            self.itm_word_weight = self.param("itm_word_weight", _zeros(("vocab",)), (padded(c.text_vocab),))
+            self.itm_word_offset = self.param("itm_word_offset", _zeros(("vocab",)), (padded(c.text_vocab),))
         self.text_bias = self.param("text_bias", _zeros(("vocab",)), (padded(c.text_vocab),))
         self.image_bias = self.param("image_bias", _zeros(("vocab",)), (padded(c.codebook_size),))
         if not c.tie_heads:
@@ -206,7 +216,18 @@ class GPTFace(nn.Module):
         for block in self.blocks:
             x = block(x, key_mask, deterministic)
         hidden = self.final_ln(x)
-        return {"hidden": hidden, "cls": hidden[:, 0], "itm_logits": self.itm_head(hidden[:, 0]).astype(jnp.float32)}
+        itm = self.itm_head(hidden[:, 0]).astype(jnp.float32)
+        if self.config.itm_agreement:
+            itm = itm.at[:, 1].add(self.word_agreement(hidden, text_ids))
+        return {"hidden": hidden, "cls": hidden[:, 0], "itm_logits": itm}
+
+    def word_agreement(self, hidden, text_ids):
+        """(B,) sum over visible caption words w at position t of weight[w] * (log p(w | h_t) - offset[w])."""
+        logp = jax.nn.log_softmax(self.text_logits(text_hidden(hidden, self.config)), axis=-1)
+        own = jnp.take_along_axis(logp, text_ids[..., None], axis=-1)[..., 0]
+        visible = text_ids >= NUM_SPECIAL  # not [PAD], [UNK] or [MASK]
+        terms = self.itm_word_weight[text_ids] * (own - self.itm_word_offset[text_ids])
+        return jnp.where(visible, terms, 0.0).sum(-1)
 
     def _vocab_logits(self, hidden, table, bias, size: int):
         dtype = jnp.dtype(self.config.compute_dtype)

@@ -298,7 +298,9 @@ def train(config, workdir: str) -> dict:
         flops = transformer_train_flops(
             layers=mc.num_layers, width=mc.width, mlp=mc.mlp_dim, seq=mc.seq_len, batch=micro,
             text_vocab=mc.text_vocab, codebook=mc.codebook_size,
-            text_rows=losses.capacity_rows(micro, mc.max_text_len, config.loss.text_capacity),
+            # the word-agreement ITM term runs the text head on every caption position as well
+            text_rows=(losses.capacity_rows(micro, mc.max_text_len, config.loss.text_capacity)
+                       + (micro * mc.max_text_len if mc.itm_agreement else 0)),
             image_rows=losses.capacity_rows(micro, mc.image_grid ** 2, config.loss.image_capacity))
         writer = MetricWriter(workdir)
         eval_sets = (itm_eval.eval_sets(test_source, config.eval.max_examples, batch_cfg.salient_tokens)
