@@ -101,3 +101,25 @@ def test_bad_configs_are_refused():
         DecodeConfig(steps=0).validate()
     with pytest.raises(ValueError, match=">= 0"):
         DecodeConfig(guidance=-1.0).validate()
+
+
+def test_guidance_follows_the_word_agreement_itm_term():
+    """With `itm_agreement` and the [CLS] head zeroed, the ITM score is the caption words' agreement
+    alone: guidance through it (the text head's word log-probabilities) still raises the score."""
+    import dataclasses
+    model = GPTFace(dataclasses.replace(CONFIG, itm_agreement=True))
+    rng = np.random.default_rng(0)
+    text = jnp.tile(jnp.asarray(rng.integers(5, 64, (4, 8)), jnp.int32), (4, 1))
+    image = jnp.tile(jnp.asarray(rng.integers(0, 32, (4, 16)), jnp.int32), (4, 1))
+    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), text, image))
+    p = dict(params["params"])
+    p["itm_head"] = jax.tree.map(jnp.zeros_like, p["itm_head"])
+    p["itm_word_weight"] = jnp.asarray(rng.uniform(0.5, 1.5, p["itm_word_weight"].shape), jnp.float32)
+    params = {"params": p}
+    mask = jnp.ones(image.shape, bool)
+    scores = {}
+    for lam in (0.0, 8.0):
+        config = DecodeConfig(steps=8, guidance=lam, guidance_steps=2)
+        _, out = decoding.make_decoder(model, decoding.IMAGE, config)(params, text, image, mask, jax.random.PRNGKey(0))
+        scores[lam] = float(decoding.itm_score(model, params, text, out).mean())
+    assert scores[8.0] > scores[0.0], scores

@@ -1,0 +1,36 @@
+"""What the VQ image tokens can carry, linearly: the downstream probes on pixels before and after the
+tokenizer, and on the quantised code vectors the transformer's image tokens stand for.
+
+    python bench/diagnostics/vq_probe_ceiling.py VQ_WORKDIR SYNTH_DIR [MAX_TRAIN]
+
+A pre-trained model's image-only features start from these tokens, so where the tokenizer drops a
+label (expression at 64 px, 8x8 codes), no amount of pre-training brings it back into the probe
+table (gptface eval probe). Same splits, probes and weight-decay choice as `gptface eval probe`.
+"""
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+
+from gptface_jax import downstream, vq_train
+from gptface_jax.vq import VQModel
+
+vq_dir, data = sys.argv[1], sys.argv[2]
+max_train = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
+vq = vq_train.load(vq_dir)
+splits = downstream.dataset_splits(data, vq.config.image_size, max_train)
+
+
+def code_vectors(codes):
+    z = vq.model.apply({"params": vq.params}, jnp.asarray(codes), method=VQModel.lookup)
+    return np.asarray(z, np.float32).reshape(len(codes), -1)
+
+
+rows = {"pixels_16x16": {}, "vq_reconstruction_pixels_16x16": {}, "vq_code_vectors": {}}
+for name, split in splits.items():
+    codes = np.concatenate([vq.encode(split["images"][i:i + 256]) for i in range(0, len(split["images"]), 256)])
+    recon = np.concatenate([vq.decode(codes[i:i + 256]) for i in range(0, len(codes), 256)])
+    rows["pixels_16x16"][name] = downstream.pixel_features(split["images"])
+    rows["vq_reconstruction_pixels_16x16"][name] = downstream.pixel_features(recon)
+    rows["vq_code_vectors"][name] = code_vectors(codes)
+print(downstream.markdown(downstream.run_probes(rows, splits), data))
