@@ -92,8 +92,20 @@ def from_source(source, *, sample_size: int, **kwargs) -> np.ndarray:
     return informative_tokens(*load_sample(source, sample_size), **kwargs)
 
 
+def image_lift_similarity(text_ids: np.ndarray, image_codes: np.ndarray, token_ids, *, codebook_size: int) -> np.ndarray:
+    """(T, T) cosine between the tokens' code lifts p(t, c) - p(t) p(c): near 1 for synonyms ("hat",
+    "cap": the same faces), negative for words that exclude each other ("lady", "guy")."""
+    a = np.stack([(np.asarray(text_ids) == int(t)).any(1) for t in token_ids], 1).astype(np.float32)
+    b = _presence(np.asarray(image_codes), codebook_size, 0)
+    lift = (a.T @ b) / len(a) - a.mean(0)[:, None] * b.mean(0)[None, :]
+    unit = lift / np.maximum(np.linalg.norm(lift, axis=1, keepdims=True), 1e-12)
+    return unit @ unit.T
+
+
 def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k: int = 2,
-                  min_similarity: float = 0.5, min_whole: float = 0.9, pad: int = 0) -> dict[int, tuple[int, ...]]:
+                  min_similarity: float = 0.5, min_whole: float = 0.9, pad: int = 0,
+                  image_codes: np.ndarray | None = None, codebook_size: int = 0,
+                  max_image_similarity: float = 0.0) -> dict[int, tuple[int, ...]]:
     """For each whole-word token in `token_ids`: up to `k` others that occur in the same contexts.
 
     Context: the counts of the token just before, and of the one just after, each occurrence;
@@ -103,6 +115,10 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
     Only tokens that start a word
     (`word_start[id]`, SentencePiece's leading "▁") and are a whole word in at least `min_whole` of
     their occurrences ("▁bl" of "▁bl" "ack" is not) are paired, so a swap never leaves a stray piece.
+
+    Same contexts also pair synonyms ("hat" -> "cap", "lady" -> "woman"), and a synonym swap is a
+    negative that is in fact true. With `image_codes` (the examples' codes), a partner must also
+    point at other faces: the cosine of the two tokens' code lifts at most `max_image_similarity`.
     """
     text_ids = np.asarray(text_ids)
     vocab = len(word_start)
@@ -125,6 +141,9 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
         np.add.at(right_counts[row], right[hit], 1.0)
     unit = lambda m: m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)  # noqa: E731
     similarity = np.minimum(unit(left_counts) @ unit(left_counts).T, unit(right_counts) @ unit(right_counts).T)
+    if image_codes is not None:
+        same_faces = image_lift_similarity(text_ids, image_codes, ids, codebook_size=codebook_size)
+        similarity = np.where(same_faces > max_image_similarity, -1.0, similarity)
     np.fill_diagonal(similarity, -1.0)
     partners = {}
     for row, t in enumerate(ids):

@@ -107,7 +107,9 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
                             "(it tells whole words from pieces); rerun `gptface data pretokenize`")
         starts = tokenizer.word_starts(config.text.vocab_size)
         word_start = tuple(bool(x) for x in starts)
-        pairs = informative_tokens.swap_partners(text, ids, starts)
+        # with the images: no synonym partners ("hat" -> "cap" would be a negative that is true)
+        pairs = informative_tokens.swap_partners(text, ids, starts, image_codes=image_codes,
+                                                 codebook_size=config.vq.codebook_size)
     codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)
              if image_mix else {})

@@ -118,6 +118,22 @@ def test_swap_partners_pair_words_of_the_same_contexts_only():
     assert 13 not in partners and all(13 not in ps for ps in partners.values())
 
 
+def test_swap_partners_leave_out_synonyms_when_images_are_given():
+    """Colours 10 and 11 name the same faces (image code 1), 12 the other (code 2): with the images,
+    10 and 11 are no longer each other's partners, since swapping one for the other is still true."""
+    text, _, word_start = _templated()
+    rng = np.random.default_rng(1)
+    codes = rng.integers(4, 40, (len(text), 16))
+    codes[:, 0] = np.where(np.isin(text[:, 1], [10, 11]), 1, 2)
+    codes[:, 1] = np.where(text[:, 4] == 20, 3, 0)
+    same = informative_tokens.image_lift_similarity(text, codes, [10, 11, 12], codebook_size=40)
+    assert same[0, 1] > 0.5 and same[0, 2] < 0 and same[1, 2] < 0
+    partners = informative_tokens.swap_partners(text, [10, 11, 12, 20, 21], word_start, k=2,
+                                                image_codes=codes, codebook_size=40)
+    assert partners[10] == (12,) and partners[11] == (12,) and set(partners[12]) == {10, 11}
+    assert partners[20] == (21,) and partners[21] == (20,)
+
+
 def test_swap_negatives_change_one_whole_word_to_a_partner():
     from data_pipelines.itm import make_pairs, partner_table
     text, lengths, word_start = _templated(256)
