@@ -73,14 +73,19 @@ def test_zero_guidance_is_plain_decoding_bit_for_bit(model_and_params):
 
 def test_guidance_raises_the_itm_score_of_the_final_sample(model_and_params):
     model, params, text, image = model_and_params
-    text, image = jnp.tile(text, (4, 1)), jnp.tile(image, (4, 1))
+    scores = _final_itm_scores(model, params, jnp.tile(text, (4, 1)), jnp.tile(image, (4, 1)))
+    assert scores[8.0] > scores[0.0], scores
+
+
+def _final_itm_scores(model, params, text, image) -> dict:
+    """Mean ITM score of whole images decoded from scratch, unguided (0) and guided (8)."""
     mask = jnp.ones(image.shape, bool)
     scores = {}
     for lam in (0.0, 8.0):
         config = DecodeConfig(steps=8, guidance=lam, guidance_steps=2)
         _, out = decoding.make_decoder(model, decoding.IMAGE, config)(params, text, image, mask, jax.random.PRNGKey(0))
         scores[lam] = float(decoding.itm_score(model, params, text, out).mean())
-    assert scores[8.0] > scores[0.0], scores
+    return scores
 
 
 def test_text_decoding_fills_captions_without_special_ids(model_and_params):
@@ -115,11 +120,5 @@ def test_guidance_follows_the_word_agreement_itm_term():
     p = dict(params["params"])
     p["itm_head"] = jax.tree.map(jnp.zeros_like, p["itm_head"])
     p["itm_word_weight"] = jnp.asarray(rng.uniform(0.5, 1.5, p["itm_word_weight"].shape), jnp.float32)
-    params = {"params": p}
-    mask = jnp.ones(image.shape, bool)
-    scores = {}
-    for lam in (0.0, 8.0):
-        config = DecodeConfig(steps=8, guidance=lam, guidance_steps=2)
-        _, out = decoding.make_decoder(model, decoding.IMAGE, config)(params, text, image, mask, jax.random.PRNGKey(0))
-        scores[lam] = float(decoding.itm_score(model, params, text, out).mean())
+    scores = _final_itm_scores(model, {"params": p}, text, image)
     assert scores[8.0] > scores[0.0], scores
