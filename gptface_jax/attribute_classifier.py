@@ -103,19 +103,12 @@ class Judge:
                 "attributes": {n: float(a) for n, a in zip(self.attribute_names, per)}, **hair}
 
 
-def train(dataset_dir: str, out_dir: str, steps: int = 1500, batch_size: int = 64, learning_rate: float = 1e-3,
-          limit: int = 0, seed: int = 0, vq=None) -> Judge:
-    """Trains the judge on `dataset_dir`'s train split; test accuracy (and on `vq` reconstructions) in classifier.json."""
-    source = ShardSource(dataset_dir, "train", verify=False)
-    size = int(source.image_shape[0]) if source.image_shape else 64
-    train = load_labelled(dataset_dir, "train", size, limit)
-    images, attributes, expression = train["images"], train["attributes"], train["expression"]
-    names, expressions = train["attribute_names"], train["expression_names"]
-    if not names or (attributes < 0).any() or (expression < 0).any():
-        raise DataError(f"{dataset_dir}: the judge trains on SynthFaces, whose every face has all labels")
-    hair = train["hair_colour"]
-    hair_names = list(HAIR_COLOURS) if (hair >= 0).all() and hair.max() < len(HAIR_COLOURS) else []
-    model = FaceCNN(len(names), len(expressions), len(hair_names))
+def fit(images: np.ndarray, attributes: np.ndarray, expression: np.ndarray, hair: np.ndarray, names: list[str],
+        expression_names: list[str], hair_names: list[str], steps: int = 1500, batch_size: int = 64,
+        learning_rate: float = 1e-3, seed: int = 0, augment: bool = True) -> Judge:
+    """A judge fitted to labelled (N, S, S, 3) uint8 faces; `hair_names` empty: no hair-colour head."""
+    size = int(images.shape[1])
+    model = FaceCNN(len(names), len(expression_names), len(hair_names))
     params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3), jnp.uint8))
     tx = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, learning_rate, steps // 10, steps), weight_decay=1e-4)
     opt = tx.init(params)
@@ -123,19 +116,34 @@ def train(dataset_dir: str, out_dir: str, steps: int = 1500, batch_size: int = 6
 
     @jax.jit
     def step(params, opt, x, a, e, h):
-        loss, grads = jax.value_and_grad(lambda p: _loss(model.apply(p, x), a, e, h, k, len(expressions)))(params)
+        loss, grads = jax.value_and_grad(lambda p: _loss(model.apply(p, x), a, e, h, k, len(expression_names)))(params)
         updates, opt = tx.update(grads, opt, params)
         return optax.apply_updates(params, updates), opt, loss
 
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         rows = rng.integers(0, len(images), batch_size)
-        params, opt, loss = step(params, opt, _augment(images[rows], rng), attributes[rows], expression[rows],
-                                 np.maximum(hair[rows], 0))
-    info = {"attribute_names": names, "expression_names": expressions, "hair_colour_names": hair_names,
-            "image_size": size, "steps": steps,
-            "train_examples": int(len(images)), "final_train_loss": float(loss)}
-    judge = Judge(model, params, info)
+        batch = _augment(images[rows], rng) if augment else images[rows]
+        params, opt, loss = step(params, opt, batch, attributes[rows], expression[rows], np.maximum(hair[rows], 0))
+    info = {"attribute_names": names, "expression_names": expression_names, "hair_colour_names": hair_names,
+            "image_size": size, "steps": steps, "train_examples": int(len(images)), "final_train_loss": float(loss)}
+    return Judge(model, params, info)
+
+
+def train(dataset_dir: str, out_dir: str, steps: int = 1500, batch_size: int = 64, learning_rate: float = 1e-3,
+          limit: int = 0, seed: int = 0, vq=None) -> Judge:
+    """Trains the judge on `dataset_dir`'s train split; test accuracy (and on `vq` reconstructions) in classifier.json."""
+    source = ShardSource(dataset_dir, "train", verify=False)
+    size = int(source.image_shape[0]) if source.image_shape else 64
+    train = load_labelled(dataset_dir, "train", size, limit)
+    names, expressions = train["attribute_names"], train["expression_names"]
+    if not names or (train["attributes"] < 0).any() or (train["expression"] < 0).any():
+        raise DataError(f"{dataset_dir}: the judge trains on SynthFaces, whose every face has all labels")
+    hair = train["hair_colour"]
+    hair_names = list(HAIR_COLOURS) if (hair >= 0).all() and hair.max() < len(HAIR_COLOURS) else []
+    judge = fit(train["images"], train["attributes"], train["expression"], hair, names, expressions, hair_names,
+                steps, batch_size, learning_rate, seed)
+    info = judge.info
     test = load_labelled(dataset_dir, "test", size)
     test_images, test_attr, test_expr = test["images"], test["attributes"], test["expression"]
     info["test"] = judge.accuracy(test_images, test_attr, test_expr, test["hair_colour"])
@@ -143,7 +151,7 @@ def train(dataset_dir: str, out_dir: str, steps: int = 1500, batch_size: int = 6
         recon = vq.decode(vq.encode(test_images))
         info["test_vq_reconstructions"] = judge.accuracy(recon, test_attr, test_expr, test["hair_colour"])
     os.makedirs(out_dir, exist_ok=True)
-    save_file(flatten(jax.device_get(params)), os.path.join(out_dir, PARAMS_FILE))
+    save_file(flatten(jax.device_get(judge.params)), os.path.join(out_dir, PARAMS_FILE))
     with open(os.path.join(out_dir, INFO_FILE), "w") as f:
         json.dump(info, f, indent=1)
     return judge
