@@ -121,9 +121,11 @@ class PretrainBatchConfig:
     swap_pairs: tuple = ()
     word_start: tuple = ()              # per text id: does its piece start a word?
     # Corrective targets: a swap negative's replaced word is scored with the original word as its
-    # target, and positives' visible salient words with themselves, so the model learns to check a
-    # visible attribute word against the image (keep it if the image agrees, correct it if not).
+    # target, and positives' visible salient words (or `corrective_tokens`) with themselves, so the
+    # model learns to check a visible attribute word against the image (keep it if the image agrees,
+    # correct it if not).
     swap_corrective: bool = False
+    corrective_tokens: tuple = ()       # the ids scored where visible in positives (empty: salient_tokens)
     seed: int = 0
     shard: int = 0                      # the data shard: shards draw different masks (set by pretraining_dataset)
 
@@ -202,11 +204,12 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
             balance = np.where(pick, 0.0, balance)
         text_ids = np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32)
         text_loss_mask = masks["text_mask"] & positive & ~dropped
-        if c.swap_corrective and len(c.salient_tokens):
+        checked = c.corrective_tokens if len(c.corrective_tokens) else c.salient_tokens
+        if c.swap_corrective and len(checked):
             from data_pipelines.masking import salient_mask
             swapped = pairs["swapped"][:, None] & ~dropped
             replaced = swapped & (pairs["text_ids"] != batch["text_ids"])
-            visible = (salient_mask(pairs["text_ids"], pairs["text_lengths"], c.salient_tokens) & ~masks["text_mask"]
+            visible = (salient_mask(pairs["text_ids"], pairs["text_lengths"], checked) & ~masks["text_mask"]
                        & positive & ~dropped & ~pick[:, None])   # salient image rows score the image only
             text_loss_mask = text_loss_mask | replaced | visible
             text_ids = np.where(swapped, batch["text_ids"], text_ids).astype(np.int32)   # the original words

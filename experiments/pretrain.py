@@ -111,6 +111,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Swap negatives: this share of the negatives keeps its own caption with one image-informative
     # word replaced by a word of the same contexts ("blonde" -> "grey"; data_pipelines/itm.py).
     c.loss.swap_negative_fraction = 0.0
+    # Words that may be swapped: the top `swap_vocabulary` by mutual information with the image codes
+    # (0: the curriculum's salient_tokens). The warm-up stays on its short list (80 words there formed
+    # no pathway), while 80 here pair the sex nouns (lady -> guy, man -> woman; BENCHMARKS.md, session 7).
+    c.loss.swap_vocabulary = 0
     # Corrective targets: a swap negative's replaced word is scored with the original word as its
     # target, positives' visible salient words with themselves: the model learns to check a visible
     # attribute word against the image (needs swap negatives).

@@ -47,6 +47,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.l1_weight = 0.0 if tiny else 0.1  # PSNR is an L2 measure; L1 (sharper edges) cost 0.4 dB on tiny
     c.loss.l2_weight = 1.0
+    # Reconstruction weight inside named face regions (gptface_jax/regions.py, comma-separated),
+    # 1 elsewhere, renormalised to mean 1: spends the codes' capacity where the facts are, e.g.
+    # region="expression" (brows, eyes, mouth), which an unweighted 8x8 tokenizer blurs away.
+    c.loss.region = ""
+    c.loss.region_weight = 1.0
     c.loss.gan_weight = 0.0           # > 0: patch-GAN hinge loss after gan_start steps
     c.loss.gan_start = 2000
 

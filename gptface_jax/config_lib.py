@@ -132,6 +132,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"loss.negative_fraction={config.loss.get('negative_fraction', 0.5)} must be in (0, 1): ITM needs both classes")
     swap = config.loss.get("swap_negative_fraction", 0.0)
     check(0.0 <= swap <= 1.0, f"loss.swap_negative_fraction={swap} must be in [0, 1]")
+    check(config.loss.get("swap_vocabulary", 0) >= 0,
+          f"loss.swap_vocabulary={config.loss.get('swap_vocabulary', 0)} must be >= 0 (0: curriculum.salient_tokens)")
     check(not config.loss.get("swap_corrective", False) or swap > 0,
           "loss.swap_corrective=True needs swap negatives: set loss.swap_negative_fraction > 0")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,

@@ -77,6 +77,7 @@ class SalientVocabulary:
     swap_pairs: tuple = ()        # ((token, (partner, ...)), ...)
     codes: tuple = ()             # ((token, (image code, ...)), ...): the codes each token informs
     word_start: tuple = ()        # per text id: does the piece start a word (SentencePiece "▁")?
+    corrective: tuple = ()        # ids whose visible occurrences in positives are scored (salient + swap words)
 
 
 def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> SalientVocabulary:
@@ -107,8 +108,12 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
                             "(it tells whole words from pieces); rerun `gptface data pretokenize`")
         starts = tokenizer.word_starts(config.text.vocab_size)
         word_start = tuple(bool(x) for x in starts)
+        swap_k = config.loss.get("swap_vocabulary", 0)
+        candidates = ids if swap_k <= len(ids) else informative_tokens.informative_tokens(
+            text, image_codes, vocab_size=config.text.vocab_size, codebook_size=config.vq.codebook_size,
+            num_special=NUM_SPECIAL, k=swap_k)
         # with the images: no synonym partners ("hat" -> "cap" would be a negative that is true)
-        pairs = informative_tokens.swap_partners(text, ids, starts, image_codes=image_codes,
+        pairs = informative_tokens.swap_partners(text, candidates, starts, image_codes=image_codes,
                                                  codebook_size=config.vq.codebook_size)
     codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)
@@ -121,8 +126,10 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
                        "swap_partners": {piece(t): [piece(p) for p in ps] for t, ps in pairs.items()},
                        "image_codes": {piece(t): list(cs) for t, cs in codes.items()}},
                       f, indent=1, ensure_ascii=False)
+    # a swap word must also be checked where it is true, or "shown 'man' -> predict 'woman'" is a shortcut
+    corrective = sorted({int(i) for i in ids} | set(pairs) | {p for ps in pairs.values() for p in ps})
     return SalientVocabulary(tuple(int(i) for i in ids), tuple((t, ps) for t, ps in sorted(pairs.items())),
-                             tuple((t, cs) for t, cs in sorted(codes.items())), word_start)
+                             tuple((t, cs) for t, cs in sorted(codes.items())), word_start, tuple(corrective))
 
 
 # --- 3. sharded state -----------------------------------------------------------------------------------------
@@ -268,6 +275,7 @@ def train(config, workdir: str) -> dict:
                                     swap_fraction=config.loss.get("swap_negative_fraction", 0.0),
                                     swap_corrective=config.loss.get("swap_corrective", False),
                                     swap_pairs=vocabulary.swap_pairs, word_start=vocabulary.word_start,
+                                    corrective_tokens=vocabulary.corrective,
                                     salient_steps=config.get("curriculum", {}).get("salient_steps", 0),
                                     salient_mix=config.get("curriculum", {}).get("salient_mix", 0.0),
                                     salient_image_mix=config.get("curriculum", {}).get("salient_image_mix", 0.0),

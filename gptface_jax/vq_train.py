@@ -25,6 +25,7 @@ from data_pipelines.shards import ShardError, ShardSource, find_dataset_dir
 from gptface_jax import config_lib, sharding
 from gptface_jax.checkpoints import Checkpointer, abstract_like
 from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
+from gptface_jax.regions import region_names, union
 from gptface_jax.vq import PatchDiscriminator, VQConfig, VQModel
 
 CONFIG_FILE = "vq_config.json"
@@ -49,6 +50,12 @@ def validate(config, num_devices: int | None = None):
     t = config.train
     if t.steps < 1 or not 0 <= t.warmup_steps <= t.steps:
         errors.append(f"train.steps={t.steps} / train.warmup_steps={t.warmup_steps} must satisfy 0 <= warmup <= steps >= 1")
+    regions = [r for r in config.loss.region.split(",") if r]
+    unknown = [r for r in regions if r not in region_names()]
+    if unknown:
+        errors.append(f"loss.region: unknown regions {unknown}; known regions: {', '.join(region_names())}")
+    if config.loss.region_weight <= 0:
+        errors.append(f"loss.region_weight={config.loss.region_weight} must be > 0")
     if not 0 < config.vq.dead_usage < 1:
         errors.append(f"vq.dead_usage={config.vq.dead_usage} must be in (0, 1)")
     if num_devices is not None and not errors:
@@ -142,17 +149,26 @@ def psnr(recon, target):
     return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
 
 
+def pixel_weights(config) -> np.ndarray:
+    """(S, S, 1) reconstruction-loss weights: loss.region_weight inside loss.region, 1 elsewhere, mean 1."""
+    size = config.data.image_size
+    inside = union([r for r in config.loss.region.split(",") if r], size)
+    weights = np.where(inside, config.loss.region_weight, 1.0).astype(np.float32)
+    return (weights / weights.mean())[:, :, None]
+
+
 def make_train_step(model: VQModel, tx, config):
     k = model.config.codebook_size
     v, loss_w = config.vq, config.loss
+    weights = jnp.asarray(pixel_weights(config))
 
     critic = PatchDiscriminator()
     gan = uses_gan(config)
 
     def loss_fn(params, images, disc_params, gan_on):
         recon, codes, z, quant_loss = model.apply({"params": params}, images)
-        l1 = jnp.mean(jnp.abs(recon - images))
-        l2 = jnp.mean(jnp.square(recon - images))
+        l1 = jnp.mean(weights * jnp.abs(recon - images))
+        l2 = jnp.mean(weights * jnp.square(recon - images))
         loss = loss_w.l1_weight * l1 + loss_w.l2_weight * l2 + quant_loss
         g_loss = jnp.zeros(())
         if gan:  # hinge generator loss, switched on after the warm-up

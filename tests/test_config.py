@@ -47,6 +47,7 @@ def test_overrides_apply_and_config_is_locked():
     ("--config.curriculum.salient_image_mix=2.0", "curriculum.salient_image_mix=2.0 must be in [0, 1]"),
     ("--config.loss.swap_corrective=True", "loss.swap_corrective=True needs swap negatives"),
     ("--config.loss.swap_negative_fraction=-0.1", "loss.swap_negative_fraction=-0.1 must be in [0, 1]"),
+    ("--config.loss.swap_vocabulary=-1", "loss.swap_vocabulary=-1 must be >= 0"),
     ("--config.model.residual_dtype=float16", "model.residual_dtype='float16' must be 'float32' or 'bfloat16'"),
     ("--config.train.bogus=1", "no field 'bogus'"),
     ("--config.train.steps=abc", "invalid literal"),

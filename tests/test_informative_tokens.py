@@ -213,3 +213,26 @@ def test_corrective_targets_score_the_swapped_word_with_the_original():
     positive = batch["itm_label"] == 1
     visible = salient_mask(own, np.full(len(own), 6), (10, 11, 12, 20, 21)) & (batch["text_inputs"] == own)
     assert (batch["text_mask"][positive] | ~visible[positive]).all()                  # visible salient words scored
+
+
+def test_corrective_tokens_widen_the_words_checked_in_positives():
+    text, _, word_start = _templated(256)
+    partners = informative_tokens.swap_partners(text, [10, 11, 12, 20, 21], word_start)
+    records = [{"image_codes": np.zeros(16, np.uint16), "text_ids": t.astype(np.int32), "text_len": 6, "index": i}
+               for i, t in enumerate(text)]
+
+    def positives_scored_at(word: int, corrective: tuple) -> np.ndarray:
+        config = PretrainBatchConfig(image_mask_id=64, text_vocab_size=40, grid=4, seed=3, caption_dropout=0.0,
+                                     negative_fraction=0.5, swap_fraction=1.0, swap_pairs=tuple(partners.items()),
+                                     word_start=tuple(word_start), salient_tokens=(10, 11, 12),
+                                     swap_corrective=True, corrective_tokens=corrective,
+                                     masking=MaskingConfig(replace_probs=(1.0, 0.0, 0.0)))  # shown = not masked
+        batch = list(zip(pretraining_dataset(records, ReaderConfig(batch_size=128, seed=1), config), range(1)))[0][0]
+        own = text[batch["index"]]
+        shown = (batch["itm_label"] == 1)[:, None] & (own == word) & (batch["text_inputs"] == own)
+        assert shown.sum() >= 5
+        return batch["text_mask"][shown]
+
+    assert not positives_scored_at(20, ()).any()                  # salient words only by default
+    assert positives_scored_at(20, (10, 11, 12, 20, 21)).all()    # swap words are checked where true too
+    assert positives_scored_at(10, (10, 11, 12, 20, 21)).all()

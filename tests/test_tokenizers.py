@@ -12,7 +12,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import rng_for, sample_face
 from data_pipelines.synthfaces.captions import make_caption
-from gptface_jax import config_lib, vq_train
+from gptface_jax import config_lib, regions, vq_train
 from gptface_jax.vq import VQConfig, VQModel
 
 EXTRA_TEXT = ["Portrait d'une femme souriante, café crème", "日本語のキャプション、笑顔の女性", "Ελληνικά πρόσωπο",
@@ -227,3 +227,18 @@ def test_patch_gan_switches_on_after_its_warm_up():
         assert np.array_equal(np.asarray(before), np.asarray(after)) == (expected_on == 0.0)
         before = after
     assert np.isfinite(float(metrics["d_loss"])) and float(metrics["g_loss"]) != 0.0
+
+
+def test_region_weights_put_the_named_regions_ahead_at_mean_one():
+    base = ["--config", "experiments/vq.py:tiny", "--config.data.image_size=32"]
+    plain = vq_train.pixel_weights(config_lib.load(base))
+    assert plain.shape == (32, 32, 1) and np.all(plain == 1.0)
+    config = config_lib.load(base + ["--config.loss.region=mouth,eyes", "--config.loss.region_weight=4"])
+    weights = vq_train.pixel_weights(config)[:, :, 0]
+    inside = regions.union(["mouth", "eyes"], 32)
+    assert np.isclose(weights.mean(), 1.0)
+    assert np.allclose(weights[inside] / weights[~inside].max(), 4.0) and np.ptp(weights[~inside]) == 0
+    with pytest.raises(config_lib.ConfigError, match=r"unknown regions \['lips'\]"):
+        vq_train.validate(config_lib.load(base + ["--config.loss.region=mouth,lips"]))
+    with pytest.raises(config_lib.ConfigError, match="region_weight=0.0 must be > 0"):
+        vq_train.validate(config_lib.load(base + ["--config.loss.region_weight=0"]))

@@ -1,15 +1,15 @@
 """How well can the clean ITM split be judged at all from what the image tokens keep?
 
-    python bench/diagnostics/itm_ceiling.py VQ_WORKDIR SYNTH_DIR [MAX_TRAIN] [STEPS]
+    python bench/diagnostics/itm_ceiling.py SYNTH_DIR [VQ_WORKDIR ...] [--no-rendered] [--max-train N] [--steps N]
 
 A reader that knew the captions' grammar perfectly and only had to look at the face: the pixel
 judge (gptface_jax.attribute_classifier) predicts every fact, and a pair is scored by
 sum over the caption's stated facts of log P(fact holds | image). The judge is fitted twice, on the
-rendered faces and on their VQ reconstructions (what the transformer's image tokens stand for), and
+rendered faces and on each tokenizer's VQ reconstructions (what the transformer's image tokens stand for), and
 scored on the same held-out clean pairs that `gptface train` evaluates (eval_pairs.clean_pairs over
 the first 1000 test faces). Accuracy uses a threshold chosen on the other half of the pairs.
 """
-import sys
+import argparse
 
 import numpy as np
 
@@ -53,9 +53,8 @@ def held_out_accuracy(scores: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
     return correct / len(scores)
 
 
-def main(vq_dir: str, data: str, max_train: int, steps: int) -> None:
-    vq = vq_train.load(vq_dir)
-    size = vq.config.image_size
+def main(data: str, vq_dirs: list[str], rendered: bool, max_train: int, steps: int) -> None:
+    size = vq_train.load(vq_dirs[0]).config.image_size if vq_dirs else 64
     train = downstream.load_labelled(data, "train", size, max_train)
     test = downstream.load_labelled(data, "test", size, 1000)
     source = ShardSource(data, "test")
@@ -64,17 +63,20 @@ def main(vq_dir: str, data: str, max_train: int, steps: int) -> None:
     pairs = clean_pairs(captions, test["attributes"], test["hair_colour"], test["expression"])
     facts = [sorted(mentioned_facts(c)) for c in captions]
 
-    def reconstruct(images):
+    def reconstruct(vq, images):
         return np.concatenate([vq.decode(vq.encode(images[i:i + 256])) for i in range(0, len(images), 256)])
 
-    views = {"rendered faces": (train["images"], test["images"]),
-             "VQ reconstructions": (reconstruct(train["images"]), reconstruct(test["images"]))}
+    views = {"rendered faces": lambda: (train["images"], test["images"])} if rendered else {}
+    for vq_dir in vq_dirs:
+        views[f"VQ reconstructions ({vq_dir})"] = (
+            lambda vq: lambda: (reconstruct(vq, train["images"]), reconstruct(vq, test["images"])))(vq_train.load(vq_dir))
     print(f"{len(pairs['label'])} clean pairs from {len(captions)} held-out faces; judges fitted on "
           f"{len(train['images'])} faces, {steps} steps\n")
     print("| judge trained and scored on | clean ITM accuracy (held-out threshold) | AUC | "
           "male | young | smiling | expression | hair colour |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, (fit_images, test_images) in views.items():
+    for name, view in views.items():
+        fit_images, test_images = view()
         judge = attribute_classifier.fit(fit_images, train["attributes"], train["expression"], train["hair_colour"],
                                          train["attribute_names"], train["expression_names"], list(HAIR_COLOURS), steps)
         judged = judge.predict_all(test_images)
@@ -87,5 +89,11 @@ def main(vq_dir: str, data: str, max_train: int, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 20000,
-         int(sys.argv[4]) if len(sys.argv) > 4 else 1500)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", help="a SynthFaces dataset directory (train + test splits)")
+    parser.add_argument("vq", nargs="*", help="VQ tokenizer workdirs whose reconstructions to judge")
+    parser.add_argument("--no-rendered", dest="rendered", action="store_false", help="skip the rendered-faces judge")
+    parser.add_argument("--max-train", type=int, default=20000)
+    parser.add_argument("--steps", type=int, default=1500)
+    args = parser.parse_args()
+    main(args.data, args.vq, args.rendered, args.max_train, args.steps)
