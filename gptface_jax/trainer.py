@@ -118,16 +118,17 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
     codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)
              if image_mix else {})
+    # a swap word must also be checked where it is true, or "shown 'man' -> predict 'woman'" is a shortcut
+    corrective = sorted({int(i) for i in ids} | set(pairs) | {p for ps in pairs.values() for p in ps})
     if jax.process_index() == 0:
         piece = (lambda i: sp.id_to_piece(int(i))) if sp is not None else str  # noqa: E731
         with open(os.path.join(workdir, "salient_tokens.json"), "w") as f:
             json.dump({"ids": [int(i) for i in ids], "pieces": [piece(i) for i in ids] if sp is not None else [],
                        "steps": cur.salient_steps, "mix": cur.get("salient_mix", 0.0),
                        "swap_partners": {piece(t): [piece(p) for p in ps] for t, ps in pairs.items()},
+                       "checked": [piece(i) for i in corrective] if swap else [],
                        "image_codes": {piece(t): list(cs) for t, cs in codes.items()}},
                       f, indent=1, ensure_ascii=False)
-    # a swap word must also be checked where it is true, or "shown 'man' -> predict 'woman'" is a shortcut
-    corrective = sorted({int(i) for i in ids} | set(pairs) | {p for ps in pairs.values() for p in ps})
     return SalientVocabulary(tuple(int(i) for i in ids), tuple((t, ps) for t, ps in sorted(pairs.items())),
                              tuple((t, cs) for t, cs in sorted(codes.items())), word_start, tuple(corrective))
 

@@ -62,7 +62,7 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     The run has a salient warm-up of 5 steps, so the resume (after step 4) crosses the switch to
     the full objective. Swap negatives and salient image examples are on, so their draws resume too."""
     warm = {"train.steps": 8, "curriculum.salient_steps": 5, "curriculum.salient_tokens": 6,
-            "curriculum.salient_image_mix": 0.3, "loss.swap_negative_fraction": 0.5}
+            "curriculum.salient_image_mix": 0.3, "loss.swap_negative_fraction": 0.5, "loss.swap_vocabulary": 12}
     final = trainer.train(_config(pretokenized, **warm), str(tmp_path / "full"))
     shutil.copytree(tmp_path / "full", tmp_path / "moved")
     shutil.rmtree(tmp_path / "moved" / "checkpoints" / "8")
@@ -79,7 +79,9 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
         salient = json.load(f)
     assert len(salient["ids"]) == 6 == len(salient["pieces"]) and salient["steps"] == 5
     assert salient["image_codes"] and set(salient["image_codes"]) <= set(salient["pieces"])
-    assert set(salient["swap_partners"]) <= set(salient["pieces"])
+    # swap words come from the longer list, and every one of them is checked where it is true
+    swapped = set(salient["swap_partners"]) | {p for ps in salient["swap_partners"].values() for p in ps}
+    assert swapped and set(salient["checked"]) == set(salient["pieces"]) | swapped
     assert {"eval_salient_image_gain", "eval_caption_image_gain", "eval_image_caption_gain"} <= set(final)
 
 
