@@ -178,8 +178,9 @@ def _probe(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from gptface_jax import finetune
     r = finetune.finetune(args.workdir, args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
-                          learning_rate=args.learning_rate, max_train=args.max_train, max_test=args.max_test)
-    print(json.dumps({k: r[k] for k in ("best_step", "test_attribute_mean_accuracy", "test_expression_accuracy")}))
+                          learning_rate=args.learning_rate, max_train=args.max_train, max_test=args.max_test,
+                          init=args.init)
+    print(json.dumps({k: r[k] for k in ("init", "best_step", "test_attribute_mean_accuracy", "test_expression_accuracy")}))
     return 0
 
 
@@ -311,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--max-train", type=int, default=0)
     p.add_argument("--max-test", type=int, default=0)
+    p.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
+                   help="start from the checkpoint, or from the same model's initialisation (the baseline)")
     p.set_defaults(func=_finetune)
     p = evaluation.add_parser("edits", help="edit success / preservation / ITM per edit type and guidance strength")
     p.add_argument("--workdir", required=True)

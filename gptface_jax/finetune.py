@@ -5,7 +5,9 @@ clipping), the config's mesh with parameters placed by their logical axes, batch
 data axes, one jitted step with donated state. The head predicts every attribute (sigmoid, unknown
 labels skipped) and the expression (softmax) at once; the image is read alone (text all PAD).
 Splits and inputs are the probe's (`downstream.dataset_splits`); the step with the best validation
-score (mean of attribute and expression accuracy) is the one scored on test.
+score (mean of attribute and expression accuracy) is the one scored on test. `init="random"` runs
+the same recipe from the model's initialisation (the probe table's `random_init` baseline), so a
+reader sees what pre-training bought under fine-tuning too.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import numpy as np
 import optax
 
 from gptface_jax import downstream, features, sharding, trainer
+
+
+INITS = ("pretrained", "random")
 
 
 def _head_loss(logits, attributes, expression, num_attributes: int):
@@ -54,8 +59,10 @@ def _validation_score(s: dict) -> float:
 
 def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, steps: int = 300, batch_size: int = 32,
              learning_rate: float = 1e-4, eval_every: int = 50, max_train: int = 0, max_test: int = 0,
-             seed: int = 0) -> dict:
+             seed: int = 0, init: str = "pretrained") -> dict:
     from gptface_jax import inference
+    if init not in INITS:
+        raise ValueError(f"init={init!r} must be one of {INITS}")
     pretrained = inference.load(workdir)
     splits = downstream.dataset_splits(dataset_dir, pretrained.image_size, max_train, max_test)
     names = splits["train"]["attribute_names"]
@@ -73,7 +80,7 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
     model, tx = pretrained.model, trainer.make_optimizer(config)
     width = pretrained.model.config.width
     rng = np.random.default_rng(seed)
-    params = {"body": pretrained.params,
+    params = {"body": pretrained.params if init == "pretrained" else downstream.initial_params(pretrained),
               "head": {"w": jnp.asarray(rng.normal(0, 0.01, (width, num_attributes + classes)), jnp.float32),
                        "b": jnp.zeros((num_attributes + classes,), jnp.float32)}}
 
@@ -118,7 +125,7 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
                 if _validation_score(val) > best:
                     best, best_params, best_step = _validation_score(val), jax.device_get(state["params"]), i
         test = evaluate(best_params, "test")
-    result = {"dataset": dataset_dir, "workdir": workdir, "steps": steps, "batch_size": batch_size,
+    result = {"dataset": dataset_dir, "workdir": workdir, "init": init, "steps": steps, "batch_size": batch_size,
               "learning_rate": learning_rate, "seed": seed, "best_step": best_step,
               "history": history, "test_attribute_mean_accuracy": test.get("attribute_mean_accuracy"),
               "test_expression_accuracy": test.get("expression_accuracy"),
@@ -126,6 +133,7 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
                                   if "attribute_accuracy" in test else {})}
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, f"finetune_{downstream.dataset_name(dataset_dir)}.json"), "w") as f:
+    suffix = "" if init == "pretrained" else f"_{init}_init"
+    with open(os.path.join(out_dir, f"finetune_{downstream.dataset_name(dataset_dir)}{suffix}.json"), "w") as f:
         json.dump(result, f, indent=1)
     return result

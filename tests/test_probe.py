@@ -81,3 +81,15 @@ def test_finetune_trains_the_whole_model_and_reports_test_accuracy(trained_workd
     assert 0 <= result["test_attribute_mean_accuracy"] <= 1 and 0 <= result["test_expression_accuracy"] <= 1
     assert len(result["test_attributes"]) == 16
     assert json.load(open(tmp_path / "finetune_synth_faces.json"))["best_step"] == result["best_step"]
+
+
+def test_finetune_baseline_starts_from_the_initialisation(trained_workdir, pretokenized, tmp_path):
+    from gptface_jax import finetune
+    run = lambda init: finetune.finetune(trained_workdir, _synth_dir_of(pretokenized), str(tmp_path), steps=8,  # noqa: E731
+                                         batch_size=16, learning_rate=3e-3, eval_every=8, init=init)
+    pretrained, random = run("pretrained"), run("random")
+    assert random["init"] == "random" and (tmp_path / "finetune_synth_faces_random_init.json").exists()
+    # same data, steps and head: only the body's starting point differs, and it shows
+    assert pretrained["history"][0]["validation_loss"] != random["history"][0]["validation_loss"]
+    with pytest.raises(ValueError, match="init='imagenet'"):
+        finetune.finetune(trained_workdir, _synth_dir_of(pretokenized), str(tmp_path), steps=1, init="imagenet")
