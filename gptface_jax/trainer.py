@@ -95,9 +95,12 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
     from data_pipelines.text_tokenizer import NUM_SPECIAL, TextTokenizer
     from gptface_jax.pretokenize import TOKENIZER_FILE
     text, image_codes = informative_tokens.load_sample(train_source, cur.salient_sample)
-    ids = informative_tokens.informative_tokens(text, image_codes, vocab_size=config.text.vocab_size,
-                                                codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
-                                                k=cur.salient_tokens)
+    # one ranking serves both lists: the warm-up's words are its head, the swap words a longer head
+    swap_k = config.loss.get("swap_vocabulary", 0) if swap else 0
+    ranked = informative_tokens.informative_tokens(text, image_codes, vocab_size=config.text.vocab_size,
+                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
+                                                   k=max(cur.salient_tokens, swap_k))
+    ids = ranked[:cur.salient_tokens]
     tokenizer_path = os.path.join(config.data.pretokenized, TOKENIZER_FILE)
     tokenizer = TextTokenizer(tokenizer_path) if os.path.exists(tokenizer_path) else None
     sp = tokenizer.sp if tokenizer is not None else None
@@ -108,10 +111,7 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
                             "(it tells whole words from pieces); rerun `gptface data pretokenize`")
         starts = tokenizer.word_starts(config.text.vocab_size)
         word_start = tuple(bool(x) for x in starts)
-        swap_k = config.loss.get("swap_vocabulary", 0)
-        candidates = ids if swap_k <= len(ids) else informative_tokens.informative_tokens(
-            text, image_codes, vocab_size=config.text.vocab_size, codebook_size=config.vq.codebook_size,
-            num_special=NUM_SPECIAL, k=swap_k)
+        candidates = ranked[:max(swap_k, cur.salient_tokens)]
         # with the images: no synonym partners ("hat" -> "cap" would be a negative that is true)
         pairs = informative_tokens.swap_partners(text, candidates, starts, image_codes=image_codes,
                                                  codebook_size=config.vq.codebook_size)

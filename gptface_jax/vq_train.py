@@ -50,12 +50,12 @@ def validate(config, num_devices: int | None = None):
     t = config.train
     if t.steps < 1 or not 0 <= t.warmup_steps <= t.steps:
         errors.append(f"train.steps={t.steps} / train.warmup_steps={t.warmup_steps} must satisfy 0 <= warmup <= steps >= 1")
-    regions = [r for r in config.loss.region.split(",") if r]
+    regions, region_weight = weighted_regions(config)
     unknown = [r for r in regions if r not in region_names()]
     if unknown:
         errors.append(f"loss.region: unknown regions {unknown}; known regions: {', '.join(region_names())}")
-    if config.loss.region_weight <= 0:
-        errors.append(f"loss.region_weight={config.loss.region_weight} must be > 0")
+    if region_weight <= 0:
+        errors.append(f"loss.region_weight={region_weight} must be > 0")
     if not 0 < config.vq.dead_usage < 1:
         errors.append(f"vq.dead_usage={config.vq.dead_usage} must be in (0, 1)")
     if num_devices is not None and not errors:
@@ -149,11 +149,16 @@ def psnr(recon, target):
     return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
 
 
+def weighted_regions(config) -> tuple[list[str], float]:
+    """loss.region as a list of names, and loss.region_weight (configs written before them: none, 1)."""
+    return [r for r in config.loss.get("region", "").split(",") if r], config.loss.get("region_weight", 1.0)
+
+
 def pixel_weights(config) -> np.ndarray:
     """(S, S, 1) reconstruction-loss weights: loss.region_weight inside loss.region, 1 elsewhere, mean 1."""
-    size = config.data.image_size
-    inside = union([r for r in config.loss.region.split(",") if r], size)
-    weights = np.where(inside, config.loss.region_weight, 1.0).astype(np.float32)
+    regions, region_weight = weighted_regions(config)
+    inside = union(regions, config.data.image_size)
+    weights = np.where(inside, region_weight, 1.0).astype(np.float32)
     return (weights / weights.mean())[:, :, None]
 
 
