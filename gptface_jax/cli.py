@@ -187,7 +187,7 @@ def _finetune(args: argparse.Namespace) -> int:
 def _eval_edits(args: argparse.Namespace) -> int:
     from gptface_jax import edit_eval
     report = edit_eval.run(args.workdir, args.dataset, args.judge, args.out, guidances=tuple(args.guidance),
-                           faces_per_edit=args.faces, seed=args.seed, text_to_face_samples=args.samples)
+                           cfg_scales=tuple(args.cfg_scale), faces_per_edit=args.faces, seed=args.seed, text_to_face_samples=args.samples)
     judge = report["judge"]
     print(f"judge: held-out attribute accuracy {judge['test']['attribute_mean_accuracy']:.3f}"
           + (f" (on VQ reconstructions {judge['test_vq_reconstructions']['attribute_mean_accuracy']:.3f})"
@@ -320,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="SynthFaces with a test split (default: the one pre-tokenized for W)")
     p.add_argument("--judge", default=None, help="attribute-classifier folder (default W/judge; trained there if absent)")
     p.add_argument("--out", default=None)
-    p.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0])
+    p.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="ITM-guidance strengths lambda")
+    p.add_argument("--cfg-scale", type=float, nargs="+", default=[0.0],
+                   help="classifier-free guidance scales w; every (lambda, w) pair is evaluated")
     p.add_argument("--faces", type=int, default=16, help="held-out faces per edit type")
     p.add_argument("--samples", type=int, default=32, help="faces generated per caption for the text-to-face rows")
     p.add_argument("--seed", type=int, default=0)

@@ -1,15 +1,15 @@
 """`gptface eval edits`: how well attribute edits work, judged by a classifier that never saw the generator.
 
 For each edit type, held-out SynthFaces faces that lack the target attribute are edited (the
-region's tokens re-decoded for the caption) at every guidance strength, with the same seed. Per
-(edit, guidance):
+region's tokens re-decoded for the caption) at every setting of the two guidance switches (ITM
+guidance lambda x classifier-free scale w), with the same seed. Per (edit, lambda, w):
   success        the judge (attribute_classifier, trained on rendered pixels) says the target holds
   success_before the same judge on the unedited faces (its false-positive floor)
   psnr_outside   PSNR of the edited crop against the original over the pixels of unmasked tokens
                  (the paste-back's half-cell fade included), dB
   unchanged_tokens  fraction of unmasked tokens the decoder left as they were (must be 1.0)
   itm            mean ITM match log-odds of (caption, edited image)
-Faces are batched through one jitted decoder per guidance strength.
+Faces are batched through one jitted decoder per setting.
 """
 from __future__ import annotations
 
@@ -66,12 +66,13 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, guidances=(0.0, 2.0),
-             faces_per_edit: int = 16, seed: int = 0, config: DecodeConfig = DecodeConfig(),
+             cfg_scales=(0.0,), faces_per_edit: int = 16, seed: int = 0, config: DecodeConfig = DecodeConfig(),
              hair_colour: np.ndarray | None = None) -> list[dict]:
     size, grid = pretrained.image_size, pretrained.grid
     score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
-    decoders = {g: decoding.make_decoder(pretrained.model, decoding.IMAGE, dataclasses.replace(config, guidance=float(g)))
-                for g in guidances}
+    decoders = {(g, w): decoding.make_decoder(pretrained.model, decoding.IMAGE,
+                                              dataclasses.replace(config, guidance=g, cfg_scale=w))
+                for g, w in text_to_face_eval.settings(guidances, cfg_scales)}
     rows = []
     for edit, (region_names, caption, attribute, target) in EDITS.items():
         chosen = np.flatnonzero(eligible(attributes, edit, hair_colour))[:faces_per_edit]
@@ -85,15 +86,15 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
         codes = pretrained.image_codes(crops)
         text = np.repeat(pretrained.text_ids([caption]), len(chosen), 0)
         mask = np.repeat(token_mask.reshape(1, -1), len(chosen), 0)
-        for g in guidances:
-            _, out = decoders[g](pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
+        for (g, w), decoder in decoders.items():
+            _, out = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
             out = np.asarray(out)
             decoded = pretrained.images(out)
             edited = np.stack([editing.paste_back(editing.Photo(c, c, editing.CropBox(0, 0, size)), d, token_mask)
                                for c, d in zip(crops, decoded)])
             after = achieved(judge, edited, attribute, target)
             rows.append({
-                "edit": edit, "guidance": float(g), "faces": int(len(chosen)), "caption": caption,
+                "edit": edit, "guidance": g, "cfg_scale": w, "faces": int(len(chosen)), "caption": caption,
                 "success": float(after.mean()), "success_before": float(before.mean()),
                 "psnr_outside": float(np.mean([psnr(e, c, outside) for e, c in zip(edited, crops)])),
                 "unchanged_tokens": float((out[:, ~token_mask.reshape(-1)] == codes[:, ~token_mask.reshape(-1)]).mean()),
@@ -103,16 +104,16 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| edit | guidance | faces | success | success before | PSNR outside (dB) | unchanged tokens | ITM log-odds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| edit | guidance | cfg | faces | success | success before | PSNR outside (dB) | unchanged tokens | ITM log-odds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['edit']} | {r['guidance']:g} | {r['faces']} | {r['success']:.3f} | {r['success_before']:.3f} | "
+        lines.append(f"| {r['edit']} | {r['guidance']:g} | {r['cfg_scale']:g} | {r['faces']} | {r['success']:.3f} | {r['success_before']:.3f} | "
                      f"{r['psnr_outside']:.2f} | {r['unchanged_tokens']:.4f} | {r['itm']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = None, out_dir: str | None = None, *,
-        guidances=(0.0, 2.0), faces_per_edit: int = 16, seed: int = 0, judge_steps: int = 1500,
+        guidances=(0.0, 2.0), cfg_scales=(0.0,), faces_per_edit: int = 16, seed: int = 0, judge_steps: int = 1500,
         text_to_face_samples: int = 32) -> dict:
     """Loads (or first trains) the judge, edits held-out faces and generates faces from captions
     (text_to_face_eval), writes edits_eval.json/.md; returns the report."""
@@ -129,9 +130,10 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
     else:
         judge = attribute_classifier.train(dataset_dir, judge_dir, steps=judge_steps, vq=pretrained.vq)
     test = load_labelled(dataset_dir, "test", pretrained.image_size)
-    rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, faces_per_edit=faces_per_edit,
-                    seed=seed, hair_colour=test.get("hair_colour"))
-    generated = text_to_face_eval.evaluate(pretrained, judge, guidances=guidances, samples=text_to_face_samples, seed=seed)
+    rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, cfg_scales=cfg_scales,
+                    faces_per_edit=faces_per_edit, seed=seed, hair_colour=test.get("hair_colour"))
+    generated = text_to_face_eval.evaluate(pretrained, judge, guidances=guidances, cfg_scales=cfg_scales,
+                                           samples=text_to_face_samples, seed=seed)
     report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "rows": rows, "text_to_face": generated}
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)

@@ -3,7 +3,7 @@
 For each attribute, `samples` faces are generated from scratch (every image token masked) for a
 caption naming it in the corpus' own phrasing, and as many for a neutral caption; the attribute
 classifier that judges edits (trained on rendered pixels, never on the generator) says how often
-the attribute holds in each set. Per (attribute, guidance):
+the attribute holds in each set. Per (attribute, ITM guidance lambda, classifier-free scale w):
   named    rate among faces generated for the naming caption
   neutral  rate among faces generated for the neutral caption
   lift     named - neutral (> 0: the text moved the faces towards the attribute)
@@ -25,6 +25,8 @@ NEUTRAL = "a photo of a person"
 # attribute: a caption that names it (the corpus' phrasing)
 PROMPTS = {
     "male": "a photo of a man",
+    # "not:<attribute>": the caption names its absence (judged as the attribute not holding)
+    "not:male": "a photo of a woman",
     "smiling": "a smiling person",
     "eyeglasses": "a person wearing glasses",
     "sunglasses": "a person wearing sunglasses",
@@ -42,6 +44,9 @@ PROMPTS = {
 
 def holds(predictions: dict, name: str) -> np.ndarray | None:
     """(N,) bool: the judge says `name` holds (None: the judge cannot tell, e.g. no hair-colour head)."""
+    if name.startswith("not:"):
+        held = holds(predictions, name[4:])
+        return None if held is None else ~held
     if name.startswith("hair:"):
         if "hair_colour" not in predictions:
             return None
@@ -49,15 +54,21 @@ def holds(predictions: dict, name: str) -> np.ndarray | None:
     return predictions["attributes"][:, ATTRIBUTES.index(name)] > 0.5
 
 
-def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), samples: int = 32, seed: int = 0,
+def settings(guidances, cfg_scales) -> list[tuple[float, float]]:
+    """Every (ITM guidance lambda, classifier-free scale w) pair, the two composable switches."""
+    return [(float(g), float(w)) for w in cfg_scales for g in guidances]
+
+
+def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), cfg_scales=(0.0,), samples: int = 32, seed: int = 0,
              config: DecodeConfig = DecodeConfig()) -> list[dict]:
     n_tokens = pretrained.grid ** 2
     mask = np.ones((samples, n_tokens), bool)
     blank = np.zeros((samples, n_tokens), np.int32)
     score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
     rows = []
-    for g in guidances:
-        decoder = decoding.make_decoder(pretrained.model, decoding.IMAGE, dataclasses.replace(config, guidance=float(g)))
+    for g, w in settings(guidances, cfg_scales):
+        decoder = decoding.make_decoder(pretrained.model, decoding.IMAGE,
+                                        dataclasses.replace(config, guidance=g, cfg_scale=w))
 
         def generate(caption: str):
             text = np.repeat(pretrained.text_ids([caption]), samples, 0)
@@ -71,16 +82,16 @@ def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), samples: int = 32, seed
                 continue
             text, codes, named = generate(caption)
             rate, base = float(holds(named, name).mean()), float(holds(neutral, name).mean())
-            rows.append({"attribute": name, "guidance": float(g), "samples": samples, "caption": caption,
+            rows.append({"attribute": name, "guidance": g, "cfg_scale": w, "samples": samples, "caption": caption,
                          "named": rate, "neutral": base, "lift": rate - base,
                          "itm": float(np.mean(np.asarray(score(pretrained.params, text, codes))))})
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [f"| attribute | guidance | samples | named caption | rate (named) | rate ('{NEUTRAL}') | lift | ITM log-odds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| attribute | guidance | cfg | samples | named caption | rate (named) | rate ('{NEUTRAL}') | lift | ITM log-odds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['attribute']} | {r['guidance']:g} | {r['samples']} | {r['caption']} | {r['named']:.3f} | "
+        lines.append(f"| {r['attribute']} | {r['guidance']:g} | {r['cfg_scale']:g} | {r['samples']} | {r['caption']} | {r['named']:.3f} | "
                      f"{r['neutral']:.3f} | {r['lift']:+.3f} | {r['itm']:.3f} |")
     return "\n".join(lines) + "\n"

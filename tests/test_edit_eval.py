@@ -47,7 +47,7 @@ def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretoken
     report = edit_eval.run(trained_workdir, data, str(tmp_path / "judge"), str(tmp_path), guidances=(0.0, 2.0),
                            faces_per_edit=3, text_to_face_samples=4)
     rows = report["rows"]
-    assert {r["guidance"] for r in rows} == {0.0, 2.0} and len({r["edit"] for r in rows}) >= 3
+    assert {(r["guidance"], r["cfg_scale"]) for r in rows} == {(0.0, 0.0), (2.0, 0.0)} and len({r["edit"] for r in rows}) >= 3
     for r in rows:
         assert r["unchanged_tokens"] == 1.0          # the decoder never touches tokens outside the region
         assert r["psnr_outside"] > 15.0              # only the half-cell fade band differs there
@@ -73,7 +73,17 @@ def test_text_to_face_lift_is_zero_when_the_caption_is_the_neutral_one(trained_w
 
     monkeypatch.setattr(text_to_face_eval, "PROMPTS", {"male": text_to_face_eval.NEUTRAL, "hat": "a person wearing a hat",
                                                        "hair:blond": "a person with blond hair"})
-    rows = text_to_face_eval.evaluate(inference.load(trained_workdir), Judge(), guidances=(0.0,), samples=6)
-    same = [r for r in rows if r["attribute"] == "male"][0]
-    assert same["lift"] == 0.0 and same["named"] == same["neutral"]
+    rows = text_to_face_eval.evaluate(inference.load(trained_workdir), Judge(), guidances=(0.0,), cfg_scales=(0.0, 2.0),
+                                      samples=6)
+    same = [r for r in rows if r["attribute"] == "male"]
+    assert [r["cfg_scale"] for r in same] == [0.0, 2.0]  # at every setting of the switches
+    assert all(r["lift"] == 0.0 and r["named"] == r["neutral"] for r in same)
     assert {r["attribute"] for r in rows} == {"male", "hat"}  # no hair-colour head: those prompts are skipped
+
+
+def test_negated_attributes_are_the_complement_and_settings_cover_both_switches():
+    predictions = {"attributes": np.array([[0.9] * len(ATTRIBUTES), [0.1] * len(ATTRIBUTES)])}
+    np.testing.assert_array_equal(text_to_face_eval.holds(predictions, "male"), [True, False])
+    np.testing.assert_array_equal(text_to_face_eval.holds(predictions, "not:male"), [False, True])
+    assert text_to_face_eval.holds(predictions, "not:hair:red") is None  # no hair-colour head
+    assert text_to_face_eval.settings((0.0, 2.0), (0.0, 3.0)) == [(0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)]
