@@ -53,12 +53,14 @@ def swap_words(text_ids: np.ndarray, text_lengths: np.ndarray, rows: np.ndarray,
     following = np.concatenate([text_ids[:, 1:], np.zeros((n, 1), text_ids.dtype)], 1)
     ends_word = (np.arange(length)[None] + 1 >= text_lengths[:, None]) | word_start[np.clip(following, 0, len(word_start) - 1)]
     swappable = (table[ids, 0] >= 0) & ends_word & (np.arange(length)[None] < text_lengths[:, None])
-    changed = np.zeros(n, bool)
-    for r in np.flatnonzero(rows & swappable.any(1)):
-        pos = rng.choice(np.flatnonzero(swappable[r]))
-        options = table[ids[r, pos]]
-        text_ids[r, pos] = rng.choice(options[options >= 0])
-        changed[r] = True
+    # One uniform draw per row among its swappable positions, then among that token's partners:
+    # the largest uniform key over the allowed entries picks one of them uniformly.
+    changed = rows & swappable.any(1)
+    pos = np.where(swappable, rng.random((n, length)), -1.0).argmax(1)
+    options = table[ids[np.arange(n), pos]]                                  # (n, k), -1 = no partner
+    pick = np.where(options >= 0, rng.random(options.shape), -1.0).argmax(1)
+    replacement = options[np.arange(n), pick]
+    text_ids[changed, pos[changed]] = replacement[changed]
     return text_ids, changed
 
 

@@ -366,11 +366,15 @@ class TrainedVQ:
     params: dict
     model: VQModel
 
-    def encode(self, images_uint8) -> np.ndarray:
-        return np.asarray(_encode_jit(self.model)(self.params, images_uint8))
+    def encode(self, images_uint8, batch_size: int = 256) -> np.ndarray:
+        """(N, S, S, 3) uint8 -> (N, grid * grid) codes, `batch_size` images per call (bounded memory)."""
+        fn = _encode_jit(self.model)
+        return _in_chunks(lambda x: np.asarray(fn(self.params, x)), images_uint8, batch_size)
 
-    def decode(self, codes) -> np.ndarray:
-        return to_uint8(_decode_jit(self.model)(self.params, codes))
+    def decode(self, codes, batch_size: int = 256) -> np.ndarray:
+        """(N, grid * grid) codes -> (N, S, S, 3) uint8."""
+        fn = _decode_jit(self.model)
+        return _in_chunks(lambda c: to_uint8(fn(self.params, c)), codes, batch_size)
 
     def check_matches(self, image_size: int, codebook_size: int, downsample: int | None = None) -> None:
         pairs = [("image size", self.config.image_size, image_size, "data.image_size"),
@@ -383,6 +387,12 @@ class TrainedVQ:
 
 
 _JIT_CACHE: dict = {}
+
+
+def _in_chunks(fn, array, batch_size: int) -> np.ndarray:
+    if len(array) <= batch_size:
+        return fn(array)
+    return np.concatenate([fn(array[i:i + batch_size]) for i in range(0, len(array), batch_size)])
 
 
 def _encode_jit(model):

@@ -157,6 +157,22 @@ def test_swap_negatives_change_one_whole_word_to_a_partner():
     np.testing.assert_array_equal(half["text_ids"][shifted], text[half["caption_from"][shifted]])
 
 
+def test_swap_draws_are_uniform_over_positions_and_partners():
+    from data_pipelines.itm import partner_table, swap_words
+    text = np.tile([5, 10, 20, 6, 0], (2000, 1))                      # two swappable words, then PAD
+    lengths = np.full(2000, 4)
+    table = partner_table({10: (11, 12), 20: (21,)}, 40)
+    rows = np.arange(2000) % 4 != 0                                   # a quarter of the rows not asked
+    out, changed = swap_words(text, lengths, rows, table, np.ones(40, bool), np.random.default_rng(0))
+    np.testing.assert_array_equal(changed, rows)
+    np.testing.assert_array_equal(out[~rows], text[~rows])
+    at_colour = out[rows, 1] != 10
+    assert (at_colour != (out[rows, 2] != 20)).all()                 # exactly one word per row
+    assert 0.45 < at_colour.mean() < 0.55
+    assert 0.45 < (out[rows, 1][at_colour] == 11).mean() < 0.55 and set(out[rows, 1][at_colour]) == {11, 12}
+    assert (out[rows, 2][~at_colour] == 21).all()
+
+
 def test_informative_codes_are_the_ones_the_word_makes_more_likely():
     text, codes = _pairs()
     out = informative_tokens.informative_codes(text, codes, [10, 11], vocab_size=100, codebook_size=64,

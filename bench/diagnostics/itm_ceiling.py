@@ -63,9 +63,6 @@ def main(data: str, vq_dirs: list[str], rendered: bool, max_train: int, steps: i
     pairs = clean_pairs(captions, test["attributes"], test["hair_colour"], test["expression"])
     facts = [sorted(mentioned_facts(c)) for c in captions]
 
-    def reconstruct(vq, images):
-        return np.concatenate([vq.decode(vq.encode(images[i:i + 256])) for i in range(0, len(images), 256)])
-
     views = {"rendered faces": lambda: (train["images"], test["images"])} if rendered else {}
     for vq_dir in vq_dirs:
         views[f"VQ reconstructions ({vq_dir})"] = (

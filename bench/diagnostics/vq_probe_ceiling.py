@@ -28,8 +28,8 @@ def code_vectors(codes):
 
 rows = {"pixels_16x16": {}, "vq_reconstruction_pixels_16x16": {}, "vq_code_vectors": {}}
 for name, split in splits.items():
-    codes = np.concatenate([vq.encode(split["images"][i:i + 256]) for i in range(0, len(split["images"]), 256)])
-    recon = np.concatenate([vq.decode(codes[i:i + 256]) for i in range(0, len(codes), 256)])
+    codes = vq.encode(split["images"])
+    recon = vq.decode(codes)
     rows["pixels_16x16"][name] = downstream.pixel_features(split["images"])
     rows["vq_reconstruction_pixels_16x16"][name] = downstream.pixel_features(recon)
     rows["vq_code_vectors"][name] = code_vectors(codes)
