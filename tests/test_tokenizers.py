@@ -179,6 +179,11 @@ def test_pretokenized_shards_match_direct_calls(tmp_path, text_model):
             np.testing.assert_array_equal(r["text_ids"], ids[0])
             np.testing.assert_array_equal(r["attributes"], original["attributes"])
     assert os.path.exists(os.path.join(out, "text_tokenizer.model"))
+    # chunked calls (bounded memory) give the same codes and pixels as one call
+    images = np.stack([decode_jpeg(faces[i]["image"]) for i in range(5)])
+    np.testing.assert_array_equal(vq.encode(images, batch_size=2), vq.encode(images))
+    codes = vq.encode(images)
+    np.testing.assert_array_equal(vq.decode(codes, batch_size=3), vq.decode(codes))
 
 
 def test_vq_that_does_not_match_the_config_is_rejected(tmp_path):
