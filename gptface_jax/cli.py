@@ -201,12 +201,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args.workdir, num=args.num)
 
 
-def _add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+def _add_sampling_arguments(p: argparse.ArgumentParser, cfg_scale: float = 0.0) -> None:
     g = p.add_argument_group("sampling (defaults: docs in gptface_jax/decoding.py)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     g.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="ITM-guidance strengths lambda")
     g.add_argument("--guidance-steps", type=int, default=1, help="K refinement steps")
-    g.add_argument("--cfg-scale", type=float, default=0.0, help="classifier-free guidance w (0: off)")
+    g.add_argument("--cfg-scale", type=float, default=cfg_scale, help=f"classifier-free guidance w (0: off; default {cfg_scale:g})")
     g.add_argument("--steps", type=int, default=12, help="decoding steps T")
     g.add_argument("--temperature", type=float, default=1.0)
 
@@ -279,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "inpaint":
             p.add_argument("--mask", required=True, help="PNG, white = re-draw; the crop's size (or --mask-on-photo)")
             p.add_argument("--mask-on-photo", action="store_true", help="the mask is drawn on the whole photo")
-        _add_sampling_arguments(p)
+        # text-to-face follows its caption far more with w = 3 (BENCHMARKS.md, session 8); edits keep
+        # w = 0, since it pushes along every caption word, "without a mask" included
+        _add_sampling_arguments(p, cfg_scale=3.0 if name == "generate" else 0.0)
         p.add_argument("--out", default="edits")
         p.set_defaults(func=_edit_task)
     p = sub.add_parser("caption", help="face-to-text")

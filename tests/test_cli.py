@@ -44,3 +44,14 @@ def test_bad_input_gets_one_clear_line(tmp_path):
     assert "no such dataset folder" in proc.stderr and "Traceback" not in proc.stderr
     proc = _gptface("data", "synth", "--num", "0", "--out", str(tmp_path / "x"), check=False)
     assert proc.returncode != 0 and "num_train >= 1" in proc.stderr
+
+
+def test_classifier_free_guidance_defaults_on_for_text_to_face_only():
+    from gptface_jax import cli
+    parser = cli.build_parser()
+    common = ["--workdir", "w", "--text", "a man"]
+    assert parser.parse_args(["generate", *common]).cfg_scale == 3.0
+    assert parser.parse_args(["edit", *common, "--image", "x.jpg", "--region", "mouth"]).cfg_scale == 0.0
+    assert parser.parse_args(["remove-mask", *common, "--image", "x.jpg"]).cfg_scale == 0.0
+    assert parser.parse_args(["generate", *common, "--cfg-scale", "0"]).cfg_scale == 0.0
+    assert parser.parse_args(["eval", "edits", "--workdir", "w", "--cfg-scale", "0", "3"]).cfg_scale == [0.0, 3.0]
