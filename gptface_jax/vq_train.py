@@ -367,12 +367,12 @@ class TrainedVQ:
     model: VQModel
 
     def encode(self, images_uint8, batch_size: int = 256) -> np.ndarray:
-        """(N, S, S, 3) uint8 -> (N, grid * grid) codes, `batch_size` images per call (bounded memory)."""
+        """(N, S, S, 3) uint8 -> (N, grid, grid) codes, `batch_size` images per call (bounded memory)."""
         fn = _encode_jit(self.model)
         return _in_chunks(lambda x: np.asarray(fn(self.params, x)), images_uint8, batch_size)
 
     def decode(self, codes, batch_size: int = 256) -> np.ndarray:
-        """(N, grid * grid) codes -> (N, S, S, 3) uint8."""
+        """(N, grid, grid) codes -> (N, S, S, 3) uint8."""
         fn = _decode_jit(self.model)
         return _in_chunks(lambda c: to_uint8(fn(self.params, c)), codes, batch_size)
 
