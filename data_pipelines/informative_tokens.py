@@ -105,7 +105,7 @@ def image_lift_similarity(text_ids: np.ndarray, image_codes: np.ndarray, token_i
 def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k: int = 2,
                   min_similarity: float = 0.5, min_whole: float = 0.9, pad: int = 0,
                   image_codes: np.ndarray | None = None, codebook_size: int = 0,
-                  max_image_similarity: float = 0.0) -> dict[int, tuple[int, ...]]:
+                  max_image_similarity: float = 0.0, max_cooccurrence: float = 0.1) -> dict[int, tuple[int, ...]]:
     """For each whole-word token in `token_ids`: up to `k` others that occur in the same contexts.
 
     Context: the counts of the token just before, and of the one just after, each occurrence;
@@ -119,6 +119,11 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
     Same contexts also pair synonyms ("hat" -> "cap", "lady" -> "woman"), and a synonym swap is a
     negative that is in fact true. With `image_codes` (the examples' codes), a partner must also
     point at other faces: the cosine of the two tokens' code lifts at most `max_image_similarity`.
+
+    Same contexts and other faces still pair words of different facts ("beard" -> "woman",
+    "wearing" -> "with"). Two answers to one question exclude each other within a caption ("man" /
+    "woman", "black" / "blond"), while words of different facts appear together. So partners must
+    share a caption at most `max_cooccurrence` times as often as independent words would.
     """
     text_ids = np.asarray(text_ids)
     vocab = len(word_start)
@@ -144,6 +149,10 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
     if image_codes is not None:
         same_faces = image_lift_similarity(text_ids, image_codes, ids, codebook_size=codebook_size)
         similarity = np.where(same_faces > max_image_similarity, -1.0, similarity)
+    present = np.stack([(text_ids == t).any(1) for t in ids], 1).astype(np.float64)
+    p = present.mean(0)
+    together = (present.T @ present) / len(present) / np.maximum(np.outer(p, p), 1e-12)
+    similarity = np.where(together > max_cooccurrence, -1.0, similarity)
     np.fill_diagonal(similarity, -1.0)
     partners = {}
     for row, t in enumerate(ids):

@@ -118,6 +118,20 @@ def test_swap_partners_pair_words_of_the_same_contexts_only():
     assert 13 not in partners and all(13 not in ps for ps in partners.values())
 
 
+def test_swap_partners_leave_out_words_that_share_captions():
+    """35 and 36 ("wearing", "with") share their contexts but appear together in a caption: they
+    answer different questions, so swapping one for the other is no negative. The colours exclude
+    each other within a caption and stay partners."""
+    text, _, word_start = _templated()
+    both = np.tile([30, 31, 35, 20, 36, 21, 0, 0], (300, 1))
+    both[::2, [2, 4]] = both[::2, [4, 2]]                          # either order
+    text = np.concatenate([text, both])
+    partners = informative_tokens.swap_partners(text, [10, 11, 12, 35, 36], word_start, k=2)
+    assert set(partners[10]) == {11, 12} and 35 not in partners and 36 not in partners
+    loose = informative_tokens.swap_partners(text, [10, 11, 12, 35, 36], word_start, k=2, max_cooccurrence=np.inf)
+    assert loose[35] == (36,) and loose[36] == (35,)               # without the rule they would pair
+
+
 def test_swap_partners_leave_out_synonyms_when_images_are_given():
     """Colours 10 and 11 name the same faces (image code 1), 12 the other (code 2): with the images,
     10 and 11 are no longer each other's partners, since swapping one for the other is still true."""
