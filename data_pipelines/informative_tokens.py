@@ -102,10 +102,15 @@ def image_lift_similarity(text_ids: np.ndarray, image_codes: np.ndarray, token_i
     return unit @ unit.T
 
 
+# Co-occurrence / independence at or below which two words count as exclusive answers (BENCHMARKS.md,
+# session 8: hair colours and sex nouns 0.00; cross-fact pairs 0.24 and up; glasses / sunglasses 0.26).
+EXCLUSIVE = 0.1
+
+
 def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k: int = 2,
                   min_similarity: float = 0.5, min_whole: float = 0.9, pad: int = 0,
                   image_codes: np.ndarray | None = None, codebook_size: int = 0,
-                  max_image_similarity: float = 0.0, max_cooccurrence: float = 0.1) -> dict[int, tuple[int, ...]]:
+                  max_image_similarity: float = 0.0, max_cooccurrence: float | None = None) -> dict[int, tuple[int, ...]]:
     """For each whole-word token in `token_ids`: up to `k` others that occur in the same contexts.
 
     Context: the counts of the token just before, and of the one just after, each occurrence;
@@ -122,8 +127,9 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
 
     Same contexts and other faces still pair words of different facts ("beard" -> "woman",
     "wearing" -> "with"). Two answers to one question exclude each other within a caption ("man" /
-    "woman", "black" / "blond"), while words of different facts appear together. So partners must
-    share a caption at most `max_cooccurrence` times as often as independent words would.
+    "woman", "black" / "blond"), while words of different facts appear together. With
+    `max_cooccurrence` (e.g. `EXCLUSIVE`), partners must share a caption at most that many times as
+    often as independent words would.
     """
     text_ids = np.asarray(text_ids)
     vocab = len(word_start)
@@ -149,10 +155,11 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
     if image_codes is not None:
         same_faces = image_lift_similarity(text_ids, image_codes, ids, codebook_size=codebook_size)
         similarity = np.where(same_faces > max_image_similarity, -1.0, similarity)
-    present = np.stack([(text_ids == t).any(1) for t in ids], 1).astype(np.float64)
-    p = present.mean(0)
-    together = (present.T @ present) / len(present) / np.maximum(np.outer(p, p), 1e-12)
-    similarity = np.where(together > max_cooccurrence, -1.0, similarity)
+    if max_cooccurrence is not None:
+        present = np.stack([(text_ids == t).any(1) for t in ids], 1).astype(np.float64)
+        p = present.mean(0)
+        together = (present.T @ present) / len(present) / np.maximum(np.outer(p, p), 1e-12)
+        similarity = np.where(together > max_cooccurrence, -1.0, similarity)
     np.fill_diagonal(similarity, -1.0)
     partners = {}
     for row, t in enumerate(ids):

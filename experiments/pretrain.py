@@ -115,6 +115,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # (0: the curriculum's salient_tokens). The warm-up stays on its short list (80 words there formed
     # no pathway), while 80 here pair the sex nouns (lady -> guy, man -> woman; BENCHMARKS.md, session 7).
     c.loss.swap_vocabulary = 0
+    # Keep only partners that exclude each other within a caption ("man" / "woman"; not "beard" ->
+    # "woman"). Off: it also drops glasses <-> sunglasses, which noisy captions put together, and
+    # glasses went unread in run a5 (BENCHMARKS.md, session 8).
+    c.loss.swap_exclusive = False
     # Corrective targets: a swap negative's replaced word is scored with the original word as its
     # target, positives' visible salient words with themselves: the model learns to check a visible
     # attribute word against the image (needs swap negatives).

@@ -113,7 +113,9 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
         word_start = tuple(bool(x) for x in starts)
         candidates = ranked[:max(swap_k, cur.salient_tokens)]
         # with the images: no synonym partners ("hat" -> "cap" would be a negative that is true)
+        exclusive = informative_tokens.EXCLUSIVE if config.loss.get("swap_exclusive", False) else None
         pairs = informative_tokens.swap_partners(text, candidates, starts, image_codes=image_codes,
+                                                 max_cooccurrence=exclusive,
                                                  codebook_size=config.vq.codebook_size)
     codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)

@@ -85,6 +85,18 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     assert {"eval_salient_image_gain", "eval_caption_image_gain", "eval_image_caption_gain"} <= set(final)
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_swap_exclusive_switches_the_cooccurrence_rule(pretokenized, tmp_path, monkeypatch, exclusive):
+    from data_pipelines import informative_tokens
+    from data_pipelines.shards import ShardSource
+    seen = []
+    real = informative_tokens.swap_partners
+    monkeypatch.setattr(informative_tokens, "swap_partners", lambda *a, **k: seen.append(k) or real(*a, **k))
+    config = _config(pretokenized, **{"loss.swap_negative_fraction": 0.5, "loss.swap_exclusive": exclusive})
+    trainer.salient_vocabulary(config, ShardSource(pretokenized, "train", verify=False), str(tmp_path))
+    assert [k["max_cooccurrence"] for k in seen] == [informative_tokens.EXCLUSIVE if exclusive else None]
+
+
 def test_two_processes_match_one(pretokenized, tmp_path):
     """Two CPU processes joined by jax.distributed train like one process over the same 4 devices."""
     import os
