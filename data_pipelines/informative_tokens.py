@@ -92,10 +92,15 @@ def from_source(source, *, sample_size: int, **kwargs) -> np.ndarray:
     return informative_tokens(*load_sample(source, sample_size), **kwargs)
 
 
+def _word_presence(text_ids: np.ndarray, token_ids) -> np.ndarray:
+    """(N, T) float32 0/1: does each caption contain each of `token_ids`?"""
+    return np.stack([(np.asarray(text_ids) == int(t)).any(1) for t in token_ids], 1).astype(np.float32)
+
+
 def image_lift_similarity(text_ids: np.ndarray, image_codes: np.ndarray, token_ids, *, codebook_size: int) -> np.ndarray:
     """(T, T) cosine between the tokens' code lifts p(t, c) - p(t) p(c): near 1 for synonyms ("hat",
     "cap": the same faces), negative for words that exclude each other ("lady", "guy")."""
-    a = np.stack([(np.asarray(text_ids) == int(t)).any(1) for t in token_ids], 1).astype(np.float32)
+    a = _word_presence(text_ids, token_ids)
     b = _presence(np.asarray(image_codes), codebook_size, 0)
     lift = (a.T @ b) / len(a) - a.mean(0)[:, None] * b.mean(0)[None, :]
     unit = lift / np.maximum(np.linalg.norm(lift, axis=1, keepdims=True), 1e-12)
@@ -156,7 +161,7 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
         same_faces = image_lift_similarity(text_ids, image_codes, ids, codebook_size=codebook_size)
         similarity = np.where(same_faces > max_image_similarity, -1.0, similarity)
     if max_cooccurrence is not None:
-        present = np.stack([(text_ids == t).any(1) for t in ids], 1).astype(np.float64)
+        present = _word_presence(text_ids, ids).astype(np.float64)
         p = present.mean(0)
         together = (present.T @ present) / len(present) / np.maximum(np.outer(p, p), 1e-12)
         similarity = np.where(together > max_cooccurrence, -1.0, similarity)
