@@ -80,12 +80,37 @@ class SalientVocabulary:
     corrective: tuple = ()        # ids whose visible occurrences in positives are scored (salient + swap words)
 
 
-def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> SalientVocabulary:
+SALIENT_FILE = "salient_tokens.json"
+
+
+def _vocabulary_record(v: SalientVocabulary) -> dict:
+    """The ids of `v` as JSON, so that a resumed run reads its lists back instead of recounting them."""
+    ints = lambda xs: [int(x) for x in xs]  # noqa: E731
+    return {"ids": ints(v.ids), "swap_pairs": [[int(t), ints(ps)] for t, ps in v.swap_pairs],
+            "codes": [[int(t), ints(cs)] for t, cs in v.codes], "word_start": ints(v.word_start),
+            "corrective": ints(v.corrective)}
+
+
+def _vocabulary_of_record(r: dict) -> SalientVocabulary:
+    return SalientVocabulary(tuple(r["ids"]), tuple((t, tuple(ps)) for t, ps in r["swap_pairs"]),
+                             tuple((t, tuple(cs)) for t, cs in r["codes"]), tuple(bool(x) for x in r["word_start"]),
+                             tuple(r["corrective"]))
+
+
+def salient_vocabulary(config, train_source: ShardSource, workdir: str, resuming: bool = False) -> SalientVocabulary:
     """Counted from the first `curriculum.salient_sample` training examples (empty when none of the
     warm-up, swap negatives and salient image examples is on), and written to the workdir.
 
-    Every process gets the same lists, and a resumed run the same ones as before.
+    Every process gets the same lists. A resumed run reads back the lists it was started with (the
+    "record" in the workdir's salient_tokens.json), so later changes to the counting rules never
+    change an interrupted run's objective; runs saved before the record existed are recounted.
     """
+    path = os.path.join(workdir, SALIENT_FILE)
+    if resuming and os.path.isfile(path):
+        with open(path) as f:
+            record = json.load(f).get("record")
+        if record is not None:
+            return _vocabulary_of_record(record)
     cur = config.get("curriculum")
     swap = config.loss.get("swap_negative_fraction", 0.0) > 0
     image_mix = cur.get("salient_image_mix", 0.0) > 0 if cur is not None else False
@@ -122,17 +147,19 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str) -> Salie
              if image_mix else {})
     # a swap word must also be checked where it is true, or "shown 'man' -> predict 'woman'" is a shortcut
     corrective = sorted({int(i) for i in ids} | set(pairs) | {p for ps in pairs.values() for p in ps})
+    vocabulary = SalientVocabulary(tuple(int(i) for i in ids), tuple((t, ps) for t, ps in sorted(pairs.items())),
+                                   tuple((t, cs) for t, cs in sorted(codes.items())), word_start, tuple(corrective))
     if jax.process_index() == 0:
         piece = (lambda i: sp.id_to_piece(int(i))) if sp is not None else str  # noqa: E731
-        with open(os.path.join(workdir, "salient_tokens.json"), "w") as f:
+        with open(path, "w") as f:
             json.dump({"ids": [int(i) for i in ids], "pieces": [piece(i) for i in ids] if sp is not None else [],
                        "steps": cur.salient_steps, "mix": cur.get("salient_mix", 0.0),
                        "swap_partners": {piece(t): [piece(p) for p in ps] for t, ps in pairs.items()},
                        "checked": [piece(i) for i in corrective] if swap else [],
-                       "image_codes": {piece(t): list(cs) for t, cs in codes.items()}},
+                       "image_codes": {piece(t): list(cs) for t, cs in codes.items()},
+                       "record": _vocabulary_record(vocabulary)},
                       f, indent=1, ensure_ascii=False)
-    return SalientVocabulary(tuple(int(i) for i in ids), tuple((t, ps) for t, ps in sorted(pairs.items())),
-                             tuple((t, cs) for t, cs in sorted(codes.items())), word_start, tuple(corrective))
+    return vocabulary
 
 
 # --- 3. sharded state -----------------------------------------------------------------------------------------
@@ -268,7 +295,8 @@ def train(config, workdir: str) -> dict:
     tx = make_optimizer(config)
     mc = model.config
     example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
-    vocabulary = salient_vocabulary(config, train_source, workdir)
+    checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    vocabulary = salient_vocabulary(config, train_source, workdir, resuming=checkpointer.latest_step() is not None)
     batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
                                     grid=mc.image_grid, masking=masking_config(config),
                                     negative_fraction=config.loss.negative_fraction, hard_fraction=config.loss.hard_negative_fraction,
@@ -292,7 +320,6 @@ def train(config, workdir: str) -> dict:
     data_iter = iter(open_data(reader))
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         init, abstract, shardings = state_shardings(model, tx, mesh, rules, example, initial_image_embeddings(config))
-        checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
         if checkpointer.latest_step() is not None:
             target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
             state, data_state = checkpointer.restore(target)

@@ -97,6 +97,24 @@ def test_swap_exclusive_switches_the_cooccurrence_rule(pretokenized, tmp_path, m
     assert [k["max_cooccurrence"] for k in seen] == [informative_tokens.EXCLUSIVE if exclusive else None]
 
 
+def test_resumed_run_keeps_its_salient_lists(pretokenized, tmp_path):
+    """A resume reads the lists back from the workdir (later counting rules must not change an
+    interrupted run's objective); a fresh start counts them again."""
+    from data_pipelines.shards import ShardSource
+    config = _config(pretokenized, **{"curriculum.salient_tokens": 6, "curriculum.salient_image_mix": 0.3,
+                                      "loss.swap_negative_fraction": 0.5, "loss.swap_vocabulary": 12})
+    source = ShardSource(pretokenized, "train", verify=False)
+    counted = trainer.salient_vocabulary(config, source, str(tmp_path))
+    assert counted.ids and counted.swap_pairs and counted.codes
+    assert trainer.salient_vocabulary(config, source, str(tmp_path), resuming=True) == counted
+    path = tmp_path / trainer.SALIENT_FILE
+    saved = json.loads(path.read_text())
+    saved["record"]["ids"] = saved["record"]["ids"][:2]  # as if the run had been started under other rules
+    path.write_text(json.dumps(saved))
+    assert trainer.salient_vocabulary(config, source, str(tmp_path), resuming=True).ids == counted.ids[:2]
+    assert trainer.salient_vocabulary(config, source, str(tmp_path)) == counted
+
+
 def test_two_processes_match_one(pretokenized, tmp_path):
     """Two CPU processes joined by jax.distributed train like one process over the same 4 devices."""
     import os
