@@ -103,7 +103,6 @@ def _edit_task(args: argparse.Namespace) -> int:
     import numpy as np
 
     from gptface_jax import editing, inference, regions
-    from gptface_jax.decoding import DecodeConfig
     try:
         pretrained = inference.load(args.workdir)
         size, grid = pretrained.image_size, pretrained.grid
@@ -124,8 +123,8 @@ def _edit_task(args: argparse.Namespace) -> int:
                     pixels = crop(pixels[..., None].repeat(3, -1), photo.box, size)[..., 0]
             names = [] if args.command == "inpaint" else (["lower-face"] if args.command == "remove-mask" else args.region)
             mask = editing.token_mask_for(names, pixels, grid=grid, size=size)
-        config = DecodeConfig(steps=args.steps, temperature=args.temperature, guidance_steps=args.guidance_steps,
-                              cfg_scale=args.cfg_scale)
+        config = _decode_config(args)
+        config.validate()
         result = editing.edit(pretrained, photo, mask, args.text, seeds=args.seeds, guidances=args.guidance, config=config)
     except (DataError, regions.RegionError, ValueError) as e:
         print(f"gptface: {e}", file=sys.stderr)
@@ -138,26 +137,33 @@ def _edit_task(args: argparse.Namespace) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
+    """One caption per (guidance, seed), each line prefixed with both."""
+    import dataclasses
+
     import jax
     import numpy as np
 
     from data_pipelines.text_tokenizer import PAD
     from gptface_jax import decoding, editing, inference
     try:
+        config = _decode_config(args)
+        for g in args.guidance:
+            dataclasses.replace(config, guidance=g).validate()
         pretrained = inference.load(args.workdir)
         photo = editing.load_photo(args.image, pretrained.image_size, aligned=args.aligned)
-    except DataError as e:
+    except (DataError, ValueError) as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 2
     codes = pretrained.image_codes(photo.crop[None])
     length = min(args.length, pretrained.model.config.max_text_len)
     mask = np.arange(pretrained.model.config.max_text_len)[None] < length
     text = np.where(mask, 0, PAD).astype(np.int32)
-    config = decoding.DecodeConfig(steps=args.steps, guidance=args.guidance[0] if args.guidance else 0.0)
-    decoder = decoding.make_decoder(pretrained.model, decoding.TEXT, config)
-    for seed in args.seeds:
-        out, _ = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
-        print(pretrained.tokenizer.decode(np.asarray(out)[0, :length].tolist()))
+    for g in args.guidance:
+        decoder = decoding.make_decoder(pretrained.model, decoding.TEXT, dataclasses.replace(config, guidance=g),
+                                        text_vocab=pretrained.tokenizer.vocab_size)
+        for seed in args.seeds:
+            out, _ = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
+            print(f"guidance {g:g} seed {seed}: {pretrained.tokenizer.decode(np.asarray(out)[0, :length].tolist())}")
     return 0
 
 
@@ -201,14 +207,23 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args.workdir, num=args.num)
 
 
-def _add_sampling_arguments(p: argparse.ArgumentParser, cfg_scale: float = 0.0) -> None:
+def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
+    from gptface_jax.decode_config import DecodeConfig, default_cfg_scale
+    defaults, cfg_scale = DecodeConfig(), default_cfg_scale(task)
     g = p.add_argument_group("sampling (defaults: docs in gptface_jax/decoding.py)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     g.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="ITM-guidance strengths lambda")
-    g.add_argument("--guidance-steps", type=int, default=1, help="K refinement steps")
+    g.add_argument("--guidance-steps", type=int, default=defaults.guidance_steps, help="K refinement steps")
     g.add_argument("--cfg-scale", type=float, default=cfg_scale, help=f"classifier-free guidance w (0: off; default {cfg_scale:g})")
-    g.add_argument("--steps", type=int, default=12, help="decoding steps T")
-    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--steps", type=int, default=defaults.steps, help="decoding steps T")
+    g.add_argument("--temperature", type=float, default=defaults.temperature)
+
+
+def _decode_config(args: argparse.Namespace):
+    """The sampling flags as a DecodeConfig (lambda is set per run from --guidance)."""
+    from gptface_jax.decode_config import DecodeConfig
+    return DecodeConfig(steps=args.steps, temperature=args.temperature, guidance_steps=args.guidance_steps,
+                        cfg_scale=args.cfg_scale)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,9 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "inpaint":
             p.add_argument("--mask", required=True, help="PNG, white = re-draw; the crop's size (or --mask-on-photo)")
             p.add_argument("--mask-on-photo", action="store_true", help="the mask is drawn on the whole photo")
-        # text-to-face follows its caption far more with w = 3 (BENCHMARKS.md, session 8); edits keep
-        # w = 0, since it pushes along every caption word, "without a mask" included
-        _add_sampling_arguments(p, cfg_scale=3.0 if name == "generate" else 0.0)
+        _add_sampling_arguments(p, name)
         p.add_argument("--out", default="edits")
         p.set_defaults(func=_edit_task)
     p = sub.add_parser("caption", help="face-to-text")
@@ -289,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True)
     p.add_argument("--aligned", action="store_true")
     p.add_argument("--length", type=int, default=12, help="caption tokens to generate")
-    _add_sampling_arguments(p)
+    _add_sampling_arguments(p, "caption")
     p.set_defaults(func=_caption)
 
     p = sub.add_parser("export", help="a checkpoint -> one self-contained directory (safetensors, tokenizers, jax.export)")

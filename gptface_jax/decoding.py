@@ -16,35 +16,16 @@ the control signal (empty text for images, a fully masked image for text):
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 
 from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL, PAD
+from gptface_jax.decode_config import DecodeConfig  # noqa: F401  (re-exported: decoding.DecodeConfig)
 from gptface_jax.model import GPTFace, image_hidden, text_hidden
 
 IMAGE, TEXT = "image", "text"
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodeConfig:
-    steps: int = 12                  # T
-    temperature: float = 1.0         # sampling temperature
-    confidence_noise: float = 4.5    # Gumbel scale on the confidence at step 0, annealed to 0
-    guidance: float = 0.0            # lambda: ITM-gradient guidance strength (0: off)
-    guidance_steps: int = 1          # K refinement steps per decoding step
-    guidance_tau: float = 1.0        # softmax temperature of the expected-embedding relaxation
-    cfg_scale: float = 0.0           # classifier-free guidance w (0: off)
-
-    def validate(self) -> None:
-        if self.steps < 1 or self.guidance_steps < 1:
-            raise ValueError(f"steps={self.steps} and guidance_steps={self.guidance_steps} must be >= 1")
-        if self.temperature <= 0 or self.guidance_tau <= 0:
-            raise ValueError("temperature and guidance_tau must be > 0")
-        if self.guidance < 0 or self.cfg_scale < 0 or self.confidence_noise < 0:
-            raise ValueError("guidance, cfg_scale and confidence_noise must be >= 0")
 
 
 def masked_after(step, total_masked, currently_masked, steps: int):
@@ -105,13 +86,16 @@ def guide_logits(model, params, text, image, modality, mask, logits, config: Dec
 
 
 def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE,
-           config: DecodeConfig = DecodeConfig()):
+           config: DecodeConfig = DecodeConfig(), text_vocab: int | None = None):
     """Fills the masked positions of `image` (B, N) or `text` (B, L); returns (text, image).
 
     `mask` (B, N or L) marks the positions to generate in `modality`; the other modality is the
-    control signal. Jit with `modality` and `config` static (see `make_decoder`).
+    control signal. Text is drawn from ids [NUM_SPECIAL, text_vocab): the tokenizer's own size,
+    which may be below the model's table (SentencePiece can stop short of the size asked for).
+    Jit with `modality`, `config` and `text_vocab` static (see `make_decoder`).
     """
     config.validate()
+    vocab = model.config.text_vocab if text_vocab is None else min(text_vocab, model.config.text_vocab)
     logits_fn, _, mask_id = _stream(model, params, modality)
     tokens = image if modality == IMAGE else text
     tokens = jnp.where(mask, mask_id, tokens)
@@ -132,11 +116,12 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
         if config.cfg_scale > 0:
             uncond, _ = logits_fn(*uncond_inputs(tok))
             logits = (1 + config.cfg_scale) * logits - config.cfg_scale * uncond
-        if config.guidance > 0:
+        if modality == TEXT:  # special ids ([PAD], [CLS], [MASK], ...) and ids past the tokenizer: never drawn
+            ids = jnp.arange(logits.shape[-1])
+            logits = jnp.where((ids >= NUM_SPECIAL) & (ids < vocab), logits, -1e9)
+        if config.guidance > 0:  # after the mask, so that the relaxation is the distribution sampled from
             t_in, i_in = inputs(tok)
             logits = guide_logits(model, params, t_in, i_in, modality, still_masked, logits, config)
-        if modality == TEXT:  # special ids ([PAD], [CLS], [MASK], ...) are never generated
-            logits = logits.at[..., :NUM_SPECIAL].set(-1e9)
         logits = logits / config.temperature
         sampled = jax.random.categorical(k_sample, logits, axis=-1)
         logp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), sampled[..., None], -1)[..., 0]
@@ -153,10 +138,10 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
     return (text, tokens) if modality == IMAGE else (tokens, image)
 
 
-def make_decoder(model: GPTFace, modality: str, config: DecodeConfig):
+def make_decoder(model: GPTFace, modality: str, config: DecodeConfig, text_vocab: int | None = None):
     """jit(decode) for one modality and config: (params, text, image, mask, rng) -> (text, image)."""
     return jax.jit(lambda params, text, image, mask, rng: decode(model, params, text, image, mask, rng,
-                                                                   modality, config))
+                                                                   modality, config, text_vocab))
 
 
 def itm_score(model: GPTFace, params, text, image):

@@ -23,7 +23,7 @@ import numpy as np
 from data_pipelines.errors import DataError
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, HAIR_COLOURS
 from gptface_jax import attribute_classifier, decoding, editing, text_to_face_eval
-from gptface_jax.decoding import DecodeConfig
+from gptface_jax.decode_config import DecodeConfig, guidance_grid
 from gptface_jax.downstream import load_labelled
 
 # name: (regions, caption in the corpus' own phrasing, attribute, target value); "hair:<colour>"
@@ -72,7 +72,7 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
     score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
     decoders = {(g, w): decoding.make_decoder(pretrained.model, decoding.IMAGE,
                                               dataclasses.replace(config, guidance=g, cfg_scale=w))
-                for g, w in text_to_face_eval.settings(guidances, cfg_scales)}
+                for g, w in guidance_grid(guidances, cfg_scales)}
     rows = []
     for edit, (region_names, caption, attribute, target) in EDITS.items():
         chosen = np.flatnonzero(eligible(attributes, edit, hair_colour))[:faces_per_edit]

@@ -19,7 +19,7 @@ import numpy as np
 
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, HAIR_COLOURS
 from gptface_jax import decoding
-from gptface_jax.decoding import DecodeConfig
+from gptface_jax.decode_config import DecodeConfig, guidance_grid
 
 NEUTRAL = "a photo of a person"
 # attribute: a caption that names it (the corpus' phrasing)
@@ -54,11 +54,6 @@ def holds(predictions: dict, name: str) -> np.ndarray | None:
     return predictions["attributes"][:, ATTRIBUTES.index(name)] > 0.5
 
 
-def settings(guidances, cfg_scales) -> list[tuple[float, float]]:
-    """Every (ITM guidance lambda, classifier-free scale w) pair, the two composable switches."""
-    return [(float(g), float(w)) for w in cfg_scales for g in guidances]
-
-
 def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), cfg_scales=(0.0,), samples: int = 32, seed: int = 0,
              config: DecodeConfig = DecodeConfig()) -> list[dict]:
     n_tokens = pretrained.grid ** 2
@@ -66,7 +61,7 @@ def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), cfg_scales=(0.0,), samp
     blank = np.zeros((samples, n_tokens), np.int32)
     score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
     rows = []
-    for g, w in settings(guidances, cfg_scales):
+    for g, w in guidance_grid(guidances, cfg_scales):
         decoder = decoding.make_decoder(pretrained.model, decoding.IMAGE,
                                         dataclasses.replace(config, guidance=g, cfg_scale=w))
 

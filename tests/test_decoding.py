@@ -97,6 +97,13 @@ def test_text_decoding_fills_captions_without_special_ids(model_and_params):
                                                                             jax.random.PRNGKey(0))
         out = np.asarray(out)
         assert (out[np.asarray(mask)] >= NUM_SPECIAL).all()
+        # a tokenizer smaller than the table: its missing ids are never drawn (at a temperature that
+        # would draw every id of the table many times over otherwise)
+        hot = DecodeConfig(steps=4, temperature=100.0, guidance=cfg.guidance, cfg_scale=cfg.cfg_scale)
+        short, _ = decoding.make_decoder(model, decoding.TEXT, hot, text_vocab=12)(
+            params, jnp.tile(text_in, (16, 1)), jnp.tile(image, (16, 1)), jnp.tile(mask, (16, 1)), jax.random.PRNGKey(0))
+        drawn = np.asarray(short)[np.tile(np.asarray(mask), (16, 1))]
+        assert ((drawn >= NUM_SPECIAL) & (drawn < 12)).all() and len(np.unique(drawn)) == 12 - NUM_SPECIAL
         assert (out[~np.asarray(mask)] == PAD).all()
         np.testing.assert_array_equal(np.asarray(same_image), np.asarray(image))
 

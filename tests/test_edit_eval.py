@@ -8,6 +8,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
 from gptface_jax import attribute_classifier, edit_eval, text_to_face_eval
+from gptface_jax.decode_config import guidance_grid
 from gptface_jax.downstream import load_labelled
 
 
@@ -86,4 +87,4 @@ def test_negated_attributes_are_the_complement_and_settings_cover_both_switches(
     np.testing.assert_array_equal(text_to_face_eval.holds(predictions, "male"), [True, False])
     np.testing.assert_array_equal(text_to_face_eval.holds(predictions, "not:male"), [False, True])
     assert text_to_face_eval.holds(predictions, "not:hair:red") is None  # no hair-colour head
-    assert text_to_face_eval.settings((0.0, 2.0), (0.0, 3.0)) == [(0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)]
+    assert guidance_grid((0.0, 2.0), (0.0, 3.0)) == [(0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)]

@@ -83,3 +83,17 @@ def test_cli_edit_writes_pngs_and_refuses_bad_input(pretrained, tmp_path):
     assert cli.main(["inpaint", "--workdir", workdir, "--image", path, "--aligned", "--mask", str(tmp_path / "none.png"),
                      "--text", "a face", "--out", str(bad)]) == 2
     assert not bad.exists()
+
+
+def test_cli_caption_honours_every_sampling_flag(pretrained, tmp_path, capsys):
+    from gptface_jax import cli
+    path, _ = _photo_file(tmp_path)
+    args = ["caption", "--workdir", pretrained.workdir, "--image", path, "--aligned", "--length", "6", "--steps", "3",
+            "--seeds", "0", "1", "--guidance", "0", "1.5"]
+    assert cli.main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["guidance 0 seed 0", "guidance 0 seed 1",
+                                                      "guidance 1.5 seed 0", "guidance 1.5 seed 1"]
+    assert all(line.split(":", 1)[1].strip() for line in lines)  # a caption on every line
+    assert cli.main(args + ["--temperature", "0"]) == 2  # a bad setting is refused before any work
+    assert "temperature" in capsys.readouterr().err
