@@ -115,7 +115,8 @@ EXCLUSIVE = 0.1
 def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k: int = 2,
                   min_similarity: float = 0.5, min_whole: float = 0.9, pad: int = 0,
                   image_codes: np.ndarray | None = None, codebook_size: int = 0,
-                  max_image_similarity: float = 0.0, max_cooccurrence: float | None = None) -> dict[int, tuple[int, ...]]:
+                  max_image_similarity: float = 0.0, max_cooccurrence: float | None = None,
+                  symmetric: bool = False) -> dict[int, tuple[int, ...]]:
     """For each whole-word token in `token_ids`: up to `k` others that occur in the same contexts.
 
     Context: the counts of the token just before, and of the one just after, each occurrence;
@@ -135,6 +136,11 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
     "woman", "black" / "blond"), while words of different facts appear together. With
     `max_cooccurrence` (e.g. `EXCLUSIVE`), partners must share a caption at most that many times as
     often as independent words would.
+
+    Each word keeps its `k` most similar partners, so the pairing is not mutual: "man" -> "woman",
+    but "woman" -> "gentleman", "guy", and no caption ever had "man" swapped in. A word that is
+    never swapped in is never a negative, so its mismatch is never taught (run a6 read "woman" on
+    male faces but scored "man" alike on both sexes). `symmetric` adds every chosen pair's reverse.
     """
     text_ids = np.asarray(text_ids)
     vocab = len(word_start)
@@ -172,4 +178,9 @@ def swap_partners(text_ids: np.ndarray, token_ids, word_start: np.ndarray, *, k:
         chosen = tuple(ids[j] for j in order if similarity[row, j] >= min_similarity)
         if chosen:
             partners[t] = chosen
+    if symmetric:
+        for t, chosen in list(partners.items()):
+            for p in chosen:
+                if t not in partners.get(p, ()):
+                    partners[p] = partners.get(p, ()) + (t,)
     return partners

@@ -119,6 +119,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # "woman"). Off: it also drops glasses <-> sunglasses, which noisy captions put together, and
     # glasses went unread in run a5 (BENCHMARKS.md, session 8).
     c.loss.swap_exclusive = False
+    # Every swap pair both ways: a word that is nobody's partner is never swapped in, so its mismatch
+    # is never taught ("man" was only ever swapped out; BENCHMARKS.md, session 9).
+    c.loss.swap_symmetric = True
     # Corrective targets: a swap negative's replaced word is scored with the original word as its
     # target, positives' visible salient words with themselves: the model learns to check a visible
     # attribute word against the image (needs swap negatives).

@@ -141,6 +141,7 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str, resuming
         exclusive = informative_tokens.EXCLUSIVE if config.loss.get("swap_exclusive", False) else None
         pairs = informative_tokens.swap_partners(text, candidates, starts, image_codes=image_codes,
                                                  max_cooccurrence=exclusive,
+                                                 symmetric=config.loss.get("swap_symmetric", False),
                                                  codebook_size=config.vq.codebook_size)
     codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)

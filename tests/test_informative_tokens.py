@@ -118,6 +118,17 @@ def test_swap_partners_pair_words_of_the_same_contexts_only():
     assert 13 not in partners and all(13 not in ps for ps in partners.values())
 
 
+def test_symmetric_swap_partners_swap_every_word_in_as_well_as_out():
+    text, _, word_start = _templated()
+    one_way = informative_tokens.swap_partners(text, [10, 11, 12], word_start, k=1)
+    swapped_in = {p for ps in one_way.values() for p in ps}
+    assert set(one_way) - swapped_in  # with k = 1 some word is nobody's partner: never a negative
+    both = informative_tokens.swap_partners(text, [10, 11, 12], word_start, k=1, symmetric=True)
+    assert all(set(one_way[t]) <= set(both[t]) for t in one_way)  # every chosen pair stays
+    assert all(t in both[p] for t, ps in both.items() for p in ps)  # and every pair goes both ways
+    assert {p for ps in both.values() for p in ps} == set(both)
+
+
 def test_swap_partners_leave_out_words_that_share_captions():
     """35 and 36 ("wearing", "with") share their contexts but appear together in a caption: they
     answer different questions, so swapping one for the other is no negative. The colours exclude

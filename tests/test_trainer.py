@@ -95,6 +95,7 @@ def test_swap_exclusive_switches_the_cooccurrence_rule(pretokenized, tmp_path, m
     config = _config(pretokenized, **{"loss.swap_negative_fraction": 0.5, "loss.swap_exclusive": exclusive})
     trainer.salient_vocabulary(config, ShardSource(pretokenized, "train", verify=False), str(tmp_path))
     assert [k["max_cooccurrence"] for k in seen] == [informative_tokens.EXCLUSIVE if exclusive else None]
+    assert [k["symmetric"] for k in seen] == [True]  # the default: every pair both ways
 
 
 def test_resumed_run_keeps_its_salient_lists(pretokenized, tmp_path):
