@@ -192,8 +192,10 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _eval_edits(args: argparse.Namespace) -> int:
     from gptface_jax import edit_eval
+    from gptface_jax.decode_config import DecodeConfig
     report = edit_eval.run(args.workdir, args.dataset, args.judge, args.out, guidances=tuple(args.guidance),
-                           cfg_scales=tuple(args.cfg_scale), faces_per_edit=args.faces, seed=args.seed, text_to_face_samples=args.samples)
+                           cfg_scales=tuple(args.cfg_scale), faces_per_edit=args.faces, seed=args.seed, text_to_face_samples=args.samples,
+                           config=DecodeConfig(guidance_contrast=args.guidance_contrast))
     judge = report["judge"]
     print(f"judge: held-out attribute accuracy {judge['test']['attribute_mean_accuracy']:.3f}"
           + (f" (on VQ reconstructions {judge['test_vq_reconstructions']['attribute_mean_accuracy']:.3f})"
@@ -217,13 +219,19 @@ def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
     g.add_argument("--cfg-scale", type=float, default=cfg_scale, help=f"classifier-free guidance w (0: off; default {cfg_scale:g})")
     g.add_argument("--steps", type=int, default=defaults.steps, help="decoding steps T")
     g.add_argument("--temperature", type=float, default=defaults.temperature)
+    _add_contrast_argument(g)
+
+
+def _add_contrast_argument(p) -> None:
+    p.add_argument("--guidance-contrast", action="store_true",
+                   help="ITM guidance on score(control, x) - score(blank control, x) (default: the plain score)")
 
 
 def _decode_config(args: argparse.Namespace):
     """The sampling flags as a DecodeConfig (lambda is set per run from --guidance)."""
     from gptface_jax.decode_config import DecodeConfig
     return DecodeConfig(steps=args.steps, temperature=args.temperature, guidance_steps=args.guidance_steps,
-                        cfg_scale=args.cfg_scale)
+                        cfg_scale=args.cfg_scale, guidance_contrast=args.guidance_contrast)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -341,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", type=int, default=16, help="held-out faces per edit type")
     p.add_argument("--samples", type=int, default=32, help="faces generated per caption for the text-to-face rows")
     p.add_argument("--seed", type=int, default=0)
+    _add_contrast_argument(p)
     p.set_defaults(func=_eval_edits)
 
     p = sub.add_parser("config", help="load, override and validate an experiment config; print it",

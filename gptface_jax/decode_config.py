@@ -17,6 +17,9 @@ class DecodeConfig:
     guidance_steps: int = 1          # K refinement steps per decoding step
     guidance_tau: float = 1.0        # softmax temperature of the expected-embedding relaxation
     cfg_scale: float = 0.0           # classifier-free guidance w (0: off)
+    # ITM guidance on score(control, x) - score(blank control, x): what the control signal adds to
+    # how match-like x looks whatever the caption (off: the plain match log-odds)
+    guidance_contrast: bool = False
 
     def validate(self) -> None:
         if self.steps < 1 or self.guidance_steps < 1:

@@ -10,7 +10,10 @@ ITM-gradient guidance (DESIGN.md section 3): the masked positions are relaxed to
 embedding softmax(logits / tau) @ E, the pair is scored by the ITM head (match log-odds), and
 g = d score / d logits moves the logits by lambda * g / |g| (|g| normalised per example to one
 unit per masked position), K times, before sampling. lambda = 0 skips guidance entirely, so it
-reproduces plain decoding bit for bit. Classifier-free guidance mixes in logits computed without
+reproduces plain decoding bit for bit. With `guidance_contrast` the score is the match log-odds
+minus those of the same relaxed sample with the control blanked: the ITM head also rates how
+match-like a sample looks whatever the caption, and that part pulls every caption the same way.
+Classifier-free guidance mixes in logits computed without
 the control signal (empty text for images, a fully masked image for text):
 (1 + w) * cond - w * uncond; w = 0 is off.
 """
@@ -72,10 +75,22 @@ def _itm_score_of_logits(model: GPTFace, params, text, image, modality, mask, ta
     return score
 
 
+def _blank_control(model: GPTFace, text, image, modality: str):
+    """The inputs with the control signal removed: empty text for images, a fully masked image for text."""
+    if modality == IMAGE:
+        return jnp.full_like(text, PAD), image
+    return text, jnp.full_like(image, model.config.image_mask_id)
+
+
 def guide_logits(model, params, text, image, modality, mask, logits, config: DecodeConfig):
     """K normalised ITM-gradient steps on the logits of masked positions."""
     _, table, _ = _stream(model, params, modality)
     score = _itm_score_of_logits(model, params, text, image, modality, mask, table, config.guidance_tau)
+    if config.guidance_contrast:
+        matched = score
+        blank = _itm_score_of_logits(model, params, *_blank_control(model, text, image, modality), modality, mask,
+                                     table, config.guidance_tau)
+        score = lambda lg: matched(lg) - blank(lg)  # noqa: E731
     n_masked = jnp.maximum(mask.sum(1), 1).astype(jnp.float32)
     for _ in range(config.guidance_steps):
         g = jax.grad(lambda lg: score(lg).sum())(logits)
@@ -105,9 +120,7 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
         return (text, tok) if modality == IMAGE else (tok, image)
 
     def uncond_inputs(tok):
-        if modality == IMAGE:
-            return jnp.full_like(text, PAD), tok
-        return tok, jnp.full_like(image, model.config.image_mask_id)
+        return _blank_control(model, *inputs(tok), modality)
 
     def body(step, carry):
         tok, still_masked, key = carry

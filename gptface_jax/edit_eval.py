@@ -114,7 +114,7 @@ def markdown(rows: list[dict]) -> str:
 
 def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = None, out_dir: str | None = None, *,
         guidances=(0.0, 2.0), cfg_scales=(0.0,), faces_per_edit: int = 16, seed: int = 0, judge_steps: int = 1500,
-        text_to_face_samples: int = 32) -> dict:
+        text_to_face_samples: int = 32, config: DecodeConfig = DecodeConfig()) -> dict:
     """Loads (or first trains) the judge, edits held-out faces and generates faces from captions
     (text_to_face_eval), writes edits_eval.json/.md; returns the report."""
     from data_pipelines.shards import ShardSource
@@ -131,10 +131,11 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
         judge = attribute_classifier.train(dataset_dir, judge_dir, steps=judge_steps, vq=pretrained.vq)
     test = load_labelled(dataset_dir, "test", pretrained.image_size)
     rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, cfg_scales=cfg_scales,
-                    faces_per_edit=faces_per_edit, seed=seed, hair_colour=test.get("hair_colour"))
+                    faces_per_edit=faces_per_edit, seed=seed, hair_colour=test.get("hair_colour"), config=config)
     generated = text_to_face_eval.evaluate(pretrained, judge, guidances=guidances, cfg_scales=cfg_scales,
-                                           samples=text_to_face_samples, seed=seed)
-    report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "rows": rows, "text_to_face": generated}
+                                           samples=text_to_face_samples, seed=seed, config=config)
+    report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "decoding": dataclasses.asdict(config),
+              "rows": rows, "text_to_face": generated}
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "edits_eval.json"), "w") as f:

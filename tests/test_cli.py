@@ -55,3 +55,6 @@ def test_classifier_free_guidance_defaults_on_for_text_to_face_only():
     assert parser.parse_args(["remove-mask", *common, "--image", "x.jpg"]).cfg_scale == 0.0
     assert parser.parse_args(["generate", *common, "--cfg-scale", "0"]).cfg_scale == 0.0
     assert parser.parse_args(["eval", "edits", "--workdir", "w", "--cfg-scale", "0", "3"]).cfg_scale == [0.0, 3.0]
+    assert not parser.parse_args(["generate", *common]).guidance_contrast
+    assert parser.parse_args(["generate", *common, "--guidance-contrast"]).guidance_contrast
+    assert parser.parse_args(["eval", "edits", "--workdir", "w", "--guidance-contrast"]).guidance_contrast

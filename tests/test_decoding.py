@@ -77,6 +77,25 @@ def test_guidance_raises_the_itm_score_of_the_final_sample(model_and_params):
     assert scores[8.0] > scores[0.0], scores
 
 
+def test_contrastive_guidance_raises_what_the_caption_adds(model_and_params):
+    """guidance_contrast follows score(caption, x) - score(empty text, x): the final samples gain on
+    that difference over unguided decoding, and lambda = 0 stays plain decoding."""
+    model, params, text, image = model_and_params
+    text, image = jnp.tile(text, (4, 1)), jnp.tile(image, (4, 1))
+    mask, key = jnp.ones(image.shape, bool), jax.random.PRNGKey(0)
+    empty = jnp.full_like(text, PAD)
+    gains = {}
+    for lam in (0.0, 8.0):
+        config = DecodeConfig(steps=8, guidance=lam, guidance_steps=2, guidance_contrast=True)
+        _, out = decoding.make_decoder(model, decoding.IMAGE, config)(params, text, image, mask, key)
+        gains[lam] = float((decoding.itm_score(model, params, text, out)
+                            - decoding.itm_score(model, params, empty, out)).mean())
+        if lam == 0.0:
+            plain = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(steps=8))(params, text, image, mask, key)[1]
+            np.testing.assert_array_equal(np.asarray(plain), np.asarray(out))
+    assert gains[8.0] > gains[0.0], gains
+
+
 def _final_itm_scores(model, params, text, image) -> dict:
     """Mean ITM score of whole images decoded from scratch, unguided (0) and guided (8)."""
     mask = jnp.ones(image.shape, bool)
