@@ -1,0 +1,44 @@
+"""Does the ITM score read a caption word? One fixed caption scored on held-out faces that have the
+attribute it names and on faces that do not.
+
+    python bench/diagnostics/caption_reading.py W [N]
+
+For each (caption, attribute) below: mean match log-odds on the N held-out faces (default 500)
+where the attribute holds, and where it does not. A word the score reads gives a gap of the right
+sign ("a photo of a woman": lower on men); a word it ignores scores both groups alike, and ITM
+guidance then has nothing to pull generation with.
+"""
+import sys
+
+import jax
+import numpy as np
+
+from data_pipelines.shards import ShardSource
+from data_pipelines.synthfaces.attributes import ATTRIBUTES
+from gptface_jax import decoding, inference
+from gptface_jax.downstream import load_labelled
+
+CAPTIONS = [  # caption, the attribute it names
+    ("a photo of a person", "male"),
+    ("a photo of a man", "male"),
+    ("a photo of a woman", "male"),
+    ("a smiling person", "smiling"),
+    ("a person wearing glasses", "eyeglasses"),
+    ("a man with a beard", "beard"),
+    ("a bald man", "bald"),
+]
+
+workdir = sys.argv[1]
+n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+pretrained = inference.load(workdir)
+dataset = ShardSource(pretrained.config.data.pretokenized, "train", verify=False).metadata["source_dataset"]
+test = load_labelled(dataset, "test", pretrained.image_size, max_examples=n)
+codes = pretrained.image_codes(test["images"])
+score = jax.jit(lambda t, i: decoding.itm_score(pretrained.model, pretrained.params, t, i))
+print(f"{workdir}: mean ITM match log-odds on {len(codes)} held-out faces\n")
+print("| caption | attribute | faces with it | faces without | with - without |")
+print("| --- | --- | --- | --- | --- |")
+for caption, attribute in CAPTIONS:
+    s = np.asarray(score(np.repeat(pretrained.text_ids([caption]), len(codes), 0), codes))
+    has = test["attributes"][:, ATTRIBUTES.index(attribute)] == 1
+    print(f"| {caption} | {attribute} | {s[has].mean():+.3f} | {s[~has].mean():+.3f} | {s[has].mean() - s[~has].mean():+.3f} |")
