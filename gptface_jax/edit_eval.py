@@ -20,7 +20,6 @@ import os
 import jax
 import numpy as np
 
-from data_pipelines.errors import DataError
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, HAIR_COLOURS
 from gptface_jax import attribute_classifier, decoding, editing, text_to_face_eval
 from gptface_jax.decode_config import DecodeConfig, guidance_grid
@@ -117,13 +116,9 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
         text_to_face_samples: int = 32, config: DecodeConfig = DecodeConfig()) -> dict:
     """Loads (or first trains) the judge, edits held-out faces and generates faces from captions
     (text_to_face_eval), writes edits_eval.json/.md; returns the report."""
-    from data_pipelines.shards import ShardSource
     from gptface_jax import inference
     pretrained = inference.load(workdir)
-    if dataset_dir is None:
-        dataset_dir = ShardSource(pretrained.config.data.pretokenized, "train", verify=False).metadata.get("source_dataset")
-        if not dataset_dir:
-            raise DataError("pass --dataset: the pre-tokenized shards do not name the SynthFaces data they came from")
+    dataset_dir = dataset_dir or pretrained.source_dataset()
     judge_dir = judge_dir or os.path.join(workdir, "judge")
     if os.path.isfile(os.path.join(judge_dir, attribute_classifier.INFO_FILE)):
         judge = attribute_classifier.load(judge_dir)

@@ -54,6 +54,13 @@ class Pretrained:
     def images(self, codes: np.ndarray) -> np.ndarray:
         return self.vq.decode(np.asarray(codes).reshape(len(codes), self.grid, self.grid))
 
+    def source_dataset(self) -> str:
+        """The labelled SynthFaces folder the pre-tokenized shards were made from (their metadata names it)."""
+        path = ShardSource(self.config.data.pretokenized, "train", verify=False).metadata.get("source_dataset")
+        if not path:
+            raise DataError("the pre-tokenized shards do not name the SynthFaces data they came from; pass the dataset folder (--dataset)")
+        return path
+
 
 def load_params(workdir: str, step: int | None = None) -> tuple:
     """(config, model, params) of a pre-training workdir at `step` (default: the latest checkpoint),

@@ -45,8 +45,9 @@ def test_eligible_faces_lack_the_target():
 def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretokenized, tmp_path):
     data = ShardSource(pretokenized, "train", verify=False).metadata["source_dataset"]
     attribute_classifier.train(data, str(tmp_path / "judge"), steps=10, batch_size=16)
-    report = edit_eval.run(trained_workdir, data, str(tmp_path / "judge"), str(tmp_path), guidances=(0.0, 2.0),
+    report = edit_eval.run(trained_workdir, None, str(tmp_path / "judge"), str(tmp_path), guidances=(0.0, 2.0),
                            faces_per_edit=3, text_to_face_samples=4)
+    assert report["dataset"] == data  # no folder given: the one the shards were made from
     rows = report["rows"]
     assert {(r["guidance"], r["cfg_scale"]) for r in rows} == {(0.0, 0.0), (2.0, 0.0)} and len({r["edit"] for r in rows}) >= 3
     for r in rows:

@@ -13,7 +13,6 @@ import sys
 import jax
 import numpy as np
 
-from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
 from gptface_jax import decoding, inference
 from gptface_jax.downstream import load_labelled
@@ -31,7 +30,7 @@ CAPTIONS = [  # caption, the attribute it names
 workdir = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
 pretrained = inference.load(workdir)
-dataset = ShardSource(pretrained.config.data.pretokenized, "train", verify=False).metadata["source_dataset"]
+dataset = pretrained.source_dataset()
 test = load_labelled(dataset, "test", pretrained.image_size, max_examples=n)
 codes = pretrained.image_codes(test["images"])
 score = jax.jit(lambda t, i: decoding.itm_score(pretrained.model, pretrained.params, t, i))

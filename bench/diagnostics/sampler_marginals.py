@@ -15,10 +15,9 @@ import json
 import jax
 import numpy as np
 
-from data_pipelines.shards import ShardSource
 from data_pipelines.text_tokenizer import PAD
 from gptface_jax import attribute_classifier, decoding, inference, text_to_face_eval
-from gptface_jax.decoding import DecodeConfig
+from gptface_jax.decode_config import DecodeConfig
 from gptface_jax.downstream import load_labelled
 
 JUDGED = ["male", "smiling", "eyeglasses", "beard", "hat", "surgical_mask", "hair:black", "hair:blond"]
@@ -32,6 +31,11 @@ SETTINGS = {  # name: DecodeConfig overrides
     "random order, T 64": {"steps": 64, "confidence_noise": 1e4},
     "temperature 1.2": {"temperature": 1.2},
 }
+
+
+def distinct_codes(codes) -> float:
+    """Mean number of distinct codes per face: how varied each face is."""
+    return float(np.mean([len(np.unique(c)) for c in codes]))
 
 
 def rates(judge, images) -> dict:
@@ -49,11 +53,11 @@ def main():
     args = parser.parse_args()
     pretrained = inference.load(args.workdir)
     judge = attribute_classifier.load(args.judge)
-    dataset = ShardSource(pretrained.config.data.pretokenized, "train", verify=False).metadata["source_dataset"]
+    dataset = pretrained.source_dataset()
     test = load_labelled(dataset, "test", pretrained.image_size, max_examples=500)
     real_codes = pretrained.image_codes(test["images"])
     reference = {**rates(judge, pretrained.images(real_codes)),
-                 "distinct_codes": float(np.mean([len(np.unique(c)) for c in real_codes]))}
+                 "distinct_codes": distinct_codes(real_codes)}
     print("data (judge on reconstructions):", json.dumps({k: round(v, 3) for k, v in reference.items()}))
     n = args.samples
     mask = np.ones((n, pretrained.grid ** 2), bool)
@@ -68,7 +72,7 @@ def main():
             _, codes = decoder(pretrained.params, text, blank, mask, jax.random.PRNGKey(args.seed))
             codes = np.asarray(codes)
             row = {"setting": name, "text": text_name, **rates(judge, pretrained.images(codes)),
-                   "distinct_codes": float(np.mean([len(np.unique(c)) for c in codes]))}
+                   "distinct_codes": distinct_codes(codes)}
             rows.append(row)
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     print("\n| setting | text | " + " | ".join(JUDGED) + " | distinct codes / face |")
