@@ -57,6 +57,24 @@ def test_word_starts_mark_word_heads_and_punctuation(text_model):
     assert starts[ids[0, 0]]                                   # the first word starts a word
 
 
+def test_default_tokenizer_keeps_attribute_words_whole():
+    """Swap negatives replace whole words only, so a split attribute word can never be swapped. At
+    the size the configs ask for, unigram stops short of it and splits "young", "black", "older";
+    the default (BPE) gives every piece asked for and keeps the words whole (BENCHMARKS.md, session 8)."""
+    captions = [make_caption(sample_face(0, i), rng_for(0, i, 2)).text for i in range(1500)]
+    words = ("young", "older", "elderly", "black", "brown", "red", "blond", "grey", "man", "woman", "lady",
+             "smiling", "happy", "sad", "angry", "surprised", "neutral")
+
+    def whole(tok):
+        return {w for w in words if tok.sp.encode(" " + w, out_type=str)[-1:] == ["\u2581" + w]}
+
+    default = tt.TextTokenizer(tt.train(captions, vocab_size=1000))
+    unigram = tt.TextTokenizer(tt.train(captions, vocab_size=1000, model_type="unigram"))
+    assert default.vocab_size == 1000 and unigram.vocab_size < 1000
+    assert whole(default) == set(words)
+    assert {"young", "black", "older"}.isdisjoint(whole(unigram))
+
+
 def test_tokenizer_that_does_not_fit_the_config_is_rejected(text_model):
     with pytest.raises(DataError, match=rf"vocab size {text_model.vocab_size} but the config's text.vocab_size=100"):
         text_model.check_fits(100)
