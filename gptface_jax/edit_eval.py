@@ -20,15 +20,16 @@ import os
 import jax
 import numpy as np
 
-from data_pipelines.synthfaces.attributes import ATTRIBUTES, HAIR_COLOURS
+from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
 from gptface_jax import attribute_classifier, decoding, editing, text_to_face_eval
 from gptface_jax.decode_config import DecodeConfig, guidance_grid
 from gptface_jax.downstream import load_labelled
 
-# name: (regions, caption in the corpus' own phrasing, attribute, target value); "hair:<colour>"
-# attributes are judged by the judge's hair-colour head (text_to_face_eval.holds)
+# name: (regions, caption in the corpus' own phrasing, attribute, target value); "hair:<colour>" and
+# "expression:<name>" are judged by the judge's hair-colour and expression heads (text_to_face_eval.holds)
 EDITS = {
     "smile": (("mouth",), "a smiling person", "smiling", 1),
+    "surprised": (("expression",), "a person looking surprised", "expression:surprised", 1),
     "eyeglasses": (("eyes",), "a person wearing glasses", "eyeglasses", 1),
     "beard": (("lower-face",), "a man with a beard", "beard", 1),
     "hat": (("hair",), "a person wearing a hat", "hat", 1),
@@ -38,10 +39,17 @@ EDITS = {
 }
 
 
-def eligible(attributes: np.ndarray, edit: str, hair_colour: np.ndarray | None = None) -> np.ndarray:
+def eligible(attributes: np.ndarray, edit: str, hair_colour: np.ndarray | None = None,
+             expression: np.ndarray | None = None) -> np.ndarray:
     """Faces an edit can change: the target does not hold yet (beards go on men; a hair colour
-    goes on visible hair of another colour, so not on bald or hatted faces)."""
+    goes on visible hair of another colour, so not on bald or hatted faces; an expression goes on
+    faces with another one whose mouth is not hidden by a mask)."""
     _, _, name, target = EDITS[edit]
+    if name.startswith("expression:"):
+        if expression is None or (expression < 0).all():
+            return np.zeros(len(attributes), bool)
+        return ((expression != EXPRESSIONS.index(name.split(":", 1)[1])) & (expression >= 0)
+                & (attributes[:, ATTRIBUTES.index("surgical_mask")] == 0))
     if name.startswith("hair:"):
         if hair_colour is None or (hair_colour < 0).all():
             return np.zeros(len(attributes), bool)
@@ -66,7 +74,7 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, guidances=(0.0, 2.0),
              cfg_scales=(0.0,), faces_per_edit: int = 16, seed: int = 0, config: DecodeConfig = DecodeConfig(),
-             hair_colour: np.ndarray | None = None) -> list[dict]:
+             hair_colour: np.ndarray | None = None, expression: np.ndarray | None = None) -> list[dict]:
     size, grid = pretrained.image_size, pretrained.grid
     score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
     decoders = {(g, w): decoding.make_decoder(pretrained.model, decoding.IMAGE,
@@ -74,7 +82,7 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
                 for g, w in guidance_grid(guidances, cfg_scales)}
     rows = []
     for edit, (region_names, caption, attribute, target) in EDITS.items():
-        chosen = np.flatnonzero(eligible(attributes, edit, hair_colour))[:faces_per_edit]
+        chosen = np.flatnonzero(eligible(attributes, edit, hair_colour, expression))[:faces_per_edit]
         before = achieved(judge, images[chosen], attribute, target) if len(chosen) else None
         if before is None:  # no eligible face, or a judge without the head this edit needs
             continue
@@ -126,7 +134,8 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
         judge = attribute_classifier.train(dataset_dir, judge_dir, steps=judge_steps, vq=pretrained.vq)
     test = load_labelled(dataset_dir, "test", pretrained.image_size)
     rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, cfg_scales=cfg_scales,
-                    faces_per_edit=faces_per_edit, seed=seed, hair_colour=test.get("hair_colour"), config=config)
+                    faces_per_edit=faces_per_edit, seed=seed, hair_colour=test.get("hair_colour"),
+                    expression=test.get("expression"), config=config)
     generated = text_to_face_eval.evaluate(pretrained, judge, guidances=guidances, cfg_scales=cfg_scales,
                                            samples=text_to_face_samples, seed=seed, config=config)
     report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "decoding": dataclasses.asdict(config),

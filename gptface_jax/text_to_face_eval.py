@@ -17,7 +17,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from data_pipelines.synthfaces.attributes import ATTRIBUTES, HAIR_COLOURS
+from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
 from gptface_jax import decoding
 from gptface_jax.decode_config import DecodeConfig, guidance_grid
 
@@ -39,6 +39,9 @@ PROMPTS = {
     "hair:blond": "a person with blond hair",
     "hair:red": "a person with red hair",
     "hair:grey": "a person with grey hair",
+    # expressions: judged by the judge's expression head (the most probable of the five)
+    "expression:happy": "a person looking happy",
+    "expression:surprised": "a person looking surprised",
 }
 
 
@@ -51,6 +54,10 @@ def holds(predictions: dict, name: str) -> np.ndarray | None:
         if "hair_colour" not in predictions:
             return None
         return predictions["hair_colour"].argmax(-1) == HAIR_COLOURS.index(name.split(":", 1)[1])
+    if name.startswith("expression:"):
+        if "expression" not in predictions:
+            return None
+        return predictions["expression"].argmax(-1) == EXPRESSIONS.index(name.split(":", 1)[1])
     return predictions["attributes"][:, ATTRIBUTES.index(name)] > 0.5
 
 

@@ -40,6 +40,10 @@ def test_eligible_faces_lack_the_target():
     np.testing.assert_array_equal(edit_eval.eligible(attrs, "hair_black", hair), [False, True, False, True])
     np.testing.assert_array_equal(edit_eval.eligible(attrs, "hair_blond", hair), [True, False, False, True])
     assert not edit_eval.eligible(attrs, "hair_black").any()
+    # an expression: another one, mouth not hidden by a mask; nothing without expression labels
+    expression = np.array([3, 0, 1, 0])  # surprised, neutral, happy, neutral (masked)
+    np.testing.assert_array_equal(edit_eval.eligible(attrs, "surprised", expression=expression), [False, True, True, False])
+    assert not edit_eval.eligible(attrs, "surprised").any()
 
 
 def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretokenized, tmp_path):
@@ -88,4 +92,8 @@ def test_negated_attributes_are_the_complement_and_settings_cover_both_switches(
     np.testing.assert_array_equal(text_to_face_eval.holds(predictions, "male"), [True, False])
     np.testing.assert_array_equal(text_to_face_eval.holds(predictions, "not:male"), [False, True])
     assert text_to_face_eval.holds(predictions, "not:hair:red") is None  # no hair-colour head
+    assert text_to_face_eval.holds(predictions, "expression:happy") is None  # no expression head
+    expression = np.array([[0.1, 0.6, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.6, 0.1]])  # happy, surprised
+    np.testing.assert_array_equal(text_to_face_eval.holds({**predictions, "expression": expression},
+                                                          "expression:surprised"), [False, True])
     assert guidance_grid((0.0, 2.0), (0.0, 3.0)) == [(0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)]

@@ -13,7 +13,7 @@ import sys
 import jax
 import numpy as np
 
-from data_pipelines.synthfaces.attributes import ATTRIBUTES
+from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS
 from gptface_jax import decoding, inference
 from gptface_jax.downstream import load_labelled
 
@@ -25,6 +25,10 @@ CAPTIONS = [  # caption, the attribute it names
     ("a person wearing glasses", "eyeglasses"),
     ("a man with a beard", "beard"),
     ("a bald man", "bald"),
+    ("a person looking happy", "expression:happy"),  # expression:NAME: the 5-way label is NAME
+    ("a person looking sad", "expression:sad"),
+    ("a person looking surprised", "expression:surprised"),
+    ("a person looking angry", "expression:angry"),
 ]
 
 workdir = sys.argv[1]
@@ -39,5 +43,8 @@ print("| caption | attribute | faces with it | faces without | with - without |"
 print("| --- | --- | --- | --- | --- |")
 for caption, attribute in CAPTIONS:
     s = np.asarray(score(np.repeat(pretrained.text_ids([caption]), len(codes), 0), codes))
-    has = test["attributes"][:, ATTRIBUTES.index(attribute)] == 1
+    if attribute.startswith("expression:"):
+        has = test["expression"] == EXPRESSIONS.index(attribute.split(":", 1)[1])
+    else:
+        has = test["attributes"][:, ATTRIBUTES.index(attribute)] == 1
     print(f"| {caption} | {attribute} | {s[has].mean():+.3f} | {s[~has].mean():+.3f} | {s[has].mean() - s[~has].mean():+.3f} |")
