@@ -66,7 +66,8 @@ def main(data: str, vq_dirs: list[str], rendered: bool, max_train: int, steps: i
     views = {"rendered faces": lambda: (train["images"], test["images"])} if rendered else {}
     for vq_dir in vq_dirs:
         views[f"VQ reconstructions ({vq_dir})"] = (
-            lambda vq: lambda: (reconstruct(vq, train["images"]), reconstruct(vq, test["images"])))(vq_train.load(vq_dir))
+            lambda vq: lambda: (vq.decode(vq.encode(train["images"])), vq.decode(vq.encode(test["images"]))))(
+                vq_train.load(vq_dir))
     print(f"{len(pairs['label'])} clean pairs from {len(captions)} held-out faces; judges fitted on "
           f"{len(train['images'])} faces, {steps} steps\n")
     print("| judge trained and scored on | clean ITM accuracy (held-out threshold) | AUC | "
