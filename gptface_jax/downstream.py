@@ -153,7 +153,7 @@ def run_probes(rows: dict, splits: dict) -> dict:
 
 def markdown(results: dict, dataset: str, test_examples: int = 0) -> str:
     """The probe table. With `test_examples`, the heading says how far apart two accuracies must be
-    before they differ (two binomial standard errors at 50%: 0.09 on 100 faces, 0.04 on 500)."""
+    before they differ (two binomial standard errors at 50%: 0.10 on 100 faces, 0.045 on 500)."""
     split = "test split"
     if test_examples:
         split += f", {test_examples} faces; accuracies closer than {2 * (0.25 / test_examples) ** 0.5:.3f} are within noise"
