@@ -30,7 +30,7 @@ def _dataset(workdir: Path, num: int) -> Path:
         print(f"reusing {path}")
         return path
     except ShardError:
-        # 500 test faces, not the default 5%: the probe table's noise band is then 0.045, not 0.09
+        # 500 test faces, not the default 5%: the probe table's noise band is then 0.045, not 0.10
         return Path(builder.build(str(root), num=num, image_size=64, seed=0, num_test=500))
 
 
