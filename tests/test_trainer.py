@@ -61,8 +61,9 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
 
     The run has a salient warm-up of 5 steps, so the resume (after step 4) crosses the switch to
     the full objective. Swap negatives and salient image examples are on, so their draws resume too."""
+    # 20 swap words: on 64 tiny faces the MI ranking is near noise, and 12 BPE pieces held no whole-word pair
     warm = {"train.steps": 8, "curriculum.salient_steps": 5, "curriculum.salient_tokens": 6,
-            "curriculum.salient_image_mix": 0.3, "loss.swap_negative_fraction": 0.5, "loss.swap_vocabulary": 12}
+            "curriculum.salient_image_mix": 0.3, "loss.swap_negative_fraction": 0.5, "loss.swap_vocabulary": 20}
     final = trainer.train(_config(pretokenized, **warm), str(tmp_path / "full"))
     shutil.copytree(tmp_path / "full", tmp_path / "moved")
     shutil.rmtree(tmp_path / "moved" / "checkpoints" / "8")
@@ -103,7 +104,7 @@ def test_resumed_run_keeps_its_salient_lists(pretokenized, tmp_path):
     interrupted run's objective); a fresh start counts them again."""
     from data_pipelines.shards import ShardSource
     config = _config(pretokenized, **{"curriculum.salient_tokens": 6, "curriculum.salient_image_mix": 0.3,
-                                      "loss.swap_negative_fraction": 0.5, "loss.swap_vocabulary": 12})
+                                      "loss.swap_negative_fraction": 0.5, "loss.swap_vocabulary": 20})
     source = ShardSource(pretokenized, "train", verify=False)
     counted = trainer.salient_vocabulary(config, source, str(tmp_path))
     assert counted.ids and counted.swap_pairs and counted.codes
