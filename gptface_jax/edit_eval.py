@@ -20,51 +20,40 @@ import os
 import jax
 import numpy as np
 
-from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
-from gptface_jax import attribute_classifier, decoding, editing, text_to_face_eval
+from gptface_jax import attribute_classifier, decoding, editing, face_labels, text_to_face_eval
 from gptface_jax.decode_config import DecodeConfig, guidance_grid
 from gptface_jax.downstream import load_labelled
 
-# name: (regions, caption in the corpus' own phrasing, attribute, target value); "hair:<colour>" and
-# "expression:<name>" are judged by the judge's hair-colour and expression heads (text_to_face_eval.holds)
+# name: (regions, caption in the corpus' own phrasing, the label the edit makes hold: face_labels names,
+# so "hair:<colour>" and "expression:<name>" are judged by the judge's hair-colour and expression heads)
 EDITS = {
-    "smile": (("mouth",), "a smiling person", "smiling", 1),
-    "surprised": (("expression",), "a person looking surprised", "expression:surprised", 1),
-    "eyeglasses": (("eyes",), "a person wearing glasses", "eyeglasses", 1),
-    "beard": (("lower-face",), "a man with a beard", "beard", 1),
-    "hat": (("hair",), "a person wearing a hat", "hat", 1),
-    "remove_mask": (("lower-face",), "a person without a mask", "surgical_mask", 0),
-    "hair_black": (("hair",), "a person with black hair", "hair:black", 1),
-    "hair_blond": (("hair",), "a person with blond hair", "hair:blond", 1),
+    "smile": (("mouth",), "a smiling person", "smiling"),
+    "surprised": (("expression",), "a person looking surprised", "expression:surprised"),
+    "eyeglasses": (("eyes",), "a person wearing glasses", "eyeglasses"),
+    "beard": (("lower-face",), "a man with a beard", "beard"),
+    "hat": (("hair",), "a person wearing a hat", "hat"),
+    "remove_mask": (("lower-face",), "a person without a mask", "not:surgical_mask"),
+    "hair_black": (("hair",), "a person with black hair", "hair:black"),
+    "hair_blond": (("hair",), "a person with blond hair", "hair:blond"),
 }
+_VISIBLE_HAIR = ("not:bald", "not:hat")
+# what else must hold for the edit to show: beards go on men, a hair colour on visible hair, an
+# expression on a face whose mouth no mask hides
+REQUIRES = {"beard": ("male",), "hair_black": _VISIBLE_HAIR, "hair_blond": _VISIBLE_HAIR,
+            "surprised": ("not:surgical_mask",)}
 
 
 def eligible(attributes: np.ndarray, edit: str, hair_colour: np.ndarray | None = None,
              expression: np.ndarray | None = None) -> np.ndarray:
-    """Faces an edit can change: the target does not hold yet (beards go on men; a hair colour
-    goes on visible hair of another colour, so not on bald or hatted faces; an expression goes on
-    faces with another one whose mouth is not hidden by a mask)."""
-    _, _, name, target = EDITS[edit]
-    if name.startswith("expression:"):
-        if expression is None or (expression < 0).all():
-            return np.zeros(len(attributes), bool)
-        return ((expression != EXPRESSIONS.index(name.split(":", 1)[1])) & (expression >= 0)
-                & (attributes[:, ATTRIBUTES.index("surgical_mask")] == 0))
-    if name.startswith("hair:"):
-        if hair_colour is None or (hair_colour < 0).all():
-            return np.zeros(len(attributes), bool)
-        return ((hair_colour != HAIR_COLOURS.index(name.split(":", 1)[1])) & (hair_colour >= 0)
-                & (attributes[:, ATTRIBUTES.index("bald")] == 0) & (attributes[:, ATTRIBUTES.index("hat")] == 0))
-    ok = attributes[:, ATTRIBUTES.index(name)] != target
-    if edit == "beard":
-        ok &= attributes[:, ATTRIBUTES.index("male")] == 1
-    return ok
-
-
-def achieved(judge, images: np.ndarray, attribute: str, target: int) -> np.ndarray | None:
-    """(N,) bool: the judge says the edit's target holds (None: this judge cannot tell)."""
-    holds = text_to_face_eval.holds(judge.predict_all(images), attribute)
-    return None if holds is None else (holds if target == 1 else ~holds)
+    """Faces an edit can change: its target is known not to hold yet, and REQUIRES holds. No face
+    without the labels the edit needs (no hair-colour labels for a hair edit, say)."""
+    truth = face_labels.labels_as_predictions(attributes, hair_colour, expression)
+    lacking = face_labels.holds(truth, face_labels.NOT + EDITS[edit][2])
+    if lacking is None:
+        return np.zeros(len(attributes), bool)
+    for needed in REQUIRES.get(edit, ()):
+        lacking &= face_labels.holds(truth, needed)
+    return lacking
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
@@ -81,9 +70,9 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
                                               dataclasses.replace(config, guidance=g, cfg_scale=w))
                 for g, w in guidance_grid(guidances, cfg_scales)}
     rows = []
-    for edit, (region_names, caption, attribute, target) in EDITS.items():
+    for edit, (region_names, caption, target) in EDITS.items():
         chosen = np.flatnonzero(eligible(attributes, edit, hair_colour, expression))[:faces_per_edit]
-        before = achieved(judge, images[chosen], attribute, target) if len(chosen) else None
+        before = face_labels.holds(judge.predict_all(images[chosen]), target) if len(chosen) else None
         if before is None:  # no eligible face, or a judge without the head this edit needs
             continue
         crops = images[chosen]
@@ -99,7 +88,7 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
             decoded = pretrained.images(out)
             edited = np.stack([editing.paste_back(editing.Photo(c, c, editing.CropBox(0, 0, size)), d, token_mask)
                                for c, d in zip(crops, decoded)])
-            after = achieved(judge, edited, attribute, target)
+            after = face_labels.holds(judge.predict_all(edited), target)
             rows.append({
                 "edit": edit, "guidance": g, "cfg_scale": w, "faces": int(len(chosen)), "caption": caption,
                 "success": float(after.mean()), "success_before": float(before.mean()),

@@ -17,8 +17,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
 from gptface_jax import decoding
+from gptface_jax.face_labels import holds
 from gptface_jax.decode_config import DecodeConfig, guidance_grid
 
 NEUTRAL = "a photo of a person"
@@ -43,22 +43,6 @@ PROMPTS = {
     "expression:happy": "a person looking happy",
     "expression:surprised": "a person looking surprised",
 }
-
-
-def holds(predictions: dict, name: str) -> np.ndarray | None:
-    """(N,) bool: the judge says `name` holds (None: the judge cannot tell, e.g. no hair-colour head)."""
-    if name.startswith("not:"):
-        held = holds(predictions, name[4:])
-        return None if held is None else ~held
-    if name.startswith("hair:"):
-        if "hair_colour" not in predictions:
-            return None
-        return predictions["hair_colour"].argmax(-1) == HAIR_COLOURS.index(name.split(":", 1)[1])
-    if name.startswith("expression:"):
-        if "expression" not in predictions:
-            return None
-        return predictions["expression"].argmax(-1) == EXPRESSIONS.index(name.split(":", 1)[1])
-    return predictions["attributes"][:, ATTRIBUTES.index(name)] > 0.5
 
 
 def evaluate(pretrained, judge, *, guidances=(0.0, 2.0), cfg_scales=(0.0,), samples: int = 32, seed: int = 0,

@@ -13,11 +13,10 @@ import sys
 import jax
 import numpy as np
 
-from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS
-from gptface_jax import decoding, inference
+from gptface_jax import decoding, face_labels, inference
 from gptface_jax.downstream import load_labelled
 
-CAPTIONS = [  # caption, the attribute it names
+CAPTIONS = [  # caption, the label it names (face_labels names)
     ("a photo of a person", "male"),
     ("a photo of a man", "male"),
     ("a photo of a woman", "male"),
@@ -25,7 +24,7 @@ CAPTIONS = [  # caption, the attribute it names
     ("a person wearing glasses", "eyeglasses"),
     ("a man with a beard", "beard"),
     ("a bald man", "bald"),
-    ("a person looking happy", "expression:happy"),  # expression:NAME: the 5-way label is NAME
+    ("a person looking happy", "expression:happy"),
     ("a person looking sad", "expression:sad"),
     ("a person looking surprised", "expression:surprised"),
     ("a person looking angry", "expression:angry"),
@@ -37,14 +36,14 @@ pretrained = inference.load(workdir)
 dataset = pretrained.source_dataset()
 test = load_labelled(dataset, "test", pretrained.image_size, max_examples=n)
 codes = pretrained.image_codes(test["images"])
+truth = face_labels.labels_as_predictions(test["attributes"], test.get("hair_colour"), test.get("expression"))
 score = jax.jit(lambda t, i: decoding.itm_score(pretrained.model, pretrained.params, t, i))
 print(f"{workdir}: mean ITM match log-odds on {len(codes)} held-out faces\n")
 print("| caption | attribute | faces with it | faces without | with - without |")
 print("| --- | --- | --- | --- | --- |")
 for caption, attribute in CAPTIONS:
     s = np.asarray(score(np.repeat(pretrained.text_ids([caption]), len(codes), 0), codes))
-    if attribute.startswith("expression:"):
-        has = test["expression"] == EXPRESSIONS.index(attribute.split(":", 1)[1])
-    else:
-        has = test["attributes"][:, ATTRIBUTES.index(attribute)] == 1
-    print(f"| {caption} | {attribute} | {s[has].mean():+.3f} | {s[~has].mean():+.3f} | {s[has].mean() - s[~has].mean():+.3f} |")
+    has, lacks = (face_labels.holds(truth, name) for name in (attribute, face_labels.NOT + attribute))
+    if has is None:
+        continue  # the data has no such labels
+    print(f"| {caption} | {attribute} | {s[has].mean():+.3f} | {s[lacks].mean():+.3f} | {s[has].mean() - s[lacks].mean():+.3f} |")

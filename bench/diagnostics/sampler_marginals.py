@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from data_pipelines.text_tokenizer import PAD
-from gptface_jax import attribute_classifier, decoding, inference, text_to_face_eval
+from gptface_jax import attribute_classifier, decoding, face_labels, inference, text_to_face_eval
 from gptface_jax.decode_config import DecodeConfig
 from gptface_jax.downstream import load_labelled
 
@@ -40,7 +40,7 @@ def distinct_codes(codes) -> float:
 
 def rates(judge, images) -> dict:
     predictions = judge.predict_all(images)
-    return {name: float(text_to_face_eval.holds(predictions, name).mean()) for name in JUDGED}
+    return {name: float(face_labels.holds(predictions, name).mean()) for name in JUDGED}
 
 
 def main():
