@@ -15,7 +15,7 @@ import numpy as np
 
 from data_pipelines.text_tokenizer import PAD
 from gptface_jax import downstream, inference, sharding
-from gptface_jax.model import Block, GPTFace, image_hidden
+from gptface_jax.model import Block, image_hidden
 
 workdir, data = sys.argv[1], sys.argv[2]
 max_train = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
@@ -26,9 +26,10 @@ model, config = pretrained.model, pretrained.model.config
 def mean_states_by_depth(params, codes):
     """(B, N) codes -> (B, L + 1, D): the mean image-token state after the embeddings and each block."""
     text = jnp.full((codes.shape[0], config.max_text_len), PAD, jnp.int32)
-    embedded, _ = model.apply(params, text, codes, method=GPTFace.embed)
-    _, state = model.apply(params, text, codes, capture_intermediates=lambda m, name: isinstance(m, Block),
-                           mutable=["intermediates"])
+    # one forward pass, keeping the embeddings and every block's output
+    _, state = model.apply(params, text, codes, mutable=["intermediates"],
+                           capture_intermediates=lambda m, name: isinstance(m, Block) or name == "embed")
+    embedded = state["intermediates"]["embed"][0][0]  # embed returns (sequence, key mask)
     blocks = [state["intermediates"][f"block_{i}"]["__call__"][0] for i in range(config.num_layers)]
     return jnp.stack([image_hidden(x, config).mean(1) for x in [embedded] + blocks], 1).astype(jnp.float32)
 
