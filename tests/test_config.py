@@ -13,11 +13,12 @@ def _load(variant="tiny", *overrides):
     return config_lib.load(["--config", f"{PRETRAIN}:{variant}", *overrides])
 
 
-@pytest.mark.parametrize("variant,layers,width", [("tiny", 4, 128), ("base", 12, 768), ("large", 24, 1024)])
-def test_variants_load_and_validate(variant, layers, width):
+@pytest.mark.parametrize("variant,layers,width,grid", [("tiny", 4, 128, 8), ("tiny16", 4, 128, 16), ("base", 12, 768, 16),
+                                                     ("large", 24, 1024, 16)])
+def test_variants_load_and_validate(variant, layers, width, grid):
     config = config_lib.validate(_load(variant), num_devices=8)
     assert (config.model.num_layers, config.model.width) == (layers, width)
-    assert config.data.image_size // config.vq.downsample == (8 if variant == "tiny" else 16)
+    assert config.data.image_size // config.vq.downsample == grid
 
 
 def test_overrides_apply_and_config_is_locked():

@@ -100,15 +100,26 @@ def test_encode_decode_shapes():
         assert out.shape == x.shape
 
 
-def test_base_shapes_without_running_them():
+def _encoded_shape_and_size(variant: str, size: int):
     from experiments import vq as vq_experiment
-    cfg = vq_train.vq_config(vq_experiment.get_config("base"))
-    model = VQModel(cfg)
-    x = jax.ShapeDtypeStruct((2, 256, 256, 3), jnp.float32)
-    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 256, 256, 3)))["params"])
+    config = vq_experiment.get_config(variant)
+    vq_train.validate(config)
+    model = VQModel(vq_train.vq_config(config))
+    x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))["params"])
     codes = jax.eval_shape(lambda p, x: model.apply({"params": p}, x, method=VQModel.encode), params, x)
-    assert codes.shape == (2, 16, 16)
-    assert 20e6 < sum(np.prod(l.shape) for l in jax.tree.leaves(params)) < 200e6
+    return codes.shape, sum(np.prod(l.shape) for l in jax.tree.leaves(params))
+
+
+def test_base_shapes_without_running_them():
+    shape, size = _encoded_shape_and_size("base", 256)
+    assert shape == (2, 16, 16)
+    assert 20e6 < size < 200e6
+
+
+def test_tiny16_gives_the_base_grid_at_64_px():
+    assert _encoded_shape_and_size("tiny16", 64)[0] == (2, 16, 16)
+    assert _encoded_shape_and_size("tiny", 64)[0] == (2, 8, 8)
 
 
 def test_straight_through_gradients_reach_the_encoder():
