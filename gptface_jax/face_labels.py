@@ -63,7 +63,7 @@ def labels_as_predictions(attributes: np.ndarray, hair_colour: np.ndarray | None
     each class label one-hot (-1, unknown: an all-zero row). A class label with no known value is
     left out, as a judge without that head would be."""
     truth = {"attributes": np.asarray(attributes, np.float32)}
-    for (head, classes), labels in zip(CATEGORICAL.values(), (hair_colour, expression)):
+    for head, labels, classes in (("hair_colour", hair_colour, HAIR_COLOURS), ("expression", expression, EXPRESSIONS)):
         if labels is not None and (np.asarray(labels) >= 0).any():
             truth[head] = (np.asarray(labels)[:, None] == np.arange(len(classes))).astype(np.float32)
     return truth
