@@ -2,6 +2,7 @@
 
     python bench/train_step.py                      # CPU: 1 layer, batch 2 (reduced depth)
     python bench/train_step.py --layers 12 --batch 256 --mm 8192 --out DIR   # one H100
+    python bench/train_step.py --memory --layers 4 --batch 8   # remat x scan_layers: memory, compile, step time
 
 The reference (a plain-JAX step of GPTFace's base shape: 1 + 64 text + 256 image tokens, text
 vocab 32000, codebook 8192, width 768) runs first in a subprocess and prints its variants. Then our
@@ -50,20 +51,21 @@ def model_flops(layers: int, batch: int, seq: int, masked_heads: bool) -> float:
                                    codebook=V_IMG, text_rows=text_rows, image_rows=image_rows)
 
 
-def our_step(layers: int, batch: int, dtype: str, attention: str, residual: str, steps: int) -> dict:
+def compiled_step(layers: int, batch: int, dtype: str, attention: str, residual: str, remat: str = "none",
+                  scan: bool = False):
+    """(compiled step, state, batch, seconds to compile) of trainer.make_train_step at the base shape."""
+    import flax.linen as nn
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from experiments import pretrain
-    from gptface_jax import sharding, trainer
-    from gptface_jax.metrics import compiled_flops
+    from gptface_jax import optimizer, sharding, trainer
     from gptface_jax.model import GPTFace, ModelConfig
 
     config = pretrain.get_config("base")
     with config.unlocked():
         config.model.num_layers, config.model.compute_dtype, config.model.attention = layers, dtype, attention
-        config.model.residual_dtype = residual
+        config.model.residual_dtype, config.model.remat, config.model.scan_layers = residual, remat, scan
         config.model.dropout = 0.0
         config.text.vocab_size, config.text.max_len, config.vq.codebook_size = V_TXT, T_TXT, V_IMG
         config.train.batch_size = batch
@@ -72,7 +74,7 @@ def our_step(layers: int, batch: int, dtype: str, attention: str, residual: str,
     mesh = sharding.make_mesh(config)
     rules = sharding.logical_rules(config)
     model = GPTFace(ModelConfig.from_config(config))
-    tx = trainer.make_optimizer(config)
+    tx = optimizer.make_optimizer(config)
     rng = np.random.default_rng(0)
     text_mask, image_mask = rng.random((batch, T_TXT)) < TEXT_FRACTION, rng.random((batch, T_IMG)) < IMAGE_FRACTION
     text, image = rng.integers(5, V_TXT, (batch, T_TXT)), rng.integers(0, V_IMG, (batch, T_IMG))
@@ -80,30 +82,70 @@ def our_step(layers: int, batch: int, dtype: str, attention: str, residual: str,
             "text_targets": text, "image_targets": image, "text_mask": text_mask, "image_mask": image_mask,
             "itm_label": rng.integers(0, 2, batch)}
     host = {k: v.astype(np.int32) if v.dtype != bool else v for k, v in host.items()}
-    import flax.linen as nn
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        example = (jnp.zeros((1, T_TXT), jnp.int32), jnp.zeros((1, T_IMG), jnp.int32))
-        init, _, shardings = trainer.state_shardings(model, tx, mesh, rules, example)
+        init, _, shardings = trainer.state_shardings(model, tx, mesh, rules)
         state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
         batch_arrays = sharding.to_global(host, mesh, config)
         step = jax.jit(trainer.make_train_step(model, tx, config), out_shardings=(shardings, sharding.replicated(mesh)),
                        donate_argnums=(0,))
+        start = time.perf_counter()
         compiled = step.lower(state, batch_arrays).compile()
-        flops = compiled_flops(compiled)
-        for _ in range(2):
-            state, metrics = compiled(state, batch_arrays)
+        return compiled, state, batch_arrays, time.perf_counter() - start
+
+
+def time_steps(compiled, state, batch_arrays, steps: int) -> float:
+    """Median seconds per step after two warm-up steps."""
+    import jax
+    import numpy as np
+    for _ in range(2):
+        state, metrics = compiled(state, batch_arrays)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch_arrays)
         jax.block_until_ready(metrics)
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            state, metrics = compiled(state, batch_arrays)
-            jax.block_until_ready(metrics)
-            times.append(time.perf_counter() - start)
-    t = float(np.median(times))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def our_step(layers: int, batch: int, dtype: str, attention: str, residual: str, steps: int) -> dict:
+    from gptface_jax.metrics import compiled_flops
+    compiled, state, batch_arrays, _ = compiled_step(layers, batch, dtype, attention, residual)
+    flops = compiled_flops(compiled)
+    t = time_steps(compiled, state, batch_arrays, steps)
     return {"variant": f"ours {dtype} {attention} {residual[:4]}-residual adamw", "ms": round(t * 1e3, 2),
             "xla_tflops": round(flops / t / 1e12, 3),
-            "model_tflops": round(model_flops(layers, batch, model.config.seq_len, True) / t / 1e12, 3),
+            "model_tflops": round(model_flops(layers, batch, 1 + T_TXT + T_IMG + 1, True) / t / 1e12, 3),
             "samples_per_s": round(batch / t, 1)}
+
+
+def memory_table(layers: int, batch: int, steps: int, attention: str, out: str | None) -> int:
+    """Remat policy x scan-over-layers at the base shape: XLA's memory analysis of the compiled step
+    (temporaries = activations kept for the backward pass), compile time and step time, side by side."""
+    import jax
+    rows = []
+    for remat in ("none", "dots_saveable", "full"):
+        for scan in (False, True):
+            compiled, state, batch_arrays, compile_s = compiled_step(layers, batch, "bfloat16", attention, "bfloat16",
+                                                                     remat, scan)
+            memory = compiled.memory_analysis()
+            t = time_steps(compiled, state, batch_arrays, steps)
+            rows.append({"remat": remat, "scan_layers": scan, "temp_mib": round(memory.temp_size_in_bytes / 2**20, 1),
+                         "argument_mib": round(memory.argument_size_in_bytes / 2**20, 1),
+                         "compile_s": round(compile_s, 2), "ms": round(t * 1e3, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+    base = rows[0]
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; base shape, {layers} layers, batch {batch}")
+    print(f"{'remat':14s} {'scan':5s} {'temp MiB':>9s} {'vs none':>8s} {'compile s':>9s} {'ms/step':>9s} {'vs none':>8s}")
+    for r in rows:
+        print(f"{r['remat']:14s} {str(r['scan_layers']):5s} {r['temp_mib']:9.1f} {r['temp_mib'] / base['temp_mib']:8.2f} "
+              f"{r['compile_s']:9.2f} {r['ms']:9.1f} {r['ms'] / base['ms']:8.2f}")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "remat_scan.json").write_text(json.dumps(
+            {"device": jax.devices()[0].device_kind, "layers": layers, "batch": batch, "rows": rows}, indent=1))
+    return 0
 
 
 def main() -> int:
@@ -115,7 +157,12 @@ def main() -> int:
     parser.add_argument("--out", help="folder for train_step.json")
     parser.add_argument("--reference", type=Path, default=REFERENCE,
                         help="reference_step.py (a copy travels with the tree to a device machine)")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead: remat x scan_layers (memory analysis, compile and step time)")
+    parser.add_argument("--attention", default="einsum", help="attention of the --memory table (cudnn on a GPU)")
     args = parser.parse_args()
+    if args.memory:
+        return memory_table(args.layers, args.batch, args.steps, args.attention, args.out)
     if not args.reference.is_file():
         parser.error(f"--reference: no file at {args.reference}")
     import jax

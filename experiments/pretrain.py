@@ -23,18 +23,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     layers, width, heads, mlp, image_size, downsample, codebook, text_len, vocab = VARIANTS[arg]
     tiny = arg.startswith("tiny")
     c = ml_collections.ConfigDict()
-    c.variant = arg
+    c.variant = arg                       # a label: which variant a workdir's config.json started from
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "synthfaces"          # or a folder written by `gptface data ingest`
-    c.data.dir = ""                       # empty: <workdir>/data
-    c.data.pretokenized = ""              # output of `gptface data pretokenize` (what `gptface train` reads)
-    c.data.num_train = 2000 if tiny else 1_000_000
-    c.data.num_test = 200 if tiny else 10_000
+    # output of `gptface data pretokenize` (what `gptface train` reads; SynthFaces or an ingested crawl)
+    c.data.pretokenized = ""
     c.data.image_size = image_size
-    c.data.caption_noise_rate = 0.15
-    c.data.caption_false_rate = 0.2
     c.data.worker_count = 0 if tiny else 8
     c.data.shuffle_seed = 0
     # Logical data shards (0: one per process). Fixing it makes the global batches independent of
@@ -75,7 +70,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # (BENCHMARKS.md, "Session 6").
     c.model.itm_agreement = tiny
     c.model.tie_heads = True              # vocabulary heads share the input embedding tables
-    c.model.param_dtype = "float32"
+    # Memory and compile time at depth (BENCHMARKS.md, "Remat and scan"): remat "none" / "full" /
+    # "dots_saveable"; scan_layers runs the blocks as one nn.scan. Checkpoints convert between layouts.
+    c.model.remat = "none"
+    c.model.scan_layers = False
 
     c.masking = ml_collections.ConfigDict()
     # Per-example masking mode probabilities: joint / image-generation / text-generation.
@@ -143,13 +141,22 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.warmup_steps = 30 if tiny else 10_000
     c.train.weight_decay = 0.01
     c.train.grad_clip = 1.0
+    c.train.b1 = 0.9                      # AdamW moments
+    c.train.b2 = 0.98
+    c.train.end_lr_fraction = 0.1          # the cosine ends at this fraction of learning_rate
     c.train.log_every = 10 if tiny else 100
     c.train.checkpoint_every = 100 if tiny else 5_000
     c.train.keep_checkpoints = 3
+    c.train.time_budget_s = 0.0           # > 0: stop when this wall-clock budget is spent (saved, evaluated)
 
-    c.eval = ml_collections.ConfigDict()
-    c.eval.every = 500 if tiny else 10_000   # held-out ITM (clean + weak splits); also at the end
-    c.eval.max_examples = 1000 if tiny else 10_000
+    # Evaluators in the loop (gptface_jax/evaluators.py): each runs every `every` steps and at the end.
+    every = 500 if tiny else 10_000
+    c.evals = ml_collections.ConfigDict()
+    # held-out ITM on clean and weak pairs, and the cross-modal gains
+    c.evals.itm = ml_collections.ConfigDict(dict(type="itm", every=every, max_examples=1000 if tiny else 10_000))
+    # linear probes of the image-only [CLS] on held-out labels: representation quality as it trains
+    c.evals.probe = ml_collections.ConfigDict(dict(type="probe", every=every, max_examples=1000 if tiny else 5000,
+                                                   feature="cls"))
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.axes = ("data", "fsdp", "tensor")
@@ -163,6 +170,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         ("kv", None),
         ("vocab", "tensor"),
         ("length", None),
+        ("layers", None),                 # the stacked axis of scan_layers
     )
     c.lock()
     return c

@@ -68,10 +68,16 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.warmup_steps = 200 if tiny else 5000
     c.train.weight_decay = 0.0
     c.train.grad_clip = 1.0
+    c.train.b1 = 0.9                      # AdamW moments
+    c.train.b2 = 0.99
+    c.train.end_lr_fraction = 0.05          # the cosine ends at this fraction of learning_rate
     c.train.log_every = 50 if tiny else 100
-    c.train.eval_every = 1000 if tiny else 5000
     c.train.checkpoint_every = 500 if tiny else 5000
     c.train.keep_checkpoints = 2
+
+    # held-out reconstruction (PSNR, codebook use; reconstructions.png) every `every` steps and at the end
+    c.evals = ml_collections.ConfigDict()
+    c.evals.reconstruction = ml_collections.ConfigDict(dict(type="reconstruction", every=1000 if tiny else 5000))
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.axes = ("data", "fsdp", "tensor")

@@ -3,7 +3,8 @@
 One CheckpointManager per workdir (<workdir>/checkpoints): async saves, keep-N, and the grain
 iterator state stored as JSON in the same step, so a resumed run sees exactly the batches the
 interrupted one would have. Restoring takes an abstract target (jax.ShapeDtypeStruct leaves with
-shardings), so a checkpoint restores onto whatever mesh the new run built.
+shardings), so a checkpoint restores onto whatever mesh the new run built, and into either layer
+layout (a loop of blocks or model.scan_layers' stacked blocks), whichever the checkpoint was written in.
 """
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from gptface_jax.model import has_stacked_layers, stack_layers, unstack_layers
 
 
 class Checkpointer:
@@ -35,11 +39,33 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        items = {"state": ocp.args.StandardRestore(abstract_state)}
-        if with_data and "data" in (self.manager.item_metadata(step) or {}):
+        metadata = self.manager.item_metadata(step) or {}
+        target, back = self._in_saved_layout(abstract_state, step)
+        items = {"state": ocp.args.StandardRestore(target)}
+        if with_data and "data" in metadata:
             items["data"] = ocp.args.JsonRestore()
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-        return restored["state"], restored.get("data") if with_data else None
+        return back(restored["state"]), restored.get("data") if with_data else None
+
+    def saved_tree(self, step: int):
+        """The saved state's tree of array metadata (shapes, dtypes), read from disk without restoring it."""
+        path = os.path.join(self.directory, str(step), "state")
+        return ocp.StandardCheckpointer().metadata(path).item_metadata
+
+    def _in_saved_layout(self, abstract, step: int):
+        """(restore target in the checkpoint's layer layout, function back to `abstract`'s layout)."""
+        ours = has_stacked_layers(abstract)
+        if has_stacked_layers(jax.tree.map(lambda x: x, dict(self.saved_tree(step)))) == ours:
+            return abstract, lambda tree: tree
+        if ours:  # a loop checkpoint into a scanned model
+            target = unstack_layers(abstract, take=lambda a, i: _abstract(a, a.shape[1:], _drop_leading(a.sharding)))
+            convert = stack_layers
+        else:
+            target = stack_layers(abstract, stack=lambda leaves: _abstract(
+                leaves[0], (len(leaves), *leaves[0].shape), _add_leading(leaves[0].sharding)))
+            convert = unstack_layers
+        shardings = jax.tree.map(lambda a: a.sharding, abstract)
+        return target, lambda tree: jax.device_put(convert(tree), shardings)
 
     def restore_part(self, abstract: dict, device, step: int | None = None) -> dict:
         """Only the leaves of `abstract` (e.g. {'params': ...}) from the saved state, onto one device.
@@ -49,11 +75,11 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        target = abstract_like(abstract, device)
+        target, back = self._in_saved_layout(abstract_like(abstract, device), step)
         restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), target)
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)))
-        return restored["state"]
+        return back(restored["state"])
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -66,3 +92,20 @@ class Checkpointer:
 def abstract_like(tree, sharding):
     """ShapeDtypeStructs of `tree`, all placed with `sharding` (a restore target)."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def _abstract(like, shape, sharding):
+    return jax.ShapeDtypeStruct(shape, like.dtype, sharding=sharding)
+
+
+def _add_leading(sharding):
+    """The sharding of a stacked leaf: the layer axis replicated in front of the leaf's own spec."""
+    if isinstance(sharding, NamedSharding):
+        return NamedSharding(sharding.mesh, P(None, *sharding.spec))
+    return sharding
+
+
+def _drop_leading(sharding):
+    if isinstance(sharding, NamedSharding):
+        return NamedSharding(sharding.mesh, P(*tuple(sharding.spec)[1:]))
+    return sharding

@@ -57,11 +57,16 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _vq(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import vq_train
+    from gptface_jax import train_loop, vq_train
     config = _load_validated(rest, vq_train.validate)
     if config is None:
         return 2
-    print(json.dumps(vq_train.train(config, args.workdir), indent=1))
+    try:
+        scores = vq_train.train(config, args.workdir)
+    except train_loop.NonFiniteLoss as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 3
+    print(json.dumps(scores, indent=1))
     return 0
 
 
@@ -74,14 +79,14 @@ def _add_distributed_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import config_lib, sharding, trainer
+    from gptface_jax import config_lib, sharding, train_loop, trainer
     config = _load_validated(rest, config_lib.validate)  # before any device is touched
     if config is None:
         return 2
     sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id, args.multihost)
     try:
         final = trainer.train(config, args.workdir)
-    except trainer.NonFiniteLoss as e:
+    except train_loop.NonFiniteLoss as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 3
     print(json.dumps(final, indent=1))
@@ -169,8 +174,9 @@ def _caption(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from gptface_jax import export
-    manifest = export.export(args.workdir, args.out)
-    print(f"exported {manifest['parameters']:,} parameters and {len(manifest['files'])} files to {args.out}")
+    manifest = export.export(args.workdir, args.out, platforms=tuple(args.platforms.split(",")))
+    print(f"exported {manifest['parameters']:,} parameters and {len(manifest['files'])} files to {args.out} "
+          f"(functions serialised for {args.platforms})")
     return 0
 
 
@@ -316,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="a checkpoint -> one self-contained directory (safetensors, tokenizers, jax.export)")
     p.add_argument("--workdir", required=True, help="a `gptface train` workdir (its latest checkpoint)")
     p.add_argument("--out", required=True)
+    p.add_argument("--platforms", default="cpu,cuda,tpu",
+                   help="comma-separated platforms the jax.export functions are serialised for (cpu, cuda, tpu)")
     p.set_defaults(func=_export)
 
     evaluation = sub.add_parser("eval", help="downstream evaluation").add_subparsers(dest="eval_command", required=True)

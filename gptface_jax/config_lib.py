@@ -6,10 +6,14 @@ Configs are Python files under experiments/ with `get_config(arg)`; they are loa
     --config experiments/pretrain.py:tiny --config.train.steps=100
 
 `validate` gathers every inconsistency into one ConfigError, so a bad sweep or override is
-reported in full, at once, and never reaches XLA.
+reported in full, at once, and never reaches XLA. The experiment file's config is the one source
+of truth: library code reads its fields directly, and a field the reference config
+(`reference_config`) does not have is refused by name. Workdirs written by earlier versions are
+brought up to date in one place, `upgrade`.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Sequence
 
@@ -50,6 +54,84 @@ def load(argv: Sequence[str]) -> ml_collections.ConfigDict:
     return flag_values.config
 
 
+def reference_config(kind: str = "pretrain") -> ml_collections.ConfigDict:
+    """The field set every config of `kind` ('pretrain' or 'vq') has: the experiment file's tiny variant."""
+    if kind == "pretrain":
+        from experiments import pretrain
+        return pretrain.get_config("tiny")
+    from experiments import vq
+    return vq.get_config("tiny")
+
+
+def _paths(tree: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "evals":  # evaluator entries are checked by their type
+            out |= _paths(value, f"{prefix}{key}.")
+        else:
+            out.add(f"{prefix}{key}")
+    return out
+
+
+def field_problems(config, kind: str = "pretrain") -> list[str]:
+    """Fields `config` has that the reference does not (unknown, or no longer read), and fields it lacks."""
+    ours, reference = _paths(config.to_dict()), _paths(reference_config(kind).to_dict())
+    return ([f"{p}: unknown config field (nothing reads it)" for p in sorted(ours - reference)]
+            + [f"{p}: missing config field" for p in sorted(reference - ours)])
+
+
+# Fields added to the pre-training config since the first workdirs were written, with the values
+# that reproduce how those runs trained (what the library assumed while the field was absent).
+ADDED_FIELDS = {
+    "data.num_shards": 0,
+    "model.attention": "einsum", "model.tie_heads": True, "model.kernel_init": "normal",
+    "model.residual_dtype": "float32", "model.itm_agreement": False, "model.remat": "none", "model.scan_layers": False,
+    "loss.negative_fraction": 0.5, "loss.swap_negative_fraction": 0.0, "loss.swap_vocabulary": 0,
+    "loss.swap_exclusive": False, "loss.swap_symmetric": False, "loss.swap_corrective": False,
+    "curriculum.salient_steps": 0, "curriculum.salient_mix": 0.0, "curriculum.salient_image_mix": 0.0,
+    "curriculum.salient_tokens": 40, "curriculum.salient_sample": 20_000,
+    "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
+}
+# Fields that nothing read (pre-training reads data.pretokenized; the SynthFaces sizes and caption
+# rates belong to `gptface data synth` and the VQ config).
+RETIRED_FIELDS = ("model.param_dtype", "data.source", "data.dir", "data.num_train", "data.num_test",
+                  "data.caption_noise_rate", "data.caption_false_rate")
+
+
+def upgrade(raw: dict) -> ml_collections.ConfigDict:
+    """A workdir's config.json from any earlier version -> a config with today's fields.
+
+    `eval.{every, max_examples}` becomes the `itm` evaluator, retired fields are dropped, added
+    fields take the values that reproduce the old run (ADDED_FIELDS). What is still missing or
+    unknown after that is a ConfigError naming it.
+    """
+    raw = copy.deepcopy(raw)
+    if "eval" in raw:
+        old = raw.pop("eval")
+        raw["evals"] = {"itm": {"type": "itm", "every": old["every"], "max_examples": old["max_examples"]}}
+    for path in RETIRED_FIELDS:
+        *parents, leaf = path.split(".")
+        node = raw
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    for path, value in ADDED_FIELDS.items():
+        *parents, leaf = path.split(".")
+        node = raw
+        for p in parents:
+            node = node.setdefault(p, {})
+        node.setdefault(leaf, value)
+    if "mesh" in raw:  # the stacked-layers axis of scan_layers (replicated) joined the logical rules
+        rules = [tuple(r) for r in raw["mesh"]["logical_rules"]]
+        if "layers" not in {r[0] for r in rules}:
+            raw["mesh"]["logical_rules"] = [*rules, ("layers", None)]
+    config = ml_collections.ConfigDict(raw)
+    problems = field_problems(config)
+    if problems:
+        raise ConfigError("cannot bring this config.json up to date:\n  - " + "\n  - ".join(problems))
+    return config
+
+
 def data_parallel_size(config: ml_collections.ConfigDict, num_devices: int | None) -> int | None:
     """Devices a batch is split over ('data' x 'fsdp'), or None while the mesh has an open -1."""
     shape = resolve_mesh_shape(config, num_devices)
@@ -74,7 +156,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
 
     `num_devices` (jax.device_count(), when known) lets the mesh and batch checks resolve -1 axes.
     """
-    errors: list[str] = []
+    errors: list[str] = field_problems(config)
+    if errors:  # the checks below read fields by name: report the field set first
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
     check = lambda ok, msg: ok or errors.append(msg)  # noqa: E731
 
     # Data and tokenizers.
@@ -86,30 +170,24 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(config.text.vocab_size > NUM_SPECIAL_TEXT_IDS,
           f"text.vocab_size={config.text.vocab_size} must exceed the {NUM_SPECIAL_TEXT_IDS} special ids")
     check(config.text.max_len >= 2, f"text.max_len={config.text.max_len} must be >= 2")
-    for name in ("caption_noise_rate", "caption_false_rate"):
-        v = config.data[name]
-        check(0.0 <= v <= 1.0, f"data.{name}={v} must be in [0, 1]")
-    check(config.data.num_train >= 1, f"data.num_train={config.data.num_train} must be >= 1")
-    check(config.data.get("num_shards", 0) >= 0, f"data.num_shards={config.data.get('num_shards')} must be >= 0")
+    check(config.data.num_shards >= 0, f"data.num_shards={config.data.num_shards} must be >= 0")
     check(config.data.worker_count >= 0, f"data.worker_count={config.data.worker_count} must be >= 0")
 
     # Model.
     m = config.model
     check(m.num_layers >= 1, f"model.num_layers={m.num_layers} must be >= 1")
+    check(m.width >= 1, f"model.width={m.width} must be >= 1")
     check(m.num_heads >= 1 and m.width % m.num_heads == 0,
           f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
     check(m.mlp_dim >= 1, f"model.mlp_dim={m.mlp_dim} must be >= 1")
     check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1)")
-    check(m.get("residual_dtype", "float32") in ("float32", "bfloat16"),
-          f"model.residual_dtype={m.get('residual_dtype')!r} must be 'float32' or 'bfloat16'")
-    check(m.get("attention", "einsum") in ("einsum", "xla", "cudnn"),
-          f"model.attention={m.get('attention')!r} must be 'einsum', 'xla' or 'cudnn'")
+    check(m.residual_dtype in ("float32", "bfloat16"), f"model.residual_dtype={m.residual_dtype!r} must be 'float32' or 'bfloat16'")
+    check(m.attention in ("einsum", "xla", "cudnn"), f"model.attention={m.attention!r} must be 'einsum', 'xla' or 'cudnn'")
+    check(m.remat in ("none", "full", "dots_saveable"), f"model.remat={m.remat!r} must be 'none', 'full' or 'dots_saveable'")
     check(m.image_embed_init in ("codebook", "random"),
           f"model.image_embed_init={m.image_embed_init!r} must be 'codebook' or 'random'")
-    check(m.get("kernel_init", "normal") in ("normal", "fan_in"),
-          f"model.kernel_init={m.get('kernel_init')!r} must be 'normal' or 'fan_in'")
-    for name in ("compute_dtype", "param_dtype"):
-        check(m[name] in ("float32", "bfloat16", "float16"), f"model.{name}={m[name]!r} is not a float dtype")
+    check(m.kernel_init in ("normal", "fan_in"), f"model.kernel_init={m.kernel_init!r} must be 'normal' or 'fan_in'")
+    check(m.compute_dtype in ("float32", "bfloat16", "float16"), f"model.compute_dtype={m.compute_dtype!r} is not a float dtype")
 
     # Masking and losses.
     k = config.masking
@@ -128,39 +206,34 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(0.0 <= config.loss.caption_dropout < 1.0, f"loss.caption_dropout={config.loss.caption_dropout} must be in [0, 1)")
     for name in ("text_capacity", "image_capacity"):
         check(0.0 < config.loss[name] <= 1.0, f"loss.{name}={config.loss[name]} must be in (0, 1]")
-    check(0.0 < config.loss.get("negative_fraction", 0.5) < 1.0,
-          f"loss.negative_fraction={config.loss.get('negative_fraction', 0.5)} must be in (0, 1): ITM needs both classes")
-    swap = config.loss.get("swap_negative_fraction", 0.0)
+    check(0.0 < config.loss.negative_fraction < 1.0,
+          f"loss.negative_fraction={config.loss.negative_fraction} must be in (0, 1): ITM needs both classes")
+    swap = config.loss.swap_negative_fraction
     check(0.0 <= swap <= 1.0, f"loss.swap_negative_fraction={swap} must be in [0, 1]")
-    check(config.loss.get("swap_vocabulary", 0) >= 0,
-          f"loss.swap_vocabulary={config.loss.get('swap_vocabulary', 0)} must be >= 0 (0: curriculum.salient_tokens)")
-    check(not config.loss.get("swap_corrective", False) or swap > 0,
+    check(config.loss.swap_vocabulary >= 0,
+          f"loss.swap_vocabulary={config.loss.swap_vocabulary} must be >= 0 (0: curriculum.salient_tokens)")
+    check(not config.loss.swap_corrective or swap > 0,
           "loss.swap_corrective=True needs swap negatives: set loss.swap_negative_fraction > 0")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
 
-    # Curriculum (older configs may lack the section: then there is no warm-up).
-    cur = config.get("curriculum")
-    if cur is not None:
-        check(0 <= cur.salient_steps <= config.train.steps,
-              f"curriculum.salient_steps={cur.salient_steps} must be in [0, train.steps={config.train.steps}]")
-        check(0.0 <= cur.get("salient_mix", 0.0) <= 1.0, f"curriculum.salient_mix={cur.get('salient_mix')} must be in [0, 1]")
-        check(0.0 <= cur.get("salient_image_mix", 0.0) <= 1.0,
-              f"curriculum.salient_image_mix={cur.get('salient_image_mix')} must be in [0, 1]")
-        check(cur.salient_tokens >= 1, f"curriculum.salient_tokens={cur.salient_tokens} must be >= 1")
-        check(cur.salient_sample >= 2, f"curriculum.salient_sample={cur.salient_sample} must be >= 2")
+    # Curriculum.
+    cur = config.curriculum
+    check(0 <= cur.salient_steps <= config.train.steps,
+          f"curriculum.salient_steps={cur.salient_steps} must be in [0, train.steps={config.train.steps}]")
+    check(0.0 <= cur.salient_mix <= 1.0, f"curriculum.salient_mix={cur.salient_mix} must be in [0, 1]")
+    check(0.0 <= cur.salient_image_mix <= 1.0, f"curriculum.salient_image_mix={cur.salient_image_mix} must be in [0, 1]")
+    check(cur.salient_tokens >= 1, f"curriculum.salient_tokens={cur.salient_tokens} must be >= 1")
+    check(cur.salient_sample >= 2, f"curriculum.salient_sample={cur.salient_sample} must be >= 2")
 
     # Optimisation.
     t = config.train
-    check(t.steps >= 1, f"train.steps={t.steps} must be >= 1")
-    check(0 <= t.warmup_steps <= t.steps, f"train.warmup_steps={t.warmup_steps} must be in [0, train.steps={t.steps}]")
-    check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0")
+    errors += optimizer_problems(t)
     check(t.accum_steps >= 1 and t.batch_size % t.accum_steps == 0,
           f"train.batch_size={t.batch_size} is not divisible by train.accum_steps={t.accum_steps}")
-    check(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
-    check(config.eval.every >= 1 and config.eval.max_examples >= 2,
-          f"eval.every={config.eval.every} must be >= 1 and eval.max_examples={config.eval.max_examples} >= 2")
     check(t.keep_checkpoints >= 1, f"train.keep_checkpoints={t.keep_checkpoints} must be >= 1")
+    from gptface_jax import evaluators
+    errors += evaluators.problems(config.evals)
 
     # Mesh and sharding.
     axes, shape = tuple(config.mesh.axes), tuple(config.mesh.shape)
@@ -190,3 +263,20 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
     return config
+
+
+def optimizer_problems(t) -> list[str]:
+    """The checks of `config.train` that every trainer shares (steps, schedule, AdamW, clipping, batch)."""
+    errors = []
+    check = lambda ok, msg: ok or errors.append(msg)  # noqa: E731
+    check(t.steps >= 1, f"train.steps={t.steps} must be >= 1")
+    check(0 <= t.warmup_steps <= t.steps, f"train.warmup_steps={t.warmup_steps} must be in [0, train.steps={t.steps}]")
+    check(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be >= 1")
+    check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0")
+    check(t.grad_clip > 0, f"train.grad_clip={t.grad_clip} must be > 0 (a negative clip reverses the gradient)")
+    check(t.weight_decay >= 0, f"train.weight_decay={t.weight_decay} must be >= 0")
+    check(0 <= t.b1 < 1 and 0 <= t.b2 < 1, f"train.b1={t.b1} and train.b2={t.b2} must be in [0, 1)")
+    check(0 <= t.end_lr_fraction <= 1, f"train.end_lr_fraction={t.end_lr_fraction} must be in [0, 1]")
+    check(t.time_budget_s >= 0, f"train.time_budget_s={t.time_budget_s} must be >= 0 (0: no budget)")
+    check(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
+    return errors

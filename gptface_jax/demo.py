@@ -72,7 +72,7 @@ def _vq(workdir: Path, data_dir: Path, budget_s: float) -> dict:
     # Only a cap for a machine far slower than 2 free cores: a cap that bites makes the step count,
     # and every later number of the demo, depend on the machine's load.
     config.train.time_budget_s = budget_s
-    config.train.eval_every = 10**9  # evaluated once, at the end
+    config.evals.reconstruction.every = 10**9  # evaluated once, at the end
     return vq_train.train(config, str(vq_dir))
 
 

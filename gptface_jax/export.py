@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -30,8 +29,8 @@ from safetensors.numpy import load_file, save_file
 from data_pipelines.errors import DataError
 from gptface_jax import exported as reader
 from gptface_jax import features as features_lib
-from gptface_jax import sharding
-from gptface_jax.model import GPTFace, ModelConfig
+from gptface_jax import config_lib, sharding
+from gptface_jax.model import GPTFace, ModelConfig, abstract_variables
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 
@@ -52,20 +51,30 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
     return flat
 
 
-def _serialize(fn, *args) -> bytes:
+def _serialize(name: str, fn, platforms: tuple[str, ...], *args) -> bytes:
     try:
-        exp = jax.export.export(jax.jit(fn), platforms=PLATFORMS)(*args)
-    except Exception:  # noqa: BLE001 - a jaxlib without some platform's lowering: export for this one only
-        exp = jax.export.export(jax.jit(fn))(*args)
+        exp = jax.export.export(jax.jit(fn), platforms=platforms)(*args)
+    except Exception as e:  # noqa: BLE001 - jax raises several types for a platform it cannot lower to
+        raise ExportPlatformError(f"cannot serialise {name} for platforms {list(platforms)}: "
+                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
     return bytes(exp.serialize())
 
 
-def export(workdir: str, out_dir: str, compute_dtype: str = "float32") -> dict:
+class ExportPlatformError(DataError):
+    """A requested platform that this jaxlib cannot serialise a function for."""
+
+
+def export(workdir: str, out_dir: str, compute_dtype: str = "float32", platforms: tuple[str, ...] = PLATFORMS) -> dict:
     """Writes the export of `workdir`'s latest checkpoint to `out_dir` (written aside, then moved in place).
 
     The serialised functions compute in `compute_dtype`: float32 by default, so an export reproduces
-    the checkpoint's numbers exactly; 'bfloat16' as in training is faster on accelerators.
+    the checkpoint's numbers exactly; 'bfloat16' as in training is faster on accelerators. Each
+    function is serialised for every platform in `platforms` (the manifest lists them); one that
+    cannot be is an ExportPlatformError naming it.
     """
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if unknown or not platforms:
+        raise ExportPlatformError(f"unknown export platforms {unknown or list(platforms)}: choose from {list(PLATFORMS)}")
     from gptface_jax import inference
     from gptface_jax.pretokenize import TOKENIZER_FILE
     from gptface_jax.vq import VQModel
@@ -104,11 +113,11 @@ def export(workdir: str, out_dir: str, compute_dtype: str = "float32") -> dict:
     }
     for name, (fn, *args) in functions.items():
         with open(os.path.join(staging, f"{name}.jaxexport"), "wb") as f:
-            f.write(_serialize(fn, *args))
+            f.write(_serialize(name, fn, tuple(platforms), *args))
     files = sorted(os.listdir(staging))
     manifest = {"format": reader.FORMAT, "workdir": os.path.abspath(workdir), "files": files,
                 "image_size": size, "image_grid": grid, "max_text_len": mc.max_text_len,
-                "compute_dtype": compute_dtype, "width": mc.width, "codebook_size": mc.codebook_size, "text_vocab": mc.text_vocab,
+                "compute_dtype": compute_dtype, "platforms": {name: list(platforms) for name in functions}, "width": mc.width, "codebook_size": mc.codebook_size, "text_vocab": mc.text_vocab,
                 "parameters": int(sum(x.size for x in jax.tree.leaves(pretrained.params)))}
     with open(os.path.join(staging, reader.MANIFEST), "w") as f:
         json.dump(manifest, f, indent=1)
@@ -154,12 +163,11 @@ def load(directory: str, devices=None) -> Loaded:
     """Restores an export onto `devices` (default: all), parameters replicated, batches split across them."""
     manifest = reader.read_manifest(directory)
     with open(os.path.join(directory, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    model = GPTFace(dataclasses.replace(ModelConfig.from_config(config),
-                                        compute_dtype=manifest.get("compute_dtype", "float32")))
+        config = config_lib.upgrade(json.load(f))
+    config.model.scan_layers, config.model.remat = False, "none"  # exports hold the loop layout
+    model = GPTFace(dataclasses.replace(ModelConfig.from_config(config), compute_dtype=manifest.get("compute_dtype", "float32")))
     mc = model.config
-    example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
-    expected = flatten(jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), *example)))["params"])
+    expected = flatten(abstract_variables(model)["params"])
     stored = load_file(os.path.join(directory, "params.safetensors"))
     problems = [f"{k}: missing" for k in sorted(set(expected) - set(stored))]
     problems += [f"{k}: not in the model" for k in sorted(set(stored) - set(expected))]
@@ -168,8 +176,8 @@ def load(directory: str, devices=None) -> Loaded:
     if problems:
         raise DataError(f"{directory}: params.safetensors does not match config.json ({len(problems)} problems): "
                         + "; ".join(problems[:5]))
-    if manifest.get("image_grid") != mc.image_grid:
-        raise DataError(f"{directory}: manifest image_grid {manifest.get('image_grid')} but config.json builds {mc.image_grid}")
+    if manifest["image_grid"] != mc.image_grid:
+        raise DataError(f"{directory}: manifest image_grid {manifest['image_grid']} but config.json builds {mc.image_grid}")
     devices = list(devices if devices is not None else jax.devices())
     mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     params = jax.device_put({"params": reader.unflatten(stored)}, sharding.replicated(mesh))

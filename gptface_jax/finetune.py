@@ -21,7 +21,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from gptface_jax import downstream, features, sharding, trainer
+from data_pipelines.text_tokenizer import PAD
+from gptface_jax import downstream, features, optimizer, sharding
+from gptface_jax.model import abstract_variables, dropout_rng
 
 
 INITS = ("pretrained", "random")
@@ -73,11 +75,12 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
     config = ml_collections.ConfigDict(pretrained.config.to_dict())
     config.train.learning_rate, config.train.steps = learning_rate, steps
     config.train.warmup_steps, config.train.accum_steps = max(1, steps // 10), 1
+    config.train.time_budget_s = 0.0
     config.mesh.shape = (-1, 1, 1)  # data parallel over whatever devices are present
     mesh, rules = sharding.make_mesh(config), sharding.logical_rules(config)
     if batch_size % jax.device_count():
         raise ValueError(f"batch size {batch_size} does not divide over {jax.device_count()} devices")
-    model, tx = pretrained.model, trainer.make_optimizer(config)
+    model, tx = pretrained.model, optimizer.make_optimizer(config)
     width = pretrained.model.config.width
     rng = np.random.default_rng(seed)
     params = {"body": pretrained.params if init == "pretrained" else downstream.initial_params(pretrained),
@@ -87,22 +90,29 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
     def logits_fn(p, image_codes):
         return features.image_features(model, p["body"], image_codes)["cls"] @ p["head"]["w"] + p["head"]["b"]
 
-    def loss_fn(p, batch):
-        return _head_loss(logits_fn(p, batch["codes"]), batch["attributes"], batch["expression"], num_attributes)
+    def train_logits_fn(p, image_codes, rng):
+        """As logits_fn, with the model's dropout on (features and evaluation stay deterministic)."""
+        text = jnp.full((image_codes.shape[0], model.config.max_text_len), PAD, jnp.int32)
+        cls = model.apply(p["body"], text, image_codes, deterministic=False, rngs={"dropout": rng})["cls"]
+        return cls.astype(jnp.float32) @ p["head"]["w"] + p["head"]["b"]
+
+    def loss_fn(p, batch, rng):
+        return _head_loss(train_logits_fn(p, batch["codes"], rng), batch["attributes"], batch["expression"],
+                          num_attributes)
 
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         replicated = sharding.replicated(mesh)
-        body_shardings = nn.logical_to_mesh_sharding(
-            nn.get_partition_spec(jax.eval_shape(lambda: model.init(
-                jax.random.PRNGKey(0), jnp.zeros((1, model.config.max_text_len), jnp.int32),
-                jnp.zeros((1, model.config.image_grid ** 2), jnp.int32)))), mesh, rules)
+        body_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_variables(model, boxed=True)),
+                                                     mesh, rules)
         params = {"body": jax.device_put(params["body"], body_shardings), "head": jax.device_put(params["head"], replicated)}
-        state = {"params": params, "opt_state": tx.init(params)}
+        state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
         def train_step(state, batch):
-            loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
+            rng = dropout_rng(seed, state["step"])
+            loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch, rng)
             updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-            return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, loss
+            return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
+                    "step": state["step"] + 1}, loss
         step = jax.jit(train_step, donate_argnums=0)
         predict = jax.jit(logits_fn)
 

@@ -13,7 +13,6 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -21,7 +20,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.text_tokenizer import TextTokenizer
 from gptface_jax.checkpoints import Checkpointer
-from gptface_jax.model import GPTFace, ModelConfig
+from gptface_jax.model import GPTFace, ModelConfig, abstract_variables
 
 
 @dataclasses.dataclass
@@ -68,13 +67,13 @@ def load_params(workdir: str, step: int | None = None) -> tuple:
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise DataError(f"{workdir}: not a pre-training workdir (no config.json); train with `gptface train`")
+    from gptface_jax import config_lib
     with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        config = config_lib.upgrade(json.load(f))
+    # inference runs the plain loop of blocks (checkpoints of scanned runs are converted on restore)
+    config.model.scan_layers, config.model.remat = False, "none"
     model = GPTFace(ModelConfig.from_config(config))
-    mc = model.config
-    example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
-    import flax.linen as nn
-    abstract = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), *example)))
+    abstract = abstract_variables(model)
     checkpointer = Checkpointer(workdir, keep=100, async_save=False)
     if checkpointer.latest_step() is None:
         raise DataError(f"{workdir}: no checkpoint yet")

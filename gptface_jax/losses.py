@@ -4,6 +4,10 @@ The vocabulary heads run on masked positions only: masked positions of the whole
 gathered into a fixed-capacity buffer (`capacity` x all positions), so shapes stay static under jit
 while the cost follows the masking ratio. Positions beyond the capacity are dropped and counted
 (`*_overflow`); size the capacity above the expected masked fraction.
+
+Each loss is a sum over its rows divided by a normaliser (rows counted). By default the normaliser
+is this batch's own count; under gradient accumulation the step passes the whole batch's counts
+(`normalisers`), so the micro-batch losses add up to exactly the loss of the whole batch.
 """
 from __future__ import annotations
 
@@ -27,44 +31,60 @@ def gather_masked(hidden, mask, capacity: float):
     return hidden.reshape(b * n, d)[idx], idx, valid, overflow
 
 
-def masked_cross_entropy(logits, targets, valid):
-    """Mean cross-entropy and accuracy over valid rows; (0, 0) when none are valid."""
+def masked_cross_entropy(logits, targets, valid, normaliser=None):
+    """Cross-entropy and accuracy summed over valid rows / `normaliser` (default: the valid rows)."""
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     nll = -jnp.take_along_axis(logp, targets[:, None], axis=-1)[:, 0]
-    n = jnp.maximum(valid.sum(), 1)
+    n = jnp.maximum(valid.sum(), 1) if normaliser is None else normaliser
     loss = jnp.where(valid, nll, 0.0).sum() / n
     acc = jnp.where(valid, logits.argmax(-1) == targets, False).sum() / n
     return loss, acc
 
 
-def itm_loss(itm_logits, labels, weights=None):
+def itm_loss(itm_logits, labels, weights=None, normaliser=None):
     """2-way cross-entropy on [CLS], averaged with per-example `weights` (default all 1).
 
     Returns loss, accuracy and the match probability. Caption-dropped examples carry weight 0.
     """
     logp = jax.nn.log_softmax(itm_logits.astype(jnp.float32), axis=-1)
     w = jnp.ones(labels.shape, jnp.float32) if weights is None else weights.astype(jnp.float32)
-    n = jnp.maximum(w.sum(), 1.0)
+    n = jnp.maximum(w.sum(), 1.0) if normaliser is None else normaliser
     loss = -(w * jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]).sum() / n
     acc = (w * (itm_logits.argmax(-1) == labels)).sum() / n
     return loss, acc, jnp.exp(logp[:, 1])
 
 
+def accumulation_normalisers(batch, accum_steps: int, capacity_text: float, capacity_image: float) -> dict:
+    """The rows each loss of a whole batch averages over, counted as its `accum_steps` micro-batches
+    (every `accum_steps`-th row) will gather them: the `normalisers` of milm_itm_loss."""
+    def rows(mask, capacity):
+        micro = mask.reshape(mask.shape[0] // accum_steps, accum_steps, -1).swapaxes(0, 1).reshape(accum_steps, -1)
+        cap = capacity_rows(micro.shape[1] // mask.shape[1], mask.shape[1], capacity)
+        return jnp.maximum(jnp.minimum(micro.sum(1), cap).sum(), 1)
+    weight = batch["itm_weight"] if "itm_weight" in batch else jnp.ones(batch["itm_label"].shape)
+    return {"text": rows(batch["text_mask"], capacity_text), "image": rows(batch["image_mask"], capacity_image),
+            "itm": jnp.maximum(weight.astype(jnp.float32).sum(), 1.0)}
+
+
 def milm_itm_loss(text_logits_fn, image_logits_fn, out, batch, *, max_text_len: int, capacity_text: float,
-                  capacity_image: float, weights=(1.0, 1.0, 1.0)):
+                  capacity_image: float, weights=(1.0, 1.0, 1.0), normalisers: dict | None = None):
     """Total loss and metrics for one batch.
 
     `batch` holds `text_targets` (B, L), `image_targets` (B, N), `text_mask`, `image_mask` (bool,
     already cleared on ITM negatives), `itm_label` (B,) and optionally `itm_weight` (B,). `text_logits_fn` / `image_logits_fn`
-    map gathered hidden rows to float32 logits (the model's head methods).
+    map gathered hidden rows to float32 logits (the model's head methods). `normalisers` ({'text',
+    'image', 'itm'}: row counts) replace this batch's own counts (accumulation_normalisers).
     """
+    norm = normalisers or {}
     hidden = out["hidden"]
     text_h, image_h = hidden[:, 1:1 + max_text_len], hidden[:, 2 + max_text_len:]
     rows, idx, valid, t_over = gather_masked(text_h, batch["text_mask"], capacity_text)
-    t_loss, t_acc = masked_cross_entropy(text_logits_fn(rows), batch["text_targets"].reshape(-1)[idx], valid)
+    t_loss, t_acc = masked_cross_entropy(text_logits_fn(rows), batch["text_targets"].reshape(-1)[idx], valid,
+                                         norm.get("text"))
     rows, idx, valid, i_over = gather_masked(image_h, batch["image_mask"], capacity_image)
-    i_loss, i_acc = masked_cross_entropy(image_logits_fn(rows), batch["image_targets"].reshape(-1)[idx], valid)
-    m_loss, m_acc, p_match = itm_loss(out["itm_logits"], batch["itm_label"], batch.get("itm_weight"))
+    i_loss, i_acc = masked_cross_entropy(image_logits_fn(rows), batch["image_targets"].reshape(-1)[idx], valid,
+                                         norm.get("image"))
+    m_loss, m_acc, p_match = itm_loss(out["itm_logits"], batch["itm_label"], batch.get("itm_weight"), norm.get("itm"))
     wt, wi, wm = weights
     total = wt * t_loss + wi * i_loss + wm * m_loss
     metrics = {"loss": total, "text_loss": t_loss, "image_loss": i_loss, "itm_loss": m_loss,

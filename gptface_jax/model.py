@@ -47,6 +47,12 @@ class ModelConfig:
     # caption-image comparison as a product of two features; the text head computes it as a dot
     # product with the word's embedding already (BENCHMARKS.md, "Session 6").
     itm_agreement: bool = False
+    # Memory at scale: "none", "full" (recompute each block in the backward pass) or "dots_saveable"
+    # (keep the matmul outputs, recompute the rest); see REMAT_POLICIES.
+    remat: str = "none"
+    # The blocks as one nn.scan over stacked parameters ('layers' axis): compile time stops growing
+    # with depth. Checkpoints convert between both layouts (stack_layers / unstack_layers).
+    scan_layers: bool = False
 
     def kernel_std(self, fan_in: int) -> float:
         return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
@@ -66,10 +72,9 @@ class ModelConfig:
                    max_text_len=config.text.max_len,
                    image_grid=image_grid or config.data.image_size // config.vq.downsample,
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
-                   dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.get("attention", "einsum"),
-                   tie_heads=m.get("tie_heads", True), kernel_init=m.get("kernel_init", "normal"),
-                   residual_dtype=m.get("residual_dtype", "float32"),
-                   itm_agreement=m.get("itm_agreement", False))
+                   dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.attention,
+                   tie_heads=m.tie_heads, kernel_init=m.kernel_init, residual_dtype=m.residual_dtype,
+                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers)
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -153,6 +158,7 @@ class Attention(nn.Module):
 
 class Block(nn.Module):
     config: ModelConfig
+    scanned: bool = False  # under nn.scan the block is a scan body: (carry, None) out
 
     @nn.compact
     def __call__(self, x, key_mask, deterministic: bool):
@@ -165,7 +171,25 @@ class Block(nn.Module):
         h = nn.with_logical_constraint(nn.gelu(h), ("batch", "length", "mlp"))
         h = Projection((c.width,), ("mlp",), ("embed",), c.compute_dtype, c.kernel_std(c.mlp_dim), name="mlp_out")(h)
         x = x + nn.Dropout(c.dropout)(h, deterministic=deterministic).astype(x.dtype)
-        return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        return (x, None) if self.scanned else x
+
+
+REMAT_POLICIES = {"none": None, "full": jax.checkpoint_policies.nothing_saveable,
+                  "dots_saveable": jax.checkpoint_policies.dots_saveable}
+
+
+def make_blocks(c: ModelConfig):
+    """The body: `num_layers` Blocks as a list, or one nn.scan over stacked parameters; each
+    block rematerialised by `c.remat`. Either way called as blocks(x, key_mask, deterministic)."""
+    block = Block
+    if c.remat != "none":  # deterministic (argument 3, counting self) is a Python bool: static
+        block = nn.remat(Block, policy=REMAT_POLICIES[c.remat], static_argnums=(3,), prevent_cse=not c.scan_layers)
+    if not c.scan_layers:
+        return [block(c, name=f"block_{i}") for i in range(c.num_layers)]
+    return nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                   in_axes=(nn.broadcast, nn.broadcast), length=c.num_layers,
+                   metadata_params={nn.PARTITION_NAME: "layers"})(c, scanned=True, name="blocks")
 
 
 class GPTFace(nn.Module):
@@ -182,7 +206,7 @@ class GPTFace(nn.Module):
         self.image_row = self.param("image_row", _init(axes=("length", "embed")), (c.image_grid, c.width))
         self.image_col = self.param("image_col", _init(axes=("length", "embed")), (c.image_grid, c.width))
         self.segment = self.param("segment", _init(axes=(None, "embed")), (2, c.width))
-        self.blocks = [Block(c, name=f"block_{i}") for i in range(c.num_layers)]
+        self.blocks = make_blocks(c)
         self.final_ln = LayerNorm()
         self.itm_head = Projection((2,), ("embed",), (None,), "float32", c.kernel_std(c.width), name="itm_head")
         if c.itm_agreement:  # zeros: ITM starts as the plain [CLS] head
@@ -213,8 +237,11 @@ class GPTFace(nn.Module):
         if inputs_embeds is not None:
             x = inputs_embeds
         x = x.astype(jnp.dtype(self.config.residual_dtype))
-        for block in self.blocks:
-            x = block(x, key_mask, deterministic)
+        if self.config.scan_layers:
+            x, _ = self.blocks(x, key_mask, deterministic)
+        else:
+            for block in self.blocks:
+                x = block(x, key_mask, deterministic)
         hidden = self.final_ln(x)
         itm = self.itm_head(hidden[:, 0]).astype(jnp.float32)
         if self.config.itm_agreement:
@@ -245,6 +272,22 @@ class GPTFace(nn.Module):
         return self._vocab_logits(hidden, table, self.image_bias, self.config.codebook_size)
 
 
+def dropout_rng(seed: int, step):
+    """The dropout key of training step `step`: a stream of its own, drawn again identically on resume."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), step)
+
+
+def example_inputs(config: ModelConfig, batch: int = 1):
+    """Zero (text ids, image codes) of the model's shapes: what init and shape inference trace."""
+    return (jnp.zeros((batch, config.max_text_len), jnp.int32), jnp.zeros((batch, config.image_grid ** 2), jnp.int32))
+
+
+def abstract_variables(model: "GPTFace", boxed: bool = False):
+    """The model's variables as ShapeDtypeStructs (no FLOPs, no memory); `boxed` keeps the logical axes."""
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *example_inputs(model.config)))
+    return variables if boxed else nn.meta.unbox(variables)
+
+
 def text_hidden(hidden, config: ModelConfig):
     """The text part (B, L, D) of the sequence: after [CLS], before [SEP]."""
     return hidden[:, 1:1 + config.max_text_len]
@@ -262,3 +305,41 @@ def gather_positions(mask, count: int):
     """
     order = jnp.argsort(~mask, axis=-1, stable=True)[:, :count]
     return order, jnp.take_along_axis(mask, order, axis=-1)
+
+
+# --- layer layouts: checkpoints written with scan_layers restore into the loop and back -------
+
+def _is_layer_dict(x) -> bool:
+    return isinstance(x, dict) and ("blocks" in x or "block_0" in x)
+
+
+def has_stacked_layers(tree) -> bool:
+    """Does any dict in `tree` hold the scanned body ('blocks') rather than 'block_0', 'block_1', ...?"""
+    found = []
+    jax.tree.map(lambda x: found.append("blocks" in x) if _is_layer_dict(x) else None, tree, is_leaf=_is_layer_dict)
+    return any(found)
+
+
+def stack_layers(tree, stack=lambda leaves: jnp.stack(leaves)):
+    """Every {'block_0': t0, 'block_1': t1, ...} in `tree` (params, optimizer moments) -> {'blocks': stacked}.
+
+    `stack` combines one leaf of each layer (default jnp.stack; abstract targets pass their own).
+    """
+    def convert(x):
+        if not (isinstance(x, dict) and "block_0" in x):
+            return x
+        n = sum(1 for k in x if k.startswith("block_"))
+        rest = {k: v for k, v in x.items() if not k.startswith("block_")}
+        return {**rest, "blocks": jax.tree.map(lambda *leaves: stack(list(leaves)), *[x[f"block_{i}"] for i in range(n)])}
+    return jax.tree.map(convert, tree, is_leaf=_is_layer_dict)
+
+
+def unstack_layers(tree, take=lambda leaf, i: leaf[i]):
+    """The inverse of stack_layers: {'blocks': stacked} -> {'block_0': ..., 'block_1': ...}."""
+    def convert(x):
+        if not (isinstance(x, dict) and "blocks" in x):
+            return x
+        n = jax.tree.leaves(x["blocks"])[0].shape[0]
+        rest = {k: v for k, v in x.items() if k != "blocks"}
+        return {**rest, **{f"block_{i}": jax.tree.map(lambda leaf: take(leaf, i), x["blocks"]) for i in range(n)}}
+    return jax.tree.map(convert, tree, is_leaf=_is_layer_dict)

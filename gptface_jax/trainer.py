@@ -2,8 +2,8 @@
 
     gptface train --config experiments/pretrain.py:tiny --config.data.pretokenized=DIR --workdir W
 
-Sections: 1. config  2. data  3. sharded state  4. the jitted step  5. held-out ITM (clean and
-weak splits, see itm_eval)  6. the loop (metrics, NaN guard, checkpoints, resume). Rerunning with the same workdir resumes
+Sections: 1. config  2. data  3. sharded state  4. the jitted step  5. the run (train_loop: metrics,
+NaN guard, checkpoints; evaluators from config.evals). Rerunning with the same workdir resumes
 from the latest checkpoint, input pipeline included; a different mesh restores through the
 abstract target's shardings.
 """
@@ -11,29 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm import tqdm
 
 from data_pipelines.errors import DataError
 from data_pipelines.masking import MaskingConfig
 from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
 from data_pipelines.shards import ShardSource
-from gptface_jax import config_lib, itm_eval, losses, sharding
+from gptface_jax import config_lib, losses, optimizer, sharding, train_loop
+from gptface_jax import evaluators as evaluators_lib
 from gptface_jax.checkpoints import Checkpointer
-from gptface_jax.metrics import MetricWriter, compiled_flops, throughput, transformer_train_flops
-from gptface_jax.model import GPTFace, ModelConfig, image_hidden, text_hidden
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training produced NaN/Inf; the last good checkpoint is kept."""
+from gptface_jax.metrics import MetricWriter, compiled_flops, transformer_train_flops
+from gptface_jax.model import GPTFace, ModelConfig, dropout_rng, example_inputs
 
 
 # --- 1. config ------------------------------------------------------------------------------------------------
@@ -111,17 +105,17 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str, resuming
             record = json.load(f).get("record")
         if record is not None:
             return _vocabulary_of_record(record)
-    cur = config.get("curriculum")
-    swap = config.loss.get("swap_negative_fraction", 0.0) > 0
-    image_mix = cur.get("salient_image_mix", 0.0) > 0 if cur is not None else False
-    if cur is None or (cur.salient_steps == 0 and cur.get("salient_mix", 0.0) == 0 and not swap and not image_mix):
+    cur = config.curriculum
+    swap = config.loss.swap_negative_fraction > 0
+    image_mix = cur.salient_image_mix > 0
+    if cur.salient_steps == 0 and cur.salient_mix == 0 and not swap and not image_mix:
         return SalientVocabulary()
     from data_pipelines import informative_tokens
     from data_pipelines.text_tokenizer import NUM_SPECIAL, TextTokenizer
     from gptface_jax.pretokenize import TOKENIZER_FILE
     text, image_codes = informative_tokens.load_sample(train_source, cur.salient_sample)
     # one ranking serves both lists: the warm-up's words are its head, the swap words a longer head
-    swap_k = config.loss.get("swap_vocabulary", 0) if swap else 0
+    swap_k = config.loss.swap_vocabulary if swap else 0
     ranked = informative_tokens.informative_tokens(text, image_codes, vocab_size=config.text.vocab_size,
                                                    codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
                                                    k=max(cur.salient_tokens, swap_k))
@@ -138,10 +132,10 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str, resuming
         word_start = tuple(bool(x) for x in starts)
         candidates = ranked[:max(swap_k, cur.salient_tokens)]
         # with the images: no synonym partners ("hat" -> "cap" would be a negative that is true)
-        exclusive = informative_tokens.EXCLUSIVE if config.loss.get("swap_exclusive", False) else None
+        exclusive = informative_tokens.EXCLUSIVE if config.loss.swap_exclusive else None
         pairs = informative_tokens.swap_partners(text, candidates, starts, image_codes=image_codes,
                                                  max_cooccurrence=exclusive,
-                                                 symmetric=config.loss.get("swap_symmetric", False),
+                                                 symmetric=config.loss.swap_symmetric,
                                                  codebook_size=config.vq.codebook_size)
     codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)
@@ -154,7 +148,7 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str, resuming
         piece = (lambda i: sp.id_to_piece(int(i))) if sp is not None else str  # noqa: E731
         with open(path, "w") as f:
             json.dump({"ids": [int(i) for i in ids], "pieces": [piece(i) for i in ids] if sp is not None else [],
-                       "steps": cur.salient_steps, "mix": cur.get("salient_mix", 0.0),
+                       "steps": cur.salient_steps, "mix": cur.salient_mix,
                        "swap_partners": {piece(t): [piece(p) for p in ps] for t, ps in pairs.items()},
                        "checked": [piece(i) for i in corrective] if swap else [],
                        "image_codes": {piece(t): list(cs) for t, cs in codes.items()},
@@ -164,16 +158,6 @@ def salient_vocabulary(config, train_source: ShardSource, workdir: str, resuming
 
 
 # --- 3. sharded state -----------------------------------------------------------------------------------------
-
-def make_optimizer(config) -> optax.GradientTransformation:
-    t = config.train
-    warmup = max(t.warmup_steps, 1)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, warmup, max(t.steps, warmup + 1),
-                                                  end_value=t.learning_rate * 0.1)
-    tx = optax.chain(optax.clip_by_global_norm(t.grad_clip),
-                     optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=t.weight_decay))
-    return optax.MultiSteps(tx, t.accum_steps) if t.accum_steps > 1 else tx
-
 
 def codebook_embeddings(codebook: np.ndarray, width: int, seed: int, scale: float = 0.02) -> np.ndarray:
     """Initial image-token embeddings from the VQ code vectors: a random projection to `width`.
@@ -201,86 +185,89 @@ def initial_image_embeddings(config) -> np.ndarray | None:
     return codebook_embeddings(codebook, config.model.width, config.seed)
 
 
-def state_shardings(model: GPTFace, tx, mesh, rules, example, image_embed: np.ndarray | None = None):
-    """Abstract state and its NamedShardings: parameters by their logical axes, the rest to match.
+def state_shardings(model: GPTFace, tx, mesh, rules, image_embed: np.ndarray | None = None):
+    """(init, abstract state, NamedShardings) of {params, opt_state, step}.
 
-    `image_embed` (codebook_size, width), when given, replaces the first rows of the image table.
+    Every sharding comes from logical axes: the optimizer is initialised on the boxed (logically
+    annotated) parameters under eval_shape, so each moment carries its parameter's names and gets
+    its parameter's sharding; unannotated leaves (counts, step) are replicated. `image_embed`
+    (codebook_size, width), when given, replaces the first rows of the image table.
     """
+    def boxed_state(rng):
+        variables = model.init(rng, *example_inputs(model.config))
+        return {"params": variables, "opt_state": tx.init(variables), "step": jnp.zeros((), jnp.int32)}
+
     def init(rng):
-        variables = model.init(rng, *example)
-        params = nn.meta.unbox(variables)
+        state = nn.meta.unbox(boxed_state(rng))
+        params = state["params"]
         if image_embed is not None:
             table = params["params"]["image_embed"]
             params["params"]["image_embed"] = table.at[: image_embed.shape[0]].set(jnp.asarray(image_embed, table.dtype))
-        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-    boxed = jax.eval_shape(lambda r: model.init(r, *example), jax.random.PRNGKey(0))
-    param_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
-    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
-    # Optimizer moments mirror the parameters; scalars (counts, step) are replicated.
-    by_shape = {}
-    for leaf, sh in zip(jax.tree.leaves(abstract["params"]), jax.tree.leaves(param_shardings)):
-        by_shape.setdefault(leaf.shape, sh)
-    replicated = sharding.replicated(mesh)
-    shardings = jax.tree.map(lambda leaf: by_shape.get(leaf.shape, replicated) if leaf.ndim else replicated, abstract)
-    shardings["params"] = param_shardings
-    return init, abstract, shardings
+        return {"params": params, "opt_state": tx.init(params), "step": state["step"]}
+    boxed = jax.eval_shape(boxed_state, jax.random.PRNGKey(0))
+    shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
+    return init, jax.eval_shape(init, jax.random.PRNGKey(0)), shardings
 
 
 # --- 4. the jitted step ---------------------------------------------------------------------------------------
 
 def make_train_step(model: GPTFace, tx, config):
+    """step(state, batch) -> (state, metrics): one optimizer update over the whole batch.
+
+    With train.accum_steps = k the batch is cut into k micro-batches (every k-th row, so each
+    device keeps its own rows) and the gradients are summed in a lax.scan; every loss is normalised
+    by the whole batch's counts, so the update equals one step on the whole batch. Dropout masks
+    draw from model.dropout_rng(seed, step): a resumed run draws the same ones.
+    """
     c = model.config
     w = config.loss
+    k = config.train.accum_steps
 
-    def loss_fn(params, batch):
-        out = model.apply(params, batch["text_inputs"], batch["image_inputs"])
+    def loss_fn(params, batch, rng, normalisers):
+        out = model.apply(params, batch["text_inputs"], batch["image_inputs"], deterministic=False,
+                          rngs={"dropout": rng})
         total, (metrics, _) = losses.milm_itm_loss(
             lambda h: model.apply(params, h, method=GPTFace.text_logits),
             lambda h: model.apply(params, h, method=GPTFace.image_logits),
             out, batch, max_text_len=c.max_text_len, capacity_text=w.text_capacity, capacity_image=w.image_capacity,
-            weights=(w.text_weight, w.image_weight, w.itm_weight))
+            weights=(w.text_weight, w.image_weight, w.itm_weight), normalisers=normalisers)
         return total, metrics
 
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def gradients(params, batch, rng):
+        if k == 1:
+            (_, metrics), grads = grad_fn(params, batch, rng, None)
+            return grads, metrics
+        normalisers = losses.accumulation_normalisers(batch, k, w.text_capacity, w.image_capacity)
+        micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+
+        def add(total, xs):
+            i, micro_batch = xs
+            (_, metrics), grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, i), normalisers)
+            return jax.tree.map(jnp.add, total, (grads, metrics)), None
+        (_, metric_shapes), grad_shapes = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), rng,
+                                                         normalisers)
+        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (grad_shapes, metric_shapes))
+        (grads, metrics), _ = jax.lax.scan(add, zeros, (jnp.arange(k), micro))
+        # losses and accuracies were normalised by the whole batch: their sums are the batch's values;
+        # overflow counts are per micro-batch: their mean
+        metrics = {**metrics, "text_overflow": metrics["text_overflow"] / k, "image_overflow": metrics["image_overflow"] / k}
+        return grads, metrics
+
     def step(state, batch):
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
+        rng = dropout_rng(config.seed, state["step"])
+        grads, metrics = gradients(state["params"], batch, rng)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(params),
+                   "learning_rate": optimizer.learning_rate_schedule(config.train)(state["step"])}
         return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 
     return step
 
 
-# --- 5. held-out ITM ------------------------------------------------------------------------------------------
-
-def make_itm_scorer(model: GPTFace, mesh):
-    """Jitted ITM logits on whole captions and images, replicated so every process can read them."""
-    return jax.jit(lambda p, t, i: model.apply(p, t, i)["itm_logits"], out_shardings=sharding.replicated(mesh))
-
-
-def make_caption_scorer(model: GPTFace, mesh):
-    """Jitted (summed NLL, token count) per row over the `hidden` caption positions, which are masked."""
-    from data_pipelines.text_tokenizer import MASK
-
-    def score(params, text_ids, image_codes, hidden):
-        out = model.apply(params, jnp.where(hidden, MASK, text_ids), image_codes)
-        logits = model.apply(params, text_hidden(out["hidden"], model.config), method=GPTFace.text_logits)
-        nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), text_ids[..., None], -1)[..., 0]
-        return jnp.where(hidden, nll, 0.0).sum(-1), hidden.sum(-1).astype(jnp.float32)
-    return jax.jit(score, out_shardings=sharding.replicated(mesh))
-
-
-def make_image_scorer(model: GPTFace, mesh):
-    """Jitted (summed NLL, token count) per row of whole images generated from the caption: every image token masked."""
-    def score(params, text_ids, image_codes):
-        out = model.apply(params, text_ids, jnp.full_like(image_codes, model.config.image_mask_id))
-        logits = model.apply(params, image_hidden(out["hidden"], model.config), method=GPTFace.image_logits)
-        nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), image_codes[..., None], -1)[..., 0]
-        return nll.sum(-1), jnp.full(nll.shape[:1], nll.shape[1], jnp.float32)
-    return jax.jit(score, out_shardings=sharding.replicated(mesh))
-
-
-# --- 6. the loop ------------------------------------------------------------------------------------------------
+# --- 5. the run ------------------------------------------------------------------------------------------------
 
 def train(config, workdir: str) -> dict:
     config_lib.validate(config, jax.device_count())
@@ -293,34 +280,33 @@ def train(config, workdir: str) -> dict:
     mesh = sharding.make_mesh(config)
     rules = sharding.logical_rules(config)
     model = GPTFace(ModelConfig.from_config(config))
-    tx = make_optimizer(config)
+    tx = optimizer.make_optimizer(config)
     mc = model.config
-    example = (jnp.zeros((1, mc.max_text_len), jnp.int32), jnp.zeros((1, mc.image_grid ** 2), jnp.int32))
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
     vocabulary = salient_vocabulary(config, train_source, workdir, resuming=checkpointer.latest_step() is not None)
+    cur = config.curriculum
     batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
                                     grid=mc.image_grid, masking=masking_config(config),
                                     negative_fraction=config.loss.negative_fraction, hard_fraction=config.loss.hard_negative_fraction,
                                     caption_dropout=config.loss.caption_dropout,
                                     unmasked_fraction=config.masking.unmasked_fraction,
                                     salient_tokens=vocabulary.ids,
-                                    swap_fraction=config.loss.get("swap_negative_fraction", 0.0),
-                                    swap_corrective=config.loss.get("swap_corrective", False),
+                                    swap_fraction=config.loss.swap_negative_fraction,
+                                    swap_corrective=config.loss.swap_corrective,
                                     swap_pairs=vocabulary.swap_pairs, word_start=vocabulary.word_start,
                                     corrective_tokens=vocabulary.corrective,
-                                    salient_steps=config.get("curriculum", {}).get("salient_steps", 0),
-                                    salient_mix=config.get("curriculum", {}).get("salient_mix", 0.0),
-                                    salient_image_mix=config.get("curriculum", {}).get("salient_image_mix", 0.0),
-                                    salient_codes=vocabulary.codes,
+                                    salient_steps=cur.salient_steps, salient_mix=cur.salient_mix,
+                                    salient_image_mix=cur.salient_image_mix, salient_codes=vocabulary.codes,
                                     seed=config.seed, shard=jax.process_index())
-    micro = config.train.batch_size // config.train.accum_steps
-    reader = ReaderConfig(batch_size=micro // jax.process_count(), seed=config.data.shuffle_seed,
+    batch_size = config.train.batch_size  # one batch per optimizer update; accumulation splits it in the step
+    micro = batch_size // config.train.accum_steps
+    reader = ReaderConfig(batch_size=batch_size // jax.process_count(), seed=config.data.shuffle_seed,
                           process_index=jax.process_index(), process_count=jax.process_count(),
                           worker_count=config.data.worker_count)
     open_data = lambda r: pretraining_dataset(train_source, r, batch_cfg, num_shards=config.data.num_shards)  # noqa: E731
     data_iter = iter(open_data(reader))
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        init, abstract, shardings = state_shardings(model, tx, mesh, rules, example, initial_image_embeddings(config))
+        init, abstract, shardings = state_shardings(model, tx, mesh, rules, initial_image_embeddings(config))
         if checkpointer.latest_step() is not None:
             target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
             state, data_state = checkpointer.restore(target)
@@ -330,62 +316,29 @@ def train(config, workdir: str) -> dict:
                 print(f"resumed from step {int(state['step'])}", flush=True)
         else:
             state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
-        batch_sharding = lambda b: sharding.to_global(b, mesh, config)  # noqa: E731
-        first = batch_sharding(next(iter(open_data(dataclasses.replace(reader, num_epochs=1)))))
+        to_device = lambda b: sharding.to_global(b, mesh, config)  # noqa: E731
+        first = to_device(next(iter(open_data(dataclasses.replace(reader, num_epochs=1)))))
         step_fn = jax.jit(make_train_step(model, tx, config), out_shardings=(shardings, sharding.replicated(mesh)),
                           donate_argnums=(0,))
         compiled = step_fn.lower(state, first).compile()
-        xla_flops = compiled_flops(compiled)
-        flops = transformer_train_flops(
+        micro_flops = transformer_train_flops(
             layers=mc.num_layers, width=mc.width, mlp=mc.mlp_dim, seq=mc.seq_len, batch=micro,
             text_vocab=mc.text_vocab, codebook=mc.codebook_size,
             # the word-agreement ITM term runs the text head on every caption position as well
             text_rows=(losses.capacity_rows(micro, mc.max_text_len, config.loss.text_capacity)
                        + (micro * mc.max_text_len if mc.itm_agreement else 0)),
             image_rows=losses.capacity_rows(micro, mc.image_grid ** 2, config.loss.image_capacity))
+        rates = train_loop.Throughput(flops=micro_flops * config.train.accum_steps, xla_flops=compiled_flops(compiled),
+                                      samples=batch_size, tokens=batch_size * mc.seq_len)
+        evaluators = evaluators_lib.build(config.evals, {
+            "model": model, "mesh": mesh, "config": config, "test_source": test_source, "batch_size": micro,
+            "salient_tokens": batch_cfg.salient_tokens})
         writer = MetricWriter(workdir)
-        eval_sets = (itm_eval.eval_sets(test_source, config.eval.max_examples, batch_cfg.salient_tokens)
-                     if test_source else {})
-        scorer, caption_scorer = make_itm_scorer(model, mesh), make_caption_scorer(model, mesh)
-        image_scorer = make_image_scorer(model, mesh)
-        evaluate = lambda: itm_eval.evaluate(scorer, state["params"], eval_sets, mesh, config, micro,  # noqa: E731
-                                             caption_scorer, image_scorer)
-        step = int(state["step"])
-        tokens = micro * (mc.seq_len)
-        window_start, window_steps = time.perf_counter(), 0
-        bar = tqdm(total=config.train.steps, initial=step, desc="pretrain", unit="step", mininterval=5,
-                   disable=not primary)
-        metrics = {}
-        while step < config.train.steps:
-            batch = batch_sharding(next(data_iter))
-            new_state, metrics = compiled(state, batch)
-            step += 1
-            window_steps += 1
-            bar.update(1)
-            saving = step % config.train.checkpoint_every == 0
-            if saving or step % config.train.log_every == 0 or step == config.train.steps:
-                metrics = jax.device_get(metrics)
-                if not all(math.isfinite(float(v)) for v in metrics.values()):
-                    checkpointer.close()
-                    raise NonFiniteLoss(f"non-finite metrics at step {step}: "
-                                        f"{ {k: float(v) for k, v in metrics.items()} }; the last good checkpoint "
-                                        f"(step {checkpointer.latest_step()}) is kept in {checkpointer.directory}")
-                elapsed = time.perf_counter() - window_start
-                rates = throughput(flops, elapsed / window_steps, jax.device_count())
-                rates["xla_tflops_per_device"] = xla_flops * window_steps / elapsed / jax.device_count() / 1e12
-                writer.write(step, {**metrics, **rates, "samples_per_s": window_steps * micro / elapsed,
-                                    "tokens_per_s": window_steps * tokens / elapsed})
-                bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", itm=f"{float(metrics['itm_accuracy']):.2f}")
-                window_start, window_steps = time.perf_counter(), 0
-            state = new_state
-            if eval_sets and step % config.eval.every == 0 and step != config.train.steps:
-                writer.write(step, evaluate())
-            if saving:  # metrics were checked finite just above
-                checkpointer.save(step, state, data_iter.get_state())
-        bar.close()
-        if checkpointer.latest_step() != step:
-            checkpointer.save(step, state, data_iter.get_state(), force=True)
-        scores = evaluate() if eval_sets else {}
+        state, step, metrics = train_loop.run(
+            compiled, state, data_iter, to_device, config.train, checkpointer, writer, rates, evaluators,
+            desc="pretrain", primary=primary,
+            postfix=lambda m: {"loss": f"{float(m['loss']):.3f}", "itm": f"{float(m['itm_accuracy']):.2f}"})
+        scores = train_loop.evaluate_all(evaluators, state["params"])
         final = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}, **scores}
         writer.write(step, scores)
         if primary:

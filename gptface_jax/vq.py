@@ -18,15 +18,16 @@ import jax.numpy as jnp
 
 @dataclasses.dataclass(frozen=True)
 class VQConfig:
-    image_size: int = 64
-    downsample: int = 8                 # one stride-2 stage per factor of two
-    codebook_size: int = 256
-    code_dim: int = 32                  # lookup dimension (factorised codes)
-    channels: Sequence[int] = (32, 64, 128, 128)  # per resolution level; len = log2(downsample) + 1
-    res_blocks: int = 1
-    patch: int = 1                      # space-to-depth at the input (and back at the output)
-    beta: float = 0.25                  # commitment weight
-    dtype: str = "float32"
+    # No defaults: experiments/vq.py is the one source of every value (vq_train.vq_config).
+    image_size: int
+    downsample: int                     # one stride-2 stage per factor of two
+    codebook_size: int
+    code_dim: int                       # lookup dimension (factorised codes)
+    channels: Sequence[int]             # per resolution level; len = log2(downsample) + 1
+    res_blocks: int
+    patch: int                          # space-to-depth at the input (and back at the output)
+    beta: float                         # commitment weight
+    dtype: str
 
     @property
     def grid(self) -> int:

@@ -3,7 +3,7 @@
     gptface tokenizer image --config experiments/vq.py:tiny --workdir W
 
 Sections: 1. config  2. data  3. model and state  4. the jitted step  5. evaluation
-6. the loop (metrics, checkpoints, resume, time budget)  7. loading a trained tokenizer.
+6. the run (train_loop: metrics, NaN guard, checkpoints, resume, time budget; evaluators from config.evals)  7. loading a trained tokenizer.
 A rerun with the same workdir resumes from the latest checkpoint, input pipeline included.
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm import tqdm
 
 from data_pipelines.errors import DataError
 from data_pipelines.pipeline import ReaderConfig, image_text_dataset
 from data_pipelines.shards import ShardError, ShardSource, find_dataset_dir
-from gptface_jax import config_lib, sharding
+from gptface_jax import config_lib, optimizer, sharding, train_loop
+from gptface_jax import evaluators as evaluators_lib
 from gptface_jax.checkpoints import Checkpointer, abstract_like
-from gptface_jax.metrics import MetricWriter, compiled_flops, throughput
+from gptface_jax.metrics import MetricWriter, compiled_flops
 from gptface_jax.regions import region_names, union
 from gptface_jax.vq import PatchDiscriminator, VQConfig, VQModel
 
@@ -42,14 +42,17 @@ def vq_config(config) -> VQConfig:
 
 def validate(config, num_devices: int | None = None):
     """Every problem with a VQ config in one ConfigError, before anything is built."""
-    errors = []
+    errors = config_lib.field_problems(config, "vq")
+    if errors:
+        raise config_lib.ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
     try:
         vq_config(config).validate()
     except ValueError as e:
         errors.append(str(e))
     t = config.train
-    if t.steps < 1 or not 0 <= t.warmup_steps <= t.steps:
-        errors.append(f"train.steps={t.steps} / train.warmup_steps={t.warmup_steps} must satisfy 0 <= warmup <= steps >= 1")
+    errors += config_lib.optimizer_problems(t)
+    from gptface_jax import evaluators
+    errors += evaluators.problems(config.evals)
     regions, region_weight = weighted_regions(config)
     unknown = [r for r in regions if r not in region_names()]
     if unknown:
@@ -96,15 +99,6 @@ def to_uint8(images) -> np.ndarray:
 
 # --- 3. model and state -----------------------------------------------------------------------------------
 
-def make_optimizer(config) -> optax.GradientTransformation:
-    t = config.train
-    warmup = max(t.warmup_steps, 1)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, warmup, max(t.steps, warmup + 1),
-                                                  end_value=t.learning_rate * 0.05)
-    return optax.chain(optax.clip_by_global_norm(t.grad_clip),
-                       optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=t.weight_decay))
-
-
 def uses_gan(config) -> bool:
     return config.loss.gan_weight > 0
 
@@ -150,8 +144,8 @@ def psnr(recon, target):
 
 
 def weighted_regions(config) -> tuple[list[str], float]:
-    """loss.region as a list of names, and loss.region_weight (configs written before them: none, 1)."""
-    return [r for r in config.loss.get("region", "").split(",") if r], config.loss.get("region_weight", 1.0)
+    """loss.region as a list of names, and loss.region_weight."""
+    return [r for r in config.loss.region.split(",") if r], config.loss.region_weight
 
 
 def pixel_weights(config) -> np.ndarray:
@@ -218,7 +212,8 @@ def make_train_step(model: VQModel, tx, config):
         used, perplexity = codebook_stats(aux["codes"], k)
         metrics = {"loss": loss, "l1": aux["l1"], "mse": aux["l2"], "quant_loss": aux["quant_loss"],
                    "psnr": psnr(aux["recon"], images).mean(), "batch_code_usage": used, "perplexity": perplexity,
-                   "restarted_codes": restarted, "grad_norm": optax.tree.norm(grads), **gan_metrics}
+                   "restarted_codes": restarted, "grad_norm": optax.tree.norm(grads),
+                   "param_norm": optax.tree.norm(params), **gan_metrics}
         return {"params": params, "opt_state": opt_state, "step": step_no, "usage": usage, **extra}, metrics
 
     return step
@@ -237,27 +232,23 @@ def make_eval_step(model: VQModel):
 
 
 def evaluate(eval_fn, params, source: ShardSource, batch_size: int, codebook_size: int, mesh, config):
-    """Held-out reconstruction quality and codebook use over a whole split."""
+    """Held-out reconstruction quality and codebook use over a whole split, streamed batch by batch."""
     it = image_text_dataset(source, ReaderConfig(batch_size=batch_size, shuffle=False, num_epochs=1,
                                                  drop_remainder=False))
-    psnrs, l1s, mses, codes_all, grid = [], [], [], [], None
+    put = sharding.global_batch_put(mesh, config)
+    parts, grid = [], None
     for batch in it:
-        images = batch["image"]
-        n = len(images)
-        pad = (-n) % batch_size  # fixed shapes: pad the last batch, drop the padding after
-        padded = np.concatenate([images, np.repeat(images[-1:], pad, 0)]) if pad else images
-        codes, recon, p, l1, mse = eval_fn(params, sharding.to_global({"image": padded}, mesh, config)["image"])
-        psnrs.append(np.asarray(p)[:n]); l1s.append(np.asarray(l1)[:n]); mses.append(np.asarray(mse)[:n])
-        codes_all.append(np.asarray(codes)[:n])
+        out = sharding.run_in_batches(lambda x: eval_fn(params, x), [batch["image"]], batch_size, put)
+        parts.append(out)
         if grid is None:
-            grid = (images[:16], to_uint8(recon)[:16])
-    codes_all = np.concatenate(codes_all)
-    counts = np.bincount(codes_all.reshape(-1), minlength=codebook_size)
+            grid = (batch["image"][:16], to_uint8(out[1])[:16])
+    codes, _, psnrs, l1s, mses = (np.concatenate(column) for column in zip(*parts))
+    counts = np.bincount(codes.reshape(-1), minlength=codebook_size)
     probs = counts / counts.sum()
     nz = probs[probs > 0]
-    return {"eval_psnr": float(np.concatenate(psnrs).mean()), "eval_l1": float(np.concatenate(l1s).mean()),
-            "eval_mse": float(np.concatenate(mses).mean()), "eval_code_usage": float((counts > 0).mean()),
-            "eval_perplexity": float(np.exp(-(nz * np.log(nz)).sum())), "eval_images": int(len(codes_all))}, grid
+    return {"eval_psnr": float(psnrs.mean()), "eval_l1": float(l1s.mean()), "eval_mse": float(mses.mean()),
+            "eval_code_usage": float((counts > 0).mean()), "eval_perplexity": float(np.exp(-(nz * np.log(nz)).sum())),
+            "eval_images": int(len(codes))}, grid
 
 
 def save_grid(pairs, path: str) -> None:
@@ -286,13 +277,14 @@ def train(config, workdir: str) -> dict:
 
     mesh = sharding.make_mesh(config)
     model = VQModel(vq_cfg)
-    tx = make_optimizer(config)
+    tx = optimizer.make_optimizer(config)
     replicated = sharding.replicated(mesh)
     batch_sh = sharding.batch_sharding(mesh, config)
     per_process = config.train.batch_size // jax.process_count()
     reader = ReaderConfig(batch_size=per_process, seed=config.seed, process_index=jax.process_index(),
                           process_count=jax.process_count(), worker_count=config.data.worker_count)
     data_iter = iter(image_text_dataset(train_source, reader))
+    primary = jax.process_index() == 0
 
     with jax.set_mesh(mesh):
         state = jax.jit(lambda r: init_state(model, tx, config, r), out_shardings=replicated)(
@@ -305,54 +297,29 @@ def train(config, workdir: str) -> dict:
             print(f"resumed from step {int(state['step'])}", flush=True)
         step_fn = jax.jit(make_train_step(model, tx, config), in_shardings=(replicated, batch_sh, replicated),
                           out_shardings=(replicated, replicated), donate_argnums=(0,))
-        eval_fn = jax.jit(make_eval_step(model))
         seed_key = jax.random.PRNGKey(config.seed + 1)
-        example = sharding.to_global({"image": next(iter(image_text_dataset(
-            train_source, dataclasses.replace(reader, num_epochs=1))))["image"]}, mesh, config)["image"]
+        to_device = lambda b: sharding.to_global({"image": b["image"]}, mesh, config)["image"]  # noqa: E731
+        example = to_device(next(iter(image_text_dataset(train_source, dataclasses.replace(reader, num_epochs=1)))))
         compiled = step_fn.lower(state, example, seed_key).compile()
         flops = compiled_flops(compiled)
+        evaluators = evaluators_lib.build(config.evals, {
+            "model": model, "mesh": mesh, "config": config, "test_source": test_source,
+            "batch_size": config.train.batch_size, "workdir": workdir})
         writer = MetricWriter(workdir)
-        start_step = int(state["step"])
-        budget = config.train.time_budget_s
         started = time.perf_counter()
-        window_start, window_steps = time.perf_counter(), 0
-        bar = tqdm(total=config.train.steps, initial=start_step, desc="vq", unit="step", mininterval=5)
-        step, metrics = start_step, None
-        while step < config.train.steps:
-            batch = sharding.to_global({"image": next(data_iter)["image"]}, mesh, config)
-            state, metrics = compiled(state, batch["image"], seed_key)
-            step += 1
-            window_steps += 1
-            bar.update(1)
-            if step % config.train.log_every == 0 or step == config.train.steps:
-                metrics = jax.device_get(metrics)
-                elapsed = time.perf_counter() - window_start
-                rates = throughput(flops, elapsed / window_steps, jax.device_count())
-                writer.write(step, {**metrics, **rates, "images_per_s": window_steps * config.train.batch_size / elapsed,
-                                    "lr_step": step})
-                bar.set_postfix(psnr=f"{float(metrics['psnr']):.2f}", usage=f"{float(metrics['batch_code_usage']):.2f}")
-                window_start, window_steps = time.perf_counter(), 0
-            if step % config.train.checkpoint_every == 0:
-                checkpointer.save(step, state, data_iter.get_state())
-            if step % config.train.eval_every == 0:
-                scores, _ = evaluate(eval_fn, state["params"], test_source, config.train.batch_size,
-                                     vq_cfg.codebook_size, mesh, config)
-                writer.write(step, scores)
-            if budget and time.perf_counter() - started > budget:
-                print(f"time budget of {budget:.0f} s spent at step {step}", flush=True)
-                break
-        bar.close()
+        state, step, _ = train_loop.run(
+            lambda s, b: compiled(s, b, seed_key), state, data_iter, to_device, config.train, checkpointer, writer,
+            train_loop.Throughput(flops=flops, xla_flops=flops, samples=config.train.batch_size, sample_name="images"),
+            evaluators, desc="vq", primary=primary,
+            postfix=lambda m: {"psnr": f"{float(m['psnr']):.2f}", "usage": f"{float(m['batch_code_usage']):.2f}"})
         train_seconds = time.perf_counter() - started
-        if checkpointer.latest_step() != step:
-            checkpointer.save(step, state, data_iter.get_state(), force=True)
-        scores, grid = evaluate(eval_fn, state["params"], test_source, config.train.batch_size, vq_cfg.codebook_size,
-                                mesh, config)
+        scores = train_loop.evaluate_all(evaluators, state["params"])
         scores.update(step=step, train_seconds_this_run=round(train_seconds, 1),
                       params=int(sum(x.size for x in jax.tree.leaves(state["params"]))))
         writer.write(step, scores)
-        save_grid(grid, os.path.join(workdir, "reconstructions.png"))
-        with open(os.path.join(workdir, "vq_eval.json"), "w") as f:
-            json.dump(scores, f, indent=1)
+        if primary:
+            with open(os.path.join(workdir, "vq_eval.json"), "w") as f:
+                json.dump(scores, f, indent=1)
         checkpointer.close()
         writer.close()
     return scores
@@ -409,6 +376,10 @@ def _decode_jit(model):
     return _JIT_CACHE[key]
 
 
+# vq_config.json fields added after the first tokenizers were trained, at the values those had.
+VQ_ADDED_FIELDS = {"res_blocks": 1, "patch": 1, "beta": 0.25, "dtype": "float32"}
+
+
 def load(workdir: str) -> TrainedVQ:
     """The latest checkpoint of a VQ workdir, on this process's devices (any mesh it was trained on)."""
     path = os.path.join(workdir, CONFIG_FILE)
@@ -416,7 +387,7 @@ def load(workdir: str) -> TrainedVQ:
         raise DataError(f"{workdir}: not a VQ workdir (no {CONFIG_FILE}); train one with `gptface tokenizer image`")
     with open(path) as f:
         raw = json.load(f)
-    cfg = VQConfig(**{**raw, "channels": tuple(raw["channels"])})
+    cfg = VQConfig(**{**VQ_ADDED_FIELDS, **raw, "channels": tuple(raw["channels"])})
     model = VQModel(cfg)
     params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, cfg.image_size, cfg.image_size, 3)))["params"])
     checkpointer = Checkpointer(workdir, keep=100, async_save=False)

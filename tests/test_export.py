@@ -110,3 +110,13 @@ def test_flat_names_are_the_parameter_paths():
     assert sorted(flat) == ["block_0.attention.query.kernel", "text_embed"]
     from gptface_jax.exported import unflatten
     assert unflatten(flat)["block_0"]["attention"]["query"]["kernel"].shape == (2, 3)
+
+
+def test_manifest_lists_the_platforms_and_an_unknown_platform_is_an_error(trained_workdir, exported_dir, tmp_path):
+    with open(os.path.join(exported_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["platforms"] == {name: ["cpu", "cuda", "tpu"]
+                                     for name in ("features", "itm_score", "vq_encode", "vq_decode")}
+    with pytest.raises(export.ExportPlatformError, match=r"unknown export platforms \['rocm-9'\]"):
+        export.export(trained_workdir, str(tmp_path / "x"), platforms=("cpu", "rocm-9"))
+    assert not os.path.exists(tmp_path / "x")

@@ -103,9 +103,8 @@ def test_sharded_train_step_equals_single_device_step(shape):
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, eps=1e-4, weight_decay=0.01))
     step = trainer.make_train_step(model, tx, config)
     batch = {k: jnp.asarray(v) for k, v in _batch().items()}
-    example = (batch["text_inputs"][:1], batch["image_inputs"][:1])
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        init, _, shardings = trainer.state_shardings(model, tx, mesh, rules, example)
+        init, _, shardings = trainer.state_shardings(model, tx, mesh, rules)
         sharded_state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
         assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded_state["params"])) \
             or shape == (8, 1, 1)  # (8,1,1) is pure data parallelism: parameters replicated

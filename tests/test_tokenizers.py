@@ -12,7 +12,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import rng_for, sample_face
 from data_pipelines.synthfaces.captions import make_caption
-from gptface_jax import config_lib, regions, vq_train
+from gptface_jax import config_lib, optimizer, regions, vq_train
 from gptface_jax.vq import VQConfig, VQModel
 
 EXTRA_TEXT = ["Portrait d'une femme souriante, café crème", "日本語のキャプション、笑顔の女性", "Ελληνικά πρόσωπο",
@@ -84,12 +84,13 @@ def test_tokenizer_that_does_not_fit_the_config_is_rejected(text_model):
 
 def _tiny_vq(**kw) -> VQConfig:
     return VQConfig(**{"image_size": 32, "downsample": 8, "codebook_size": 16, "code_dim": 8, "channels": (8, 16),
-                       "patch": 4, "res_blocks": 1, **kw})
+                       "patch": 4, "res_blocks": 1, "beta": 0.25, "dtype": "float32", **kw})
 
 
 def test_encode_decode_shapes():
     for cfg, grid in ((_tiny_vq(), 4), (VQConfig(image_size=64, downsample=16, codebook_size=32, code_dim=8,
-                                                 channels=(8, 8, 16, 16, 16), patch=1, res_blocks=1), 4)):
+                                                 channels=(8, 8, 16, 16, 16), patch=1, res_blocks=1, beta=0.25,
+                                                 dtype="float32"), 4)):
         model = VQModel(cfg)
         x = jnp.zeros((2, cfg.image_size, cfg.image_size, 3))
         params = model.init(jax.random.PRNGKey(0), x)["params"]
@@ -157,7 +158,7 @@ def _vq_config(tmp_path, **overrides):
     args = ["--config", "experiments/vq.py:tiny", "--config.data.image_size=32", "--config.data.num_train=64",
             "--config.data.num_test=16", "--config.vq.codebook_size=16", "--config.vq.code_dim=8",
             "--config.vq.channels=(8,16)", "--config.vq.res_blocks=1", "--config.train.batch_size=16",
-            "--config.train.warmup_steps=2", "--config.train.log_every=2", "--config.train.eval_every=1000",
+            "--config.train.warmup_steps=2", "--config.train.log_every=2", "--config.evals.reconstruction.every=1000",
             "--config.train.checkpoint_every=3", "--config.vq.restart_every=2", "--config.train.time_budget_s=0"]
     args += [f"--config.{k}={v}" for k, v in overrides.items()]
     return vq_train.validate(config_lib.load(args), jax.device_count())
@@ -182,7 +183,7 @@ def test_training_learns_and_resumes_exactly(tmp_path):
     fresh = vq_train.load(str(tmp_path / "full"))
     assert any(not np.allclose(np.asarray(x), np.asarray(y)) for x, y in
                zip(jax.tree.leaves(fresh.params), jax.tree.leaves(vq_train.init_state(
-                   VQModel(a.config), vq_train.make_optimizer(full), full, jax.random.PRNGKey(0))["params"])))
+                   VQModel(a.config), optimizer.make_optimizer(full), full, jax.random.PRNGKey(0))["params"])))
 
 
 def test_pretokenized_shards_match_direct_calls(tmp_path, text_model):
@@ -248,7 +249,7 @@ def test_patch_gan_switches_on_after_its_warm_up():
                               "--config.loss.gan_weight=0.5", "--config.loss.gan_start=2", "--config.train.steps=10",
                               "--config.train.warmup_steps=1"])
     model = VQModel(vq_train.vq_config(config))
-    tx = vq_train.make_optimizer(config)
+    tx = optimizer.make_optimizer(config)
     state = vq_train.init_state(model, tx, config, jax.random.PRNGKey(0))
     step = jax.jit(vq_train.make_train_step(model, tx, config))
     images = jax.random.randint(jax.random.PRNGKey(1), (4, 32, 32, 3), 0, 256).astype(jnp.uint8)

@@ -1,0 +1,130 @@
+"""Evaluators a training loop runs as it trains, big_vision style:
+
+    config.evals.itm = dict(type="itm", every=500, max_examples=1000)
+    config.evals.probe = dict(type="probe", every=500, max_examples=1000, feature="cls")
+
+Each entry's `type` names a builder in REGISTRY; the builder takes the entry and the run's context
+(model, mesh, config, held-out source, ...) and returns a function of the parameters that gives
+`eval_*` metrics. Every evaluator also runs once at the end of a run.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gptface_jax.train_loop import Evaluator
+
+REGISTRY: dict = {}
+FIELDS: dict = {}  # type -> the fields an entry of that type has besides `type` and `every`
+
+
+def register(kind: str, fields: tuple = ()):
+    def add(builder):
+        REGISTRY[kind], FIELDS[kind] = builder, set(fields)
+        return builder
+    return add
+
+
+def problems(evals) -> list[str]:
+    """What is wrong with a `config.evals` section, each naming its field (config_lib.validate reports them)."""
+    out = []
+    for name in sorted(evals):
+        spec = evals[name]
+        kind = spec.get("type") if hasattr(spec, "get") else None
+        if kind not in REGISTRY:
+            out.append(f"evals.{name}.type={kind!r}: known evaluators are {sorted(REGISTRY)}")
+            continue
+        given, wanted = set(spec) - {"type", "every"}, FIELDS[kind]
+        out += [f"evals.{name}.{f}: unknown field for a {kind!r} evaluator" for f in sorted(given - wanted)]
+        out += [f"evals.{name}.{f}: missing (a {kind!r} evaluator needs it)" for f in sorted(wanted - given)]
+        if not isinstance(spec.get("every"), int) or spec.get("every") < 1:
+            out.append(f"evals.{name}.every={spec.get('every')!r} must be an integer >= 1")
+        if "max_examples" in wanted and "max_examples" in given and spec.max_examples < 10:
+            out.append(f"evals.{name}.max_examples={spec.max_examples} must be >= 10")
+    return out
+
+
+def build(evals, context: dict) -> tuple[Evaluator, ...]:
+    """One Evaluator per `config.evals` entry (in name order); unknown types are a ValueError naming them."""
+    out = []
+    for name in sorted(evals):
+        spec = evals[name]
+        if spec.type not in REGISTRY:
+            raise ValueError(f"evals.{name}.type={spec.type!r}: known evaluators are {sorted(REGISTRY)}")
+        run = REGISTRY[spec.type](spec, context)
+        if run is not None:  # e.g. held-out ITM without a test split
+            out.append(Evaluator(name, spec.every, run))
+    return tuple(out)
+
+
+@register("itm", fields=("max_examples",))
+def itm(spec, context):
+    """Held-out ITM (clean and weak pairs) and the cross-modal gains (gptface_jax/itm_eval.py)."""
+    from gptface_jax import itm_eval, scorers
+    source = context["test_source"]
+    if source is None:
+        return None
+    model, mesh, config = context["model"], context["mesh"], context["config"]
+    sets = itm_eval.eval_sets(source, spec.max_examples, context.get("salient_tokens", ()))
+    itm_fn, caption_fn = scorers.itm_scorer(model, mesh), scorers.caption_scorer(model, mesh)
+    image_fn = scorers.image_scorer(model, mesh)
+    return lambda params: itm_eval.evaluate(itm_fn, params, sets, mesh, config, context["batch_size"],
+                                            caption_fn, image_fn)
+
+
+# Probe splits of the held-out faces: fit on the first 60%, choose the weight decay on the next 20%,
+# score on the last 20% (the protocol of gptface_jax/probe.py on a split of one set).
+PROBE_FRACTIONS = (0.6, 0.2)
+
+
+@register("probe", fields=("max_examples", "feature"))
+def probe(spec, context):
+    """Linear probes of the image-only features on held-out SynthFaces labels: attributes and expression."""
+    from data_pipelines.synthfaces.attributes import EXPRESSIONS
+    from gptface_jax import features, itm_eval, probe as probe_lib
+    source = context["test_source"]
+    if source is None:
+        return None
+    if spec.feature not in features.FEATURES:
+        raise ValueError(f"evals probe feature={spec.feature!r}: choose one of {features.FEATURES}")
+    split = itm_eval.load_split(source, spec.max_examples)
+    if "attributes" not in split:
+        return None  # an ingested crawl has no labels to probe
+    import jax
+    from gptface_jax import sharding
+    model, mesh = context["model"], context["mesh"]
+    n = len(split["image_codes"])
+    cut = np.cumsum([int(f * n) for f in PROBE_FRACTIONS])
+    parts = np.split(np.arange(n), cut)
+    # replicated outputs: every process reads every feature (and fits the same probes)
+    feature_fn = jax.jit(lambda p, c: features.image_features(model, p, c)[spec.feature],
+                         out_shardings=sharding.replicated(mesh))
+    put = sharding.global_batch_put(mesh, context["config"])
+
+    def run(params):
+        x = sharding.run_in_batches(lambda c: feature_fn(params, c), [split["image_codes"]], context["batch_size"], put)
+        attr = [probe_lib.Split(x[p], split["attributes"][p]) for p in parts]
+        expr = [probe_lib.Split(x[p], split["expression"][p]) for p in parts]
+        attributes = probe_lib.probe_attributes(*attr)["accuracy"]
+        expression = probe_lib.probe_classes(*expr, classes=len(EXPRESSIONS))["accuracy"]
+        return {"eval_probe_attribute_mean_accuracy": float(np.nanmean(attributes)),
+                "eval_probe_expression_accuracy": float(expression)}
+    return run
+
+
+@register("reconstruction")
+def reconstruction(spec, context):
+    """The VQ tokenizer on the held-out split: PSNR, L1, MSE, codebook use; writes reconstructions.png."""
+    import os
+
+    import jax
+    from gptface_jax import vq_train
+    model = context["model"]
+    eval_fn = jax.jit(vq_train.make_eval_step(model))
+
+    def run(params):
+        scores, grid = vq_train.evaluate(eval_fn, params, context["test_source"], context["batch_size"],
+                                         model.config.codebook_size, context["mesh"], context["config"])
+        if jax.process_index() == 0:
+            vq_train.save_grid(grid, os.path.join(context["workdir"], "reconstructions.png"))
+        return scores
+    return run

@@ -1,0 +1,21 @@
+"""The one optimizer builder: AdamW under a warmup + cosine schedule, with global-norm clipping.
+
+Every number comes from `config.train` (pre-training, the VQ tokenizer and fine-tuning share it).
+The schedule counts optimizer updates: with gradient accumulation inside the step, `train.steps`
+updates end the cosine at `train.steps`, however many micro-batches each update sums.
+"""
+from __future__ import annotations
+
+import optax
+
+
+def learning_rate_schedule(train) -> optax.Schedule:
+    warmup = max(train.warmup_steps, 1)
+    return optax.warmup_cosine_decay_schedule(0.0, train.learning_rate, warmup, max(train.steps, warmup + 1),
+                                              end_value=train.learning_rate * train.end_lr_fraction)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    t = config.train
+    return optax.chain(optax.clip_by_global_norm(t.grad_clip),
+                       optax.adamw(learning_rate_schedule(t), b1=t.b1, b2=t.b2, weight_decay=t.weight_decay))

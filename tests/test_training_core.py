@@ -1,0 +1,210 @@
+"""The training core: dropout that runs, exact gradient accumulation, optimizer shardings from
+logical axes, scan-over-layers and remat equal to the plain loop, checkpoints across layouts,
+the VQ trainer's NaN guard, and config fields checked by name."""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from gptface_jax import config_lib, optimizer, sharding, trainer
+from gptface_jax.checkpoints import Checkpointer
+from gptface_jax.model import GPTFace, ModelConfig, stack_layers, unstack_layers
+from tests.test_losses import CONFIG, _batch, _loss_fn
+
+
+def _config(*overrides):
+    mesh = () if any(o.startswith("mesh.shape=") for o in overrides) else ("mesh.shape=(8,1,1)",)
+    return config_lib.load(["--config", "experiments/pretrain.py:tiny", "--config.loss.text_capacity=1.0",
+                            "--config.loss.image_capacity=1.0", *(f"--config.{o}" for o in (*mesh, *overrides))])
+
+
+def _init(model, batch):
+    return nn.meta.unbox(model.init(jax.random.PRNGKey(0), batch["text_inputs"][:1], batch["image_inputs"][:1]))
+
+
+def _state(model, tx, batch):
+    params = _init(model, batch)
+    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+
+def test_dropout_runs_in_training_and_zero_dropout_is_the_deterministic_step():
+    batch = {k: jnp.asarray(v) for k, v in _batch().items()}
+    tx = optax.sgd(0.0)
+    deterministic_loss = float(_loss_fn(GPTFace(CONFIG))(_init(GPTFace(CONFIG), batch), batch)[0])
+    losses = {}
+    for rate in (0.0, 0.5):
+        model = GPTFace(dataclasses.replace(CONFIG, dropout=rate))
+        step = jax.jit(trainer.make_train_step(model, tx, _config()))
+        state = _state(model, tx, batch)
+        _, first = step(state, batch)
+        _, again = step(state, batch)
+        _, later = step({**state, "step": state["step"] + 1}, batch)
+        losses[rate] = float(first["loss"]), float(again["loss"]), float(later["loss"])
+    assert losses[0.0] == (deterministic_loss,) * 3  # rate 0: exactly the deterministic forward pass
+    first, again, later = losses[0.5]
+    assert first == again  # the masks are a function of (seed, step): a resumed run draws the same
+    assert abs(first - deterministic_loss) > 1e-3 and abs(later - first) > 1e-3
+
+
+@pytest.mark.parametrize("accum", [2, 4])
+def test_accumulated_step_equals_one_step_on_the_whole_batch(accum):
+    batch = {k: jnp.asarray(v) for k, v in _batch(16).items()}
+    model = GPTFace(CONFIG)
+    # eps well above the gradient round-off, so Adam does not amplify summation-order noise
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, eps=1e-4, weight_decay=0.01))
+    whole_state, whole = jax.jit(trainer.make_train_step(model, tx, _config()))(_state(model, tx, batch), batch)
+    acc_state, acc = jax.jit(trainer.make_train_step(model, tx, _config(f"train.accum_steps={accum}")))(
+        _state(model, tx, batch), batch)
+    for key in ("loss", "text_loss", "image_loss", "itm_loss", "text_accuracy", "itm_accuracy", "grad_norm"):
+        np.testing.assert_allclose(float(acc[key]), float(whole[key]), rtol=2e-5, err_msg=key)
+    for a, b in zip(jax.tree.leaves(acc_state), jax.tree.leaves(whole_state)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    assert int(acc_state["step"]) == 1  # one optimizer update, whatever the micro-batch count
+
+
+def test_the_schedule_counts_optimizer_updates():
+    train = _config("train.steps=40", "train.warmup_steps=4", "train.accum_steps=4").train
+    schedule = optimizer.learning_rate_schedule(train)
+    assert float(schedule(4)) == pytest.approx(train.learning_rate)  # warm-up ends at update 4, not 16
+    assert float(schedule(40)) == pytest.approx(train.learning_rate * train.end_lr_fraction)
+    assert float(schedule(20)) > float(schedule(39)) > float(schedule(40))
+
+
+def test_optimizer_moments_get_their_parameters_shardings_when_shapes_collide():
+    config = _config("mesh.shape=(2,2,2)", "model.width=64", "model.mlp_dim=64", "model.num_heads=4")
+    model = GPTFace(ModelConfig.from_config(config))
+    tx = optimizer.make_optimizer(config)
+    mesh, rules = sharding.make_mesh(config), sharding.logical_rules(config)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        _, abstract, shardings = trainer.state_shardings(model, tx, mesh, rules)
+    params = shardings["params"]["params"]["block_0"]
+    # same shape (64, 64), different logical axes: a shape-matched moment would take the other's layout
+    assert abstract["params"]["params"]["block_0"]["mlp_in"]["kernel"].shape == (64, 64)
+    assert params["mlp_in"]["kernel"].spec != params["mlp_out"]["kernel"].spec
+    param_specs = {jax.tree_util.keystr(p): s.spec for p, s in jax.tree_util.tree_flatten_with_path(shardings["params"])[0]}
+    moments = 0
+    for path, s in jax.tree_util.tree_flatten_with_path(shardings["opt_state"])[0]:
+        names = [getattr(k, "name", None) for k in path]
+        if "mu" in names or "nu" in names:
+            rest = path[names.index("mu" if "mu" in names else "nu") + 1:]
+            assert s.spec == param_specs[jax.tree_util.keystr(rest)], jax.tree_util.keystr(path)
+            moments += 1
+    assert moments == 2 * len(param_specs)
+
+
+def test_scan_over_layers_and_remat_equal_the_loop():
+    batch = {k: jnp.asarray(v) for k, v in _batch().items()}
+    loop = GPTFace(CONFIG)
+    params = _init(loop, batch)
+    reference = jax.value_and_grad(lambda p: _loss_fn(loop)(p, batch)[0])(params)
+    for remat in ("none", "full", "dots_saveable"):
+        for scan in (False, True):
+            model = GPTFace(dataclasses.replace(CONFIG, remat=remat, scan_layers=scan))
+            p = stack_layers(params) if scan else params
+            assert jax.tree.structure(p) == jax.tree.structure(_init(model, batch))
+            loss, grads = jax.value_and_grad(lambda q: _loss_fn(model)(q, batch)[0])(p)
+            np.testing.assert_allclose(float(loss), float(reference[0]), rtol=1e-6)
+            for a, b in zip(jax.tree.leaves(unstack_layers(grads) if scan else grads), jax.tree.leaves(reference[1])):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("saved_scanned", [False, True])
+def test_checkpoints_restore_across_layer_layouts(tmp_path, saved_scanned):
+    batch = {k: jnp.asarray(v) for k, v in _batch().items()}
+    tx = optax.adam(1e-3)
+    loop_state = _state(GPTFace(CONFIG), tx, batch)
+    loop_state = {**loop_state, "opt_state": tx.update(jax.tree.map(jnp.ones_like, loop_state["params"]),
+                                                      loop_state["opt_state"])[1]}  # non-zero moments
+    scanned_state = stack_layers(loop_state)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    checkpointer = Checkpointer(str(tmp_path), async_save=False)
+    checkpointer.save(1, scanned_state if saved_scanned else loop_state)
+    for want in (loop_state, scanned_state):
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), want)
+        restored, _ = checkpointer.restore(target)
+        assert jax.tree.structure(restored) == jax.tree.structure(want)
+        for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    checkpointer.close()
+    for want in (loop_state, scanned_state):  # parameters alone, as inference and export restore them
+        reader = Checkpointer(str(tmp_path), async_save=False)
+        params = reader.restore_part({"params": want["params"]}, device)["params"]
+        reader.close()
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(want["params"])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _restore_everything(workdir):
+    """The kept checkpoint's whole state as saved (parameters, optimizer state, step)."""
+    manager = ocp.CheckpointManager(str(workdir / "checkpoints"))
+    step = manager.latest_step()
+    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    manager.close()
+    return step, state
+
+
+def test_vq_trainer_stops_on_nan_and_keeps_a_finite_checkpoint(tmp_path):
+    from gptface_jax import train_loop, vq_train
+    args = ["--config", "experiments/vq.py:tiny", "--config.data.image_size=32", "--config.data.num_train=32",
+            "--config.data.num_test=16", "--config.vq.codebook_size=16", "--config.vq.code_dim=8",
+            "--config.vq.channels=(8,16)", "--config.train.batch_size=16", "--config.train.steps=30",
+            "--config.train.warmup_steps=0", "--config.train.learning_rate=1e12", "--config.train.grad_clip=1e12",
+            "--config.train.checkpoint_every=1", "--config.train.log_every=1", "--config.train.time_budget_s=0"]
+    config = vq_train.validate(config_lib.load(args), jax.device_count())
+    with pytest.raises(train_loop.NonFiniteLoss, match="non-finite metrics at step"):
+        vq_train.train(config, str(tmp_path))
+    step, state = _restore_everything(tmp_path)
+    assert step is not None and int(state["step"]) == step
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state))
+
+
+def test_unknown_or_retired_config_fields_are_refused_by_name():
+    config = _config()
+    with config.unlocked():
+        config.model.param_dtype = "float32"  # retired: nothing reads it
+        config.train.warmup_fraction = 0.1
+    with pytest.raises(config_lib.ConfigError) as e:
+        config_lib.validate(config)
+    assert "model.param_dtype: unknown config field" in str(e.value)
+    assert "train.warmup_fraction: unknown config field" in str(e.value)
+    config = _config()
+    with config.unlocked():
+        config.evals.probe.type = "linear"
+        config.evals.itm.max_exmples = 10
+    with pytest.raises(config_lib.ConfigError) as e:
+        config_lib.validate(config)
+    assert "evals.probe.type='linear'" in str(e.value) and "evals.itm.max_exmples: unknown field" in str(e.value)
+    with pytest.raises(config_lib.ConfigError, match="train.grad_clip=-1.0 must be > 0"):
+        config_lib.validate(_config("train.grad_clip=-1.0"))
+
+
+def test_every_config_field_is_read_by_the_library():
+    """The experiment file's fields are the schema: each must be read somewhere (by name), or go."""
+    import pathlib
+    import re
+    root = pathlib.Path(__file__).resolve().parent.parent
+    source = "\n".join(p.read_text() for d in ("gptface_jax", "data_pipelines") for p in (root / d).rglob("*.py"))
+    for kind in ("pretrain", "vq"):
+        for path in config_lib._paths(config_lib.reference_config(kind).to_dict()):
+            leaf = path.split(".")[-1]
+            if path in ("variant", "evals"):
+                continue
+            assert re.search(rf"\.{leaf}\b|\[[\"']{leaf}[\"']\]", source), f"{kind} config field {path} is never read"
+
+
+def test_old_workdir_configs_are_upgraded_in_one_place():
+    old = _config().to_dict()
+    old["eval"] = {"every": 7, "max_examples": 50}
+    del old["evals"], old["model"]["remat"], old["model"]["itm_agreement"], old["train"]["b2"]
+    old["model"]["param_dtype"] = "float32"
+    old["mesh"]["logical_rules"] = [r for r in old["mesh"]["logical_rules"] if r[0] != "layers"]
+    config = config_lib.upgrade(old)
+    assert config.evals.to_dict() == {"itm": {"type": "itm", "every": 7, "max_examples": 50}}
+    assert (config.model.remat, config.model.itm_agreement, config.train.b2) == ("none", False, 0.98)
+    assert "param_dtype" not in config.model and ("layers", None) in [tuple(r) for r in config.mesh.logical_rules]
+    config_lib.validate(config)
