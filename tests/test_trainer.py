@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_pipelines.errors import DataError
-from gptface_jax import config_lib, train_loop, trainer
+from gptface_jax import config_lib, optimizer, train_loop, trainer
 from gptface_jax.checkpoints import Checkpointer
 from gptface_jax.metrics import read_metrics
 
@@ -67,7 +67,8 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     The run has a salient warm-up of 5 steps, so the resume (after step 4) crosses the switch to
     the full objective. Swap negatives and salient image examples are on, so their draws resume too."""
     # 20 swap words: on 64 tiny faces the MI ranking is near noise, and 12 BPE pieces held no whole-word pair
-    warm = {"train.steps": 8, "curriculum.salient_steps": 5, "curriculum.salient_tokens": 6,
+    # with gradient accumulation: one batch per optimizer update, so the iterator state resumes too
+    warm = {"train.steps": 8, "train.accum_steps": 2, "curriculum.salient_steps": 5, "curriculum.salient_tokens": 6,
             "curriculum.salient_image_mix": 0.3, "loss.swap_negative_fraction": 0.5, "loss.swap_vocabulary": 20}
     final = trainer.train(_config(pretokenized, **warm), str(tmp_path / "full"))
     shutil.copytree(tmp_path / "full", tmp_path / "moved")
@@ -81,6 +82,9 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     # the warm-up scores text only (no image targets); the full objective scores both
     rows = {r["step"]: r for r in read_metrics(str(tmp_path / "full")) if "image_loss" in r}
     assert rows[2]["image_loss"] == 0.0 and rows[2]["text_loss"] > 0 and rows[8]["image_loss"] > 0
+    # 8 steps are 8 optimizer updates (not 16 micro-batches): the last one runs at the schedule's step 7
+    schedule = optimizer.learning_rate_schedule(_config(pretokenized, **warm).train)
+    assert rows[8]["learning_rate"] == pytest.approx(float(schedule(7)), rel=1e-6)
     with open(tmp_path / "full" / "salient_tokens.json") as f:
         salient = json.load(f)
     assert len(salient["ids"]) == 6 == len(salient["pieces"]) and salient["steps"] == 5

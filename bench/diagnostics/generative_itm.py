@@ -23,7 +23,7 @@ workdir = sys.argv[1]
 step = int(sys.argv[2]) if len(sys.argv) > 2 else None
 config, model, params = inference.load_params(workdir, step); mc = model.config
 salient = np.array(json.load(open(f"{workdir}/salient_tokens.json"))["ids"])
-sets = itm_eval.eval_sets(ShardSource(config.data.pretokenized, "test"), config.eval.max_examples)
+sets = itm_eval.eval_sets(ShardSource(config.data.pretokenized, "test"), config.evals.itm.max_examples)
 
 
 @jax.jit

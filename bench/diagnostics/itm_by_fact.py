@@ -21,7 +21,7 @@ from gptface_jax import inference, itm_eval
 
 workdir = sys.argv[1]
 config, model, params = inference.load_params(workdir, int(sys.argv[2]) if len(sys.argv) > 2 else None)
-split = itm_eval.load_split(ShardSource(config.data.pretokenized, "test", verify=False), config.eval.max_examples)
+split = itm_eval.load_split(ShardSource(config.data.pretokenized, "test", verify=False), config.evals.itm.max_examples)
 pairs = clean_pairs(split["captions"], split["attributes"], split["hair_colour"], split["expression"])
 score = jax.jit(lambda t, i: model.apply(params, t, i)["itm_logits"])
 logits = np.concatenate([np.asarray(score(split["text_ids"][pairs["caption"][k:k + 100]],

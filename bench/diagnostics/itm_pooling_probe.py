@@ -55,7 +55,7 @@ def features(t, i):
 train = features(pair_text, pair_image)
 order = rng.permutation(len(pair_label))
 fit, val = order[: int(0.8 * len(order))], order[int(0.8 * len(order)):]
-sets = itm_eval.eval_sets(ShardSource(config.data.pretokenized, "test"), config.eval.max_examples)
+sets = itm_eval.eval_sets(ShardSource(config.data.pretokenized, "test"), config.evals.itm.max_examples)
 print(f"step {step or 'latest'}: {len(pair_label)} training pairs ({swapped.sum()} swap negatives)")
 for name in ("clean", "weak"):
     if name not in sets:
