@@ -49,8 +49,8 @@ class Checkpointer:
 
     def saved_tree(self, step: int):
         """The saved state's tree of array metadata (shapes, dtypes), read from disk without restoring it."""
-        path = os.path.join(self.directory, str(step), "state")
-        return ocp.StandardCheckpointer().metadata(path).item_metadata
+        from etils import epath
+        return ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / "state")
 
     def _in_saved_layout(self, abstract, step: int):
         """(restore target in the checkpoint's layer layout, function back to `abstract`'s layout)."""

@@ -56,18 +56,24 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-def _vq(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import train_loop, vq_train
-    config = _load_validated(rest, vq_train.validate)
-    if config is None:
-        return 2
+def _run_training(train, config, workdir: str) -> int:
+    """Runs a trainer; a NaN/Inf stop is exit code 3 with the kept checkpoint named, not a traceback."""
+    from gptface_jax import train_loop
     try:
-        scores = vq_train.train(config, args.workdir)
+        result = train(config, workdir)
     except train_loop.NonFiniteLoss as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 3
-    print(json.dumps(scores, indent=1))
+    print(json.dumps(result, indent=1))
     return 0
+
+
+def _vq(args: argparse.Namespace, rest: list[str]) -> int:
+    from gptface_jax import vq_train
+    config = _load_validated(rest, vq_train.validate)
+    if config is None:
+        return 2
+    return _run_training(vq_train.train, config, args.workdir)
 
 
 def _add_distributed_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,18 +85,12 @@ def _add_distributed_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import config_lib, sharding, train_loop, trainer
+    from gptface_jax import config_lib, sharding, trainer
     config = _load_validated(rest, config_lib.validate)  # before any device is touched
     if config is None:
         return 2
     sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id, args.multihost)
-    try:
-        final = trainer.train(config, args.workdir)
-    except train_loop.NonFiniteLoss as e:
-        print(f"gptface: {e}", file=sys.stderr)
-        return 3
-    print(json.dumps(final, indent=1))
-    return 0
+    return _run_training(trainer.train, config, args.workdir)
 
 
 def _sweep(args: argparse.Namespace, rest: list[str]) -> int:
