@@ -55,7 +55,7 @@ class Checkpointer:
     def _in_saved_layout(self, abstract, step: int):
         """(restore target in the checkpoint's layer layout, function back to `abstract`'s layout)."""
         ours = has_stacked_layers(abstract)
-        if has_stacked_layers(jax.tree.map(lambda x: x, dict(self.saved_tree(step)))) == ours:
+        if has_stacked_layers(dict(self.saved_tree(step))) == ours:
             return abstract, lambda tree: tree
         if ours:  # a loop checkpoint into a scanned model
             target = unstack_layers(abstract, take=lambda a, i: _abstract(a, a.shape[1:], _drop_leading(a.sharding)))
