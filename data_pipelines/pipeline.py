@@ -217,6 +217,7 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
             "text_inputs": np.where(dropped, PAD, masks["text_inputs"]).astype(np.int32),
             "image_inputs": np.where(hidden_image, c.image_mask_id, batch["image_codes"]).astype(np.int32),
             "text_targets": text_ids, "image_targets": batch["image_codes"],
+            "caption_ids": batch["text_ids"].astype(np.int32),   # each image's own clean caption (ITC)
             "text_mask": text_loss_mask, "image_mask": scored_image & positive,
             "itm_label": pairs["itm_label"], "itm_weight": np.where(dropped[:, 0], 0.0, balance).astype(np.float32),
             "mode": masks["mode"], "index": batch["index"],

@@ -74,6 +74,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # "dots_saveable"; scan_layers runs the blocks as one nn.scan. Checkpoints convert between layouts.
     c.model.remat = "none"
     c.model.scan_layers = False
+    # Align before fuse (DESIGN.md 2): > 0 adds ITC projection heads of this size on the unimodal
+    # [CLS] states; loss.itc_weight switches the contrastive loss on.
+    c.model.itc_dim = 0
 
     c.masking = ml_collections.ConfigDict()
     # Per-example masking mode probabilities: joint / image-generation / text-generation.
@@ -128,6 +131,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # attribute word against the image (needs swap negatives).
     c.loss.swap_corrective = False
     c.loss.caption_dropout = 0.1
+    # Image-text contrastive loss on unimodal passes (needs model.itc_dim > 0): "sigmoid" (SigLIP)
+    # or "softmax" (InfoNCE); captions identical to an image's own count as its positives.
+    c.loss.itc_weight = 0.0
+    c.loss.itc_kind = "sigmoid"
     # Vocabulary heads run on at most this fraction of a batch's text / image positions (masked
     # ones first). Expected masked fractions are ~0.12 / ~0.2 (positives only); overflow is logged.
     c.loss.text_capacity = 0.5
@@ -157,6 +164,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # linear probes of the image-only [CLS] on held-out labels: representation quality as it trains
     c.evals.probe = ml_collections.ConfigDict(dict(type="probe", every=every, max_examples=1000 if tiny else 5000,
                                                    feature="cls"))
+    # held-out image <-> text recall@1/@5 among 500 faces by the ITC embeddings (runs when model.itc_dim > 0)
+    c.evals.retrieval = ml_collections.ConfigDict(dict(type="retrieval", every=every, max_examples=500))
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.axes = ("data", "fsdp", "tensor")

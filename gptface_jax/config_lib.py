@@ -90,6 +90,7 @@ ADDED_FIELDS = {
     "loss.swap_exclusive": False, "loss.swap_symmetric": False, "loss.swap_corrective": False,
     "curriculum.salient_steps": 0, "curriculum.salient_mix": 0.0, "curriculum.salient_image_mix": 0.0,
     "curriculum.salient_tokens": 40, "curriculum.salient_sample": 20_000,
+    "model.itc_dim": 0, "loss.itc_weight": 0.0, "loss.itc_kind": "sigmoid",
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
 }
 # Fields that nothing read (pre-training reads data.pretokenized; the SynthFaces sizes and caption
@@ -214,6 +215,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"loss.swap_vocabulary={config.loss.swap_vocabulary} must be >= 0 (0: curriculum.salient_tokens)")
     check(not config.loss.swap_corrective or swap > 0,
           "loss.swap_corrective=True needs swap negatives: set loss.swap_negative_fraction > 0")
+    check(m.itc_dim >= 0, f"model.itc_dim={m.itc_dim} must be >= 0 (0: no ITC heads)")
+    check(config.loss.itc_weight >= 0, f"loss.itc_weight={config.loss.itc_weight} must be >= 0")
+    check(config.loss.itc_weight == 0 or m.itc_dim > 0,
+          f"loss.itc_weight={config.loss.itc_weight} needs ITC heads: set model.itc_dim > 0 (e.g. 128)")
+    check(config.loss.itc_kind in ("sigmoid", "softmax"), f"loss.itc_kind={config.loss.itc_kind!r} must be 'sigmoid' or 'softmax'")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
 

@@ -128,3 +128,50 @@ def reconstruction(spec, context):
             vq_train.save_grid(grid, os.path.join(context["workdir"], "reconstructions.png"))
         return scores
     return run
+
+
+def recall_at(similarity: np.ndarray, positive: np.ndarray, k: int) -> float:
+    """Share of rows whose top-k columns by `similarity` hold a positive."""
+    top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    return float(np.take_along_axis(positive, top, 1).any(1).mean())
+
+
+def chance_recall(positive: np.ndarray, k: int) -> float:
+    """Expected recall@k of a random ranking, given each row's number of positives."""
+    n = positive.shape[1]
+    miss = np.ones(len(positive))
+    for t in range(k):
+        miss *= np.clip(n - positive.sum(1) - t, 0, None) / (n - t)
+    return float((1 - miss).mean())
+
+
+@register("retrieval", fields=("max_examples",))
+def retrieval(spec, context):
+    """Held-out image->text and text->image recall@1/@5 by the ITC embeddings, chance beside them.
+
+    A caption identical to an image's own counts as its caption (and that image as the caption's).
+    """
+    import jax
+    from gptface_jax import itm_eval, sharding
+    from gptface_jax.model import GPTFace
+    model, mesh, config, source = context["model"], context["mesh"], context["config"], context["test_source"]
+    if source is None or not model.config.itc_dim:
+        return None
+    split = itm_eval.load_split(source, spec.max_examples)
+    text, codes = split["text_ids"], split["image_codes"]
+    positive = (text[:, None, :] == text[None, :, :]).all(-1)
+    embed = jax.jit(lambda p, t, c: model.apply(p, t, c, method=GPTFace.itc_embeddings),
+                    out_shardings=sharding.replicated(mesh))
+    put = sharding.global_batch_put(mesh, config)
+
+    def run(params):
+        text_emb, image_emb = sharding.run_in_batches(lambda t, c: embed(params, t, c), [text, codes],
+                                                      context["batch_size"], put)
+        similarity = image_emb @ text_emb.T   # (images, captions)
+        scores = {"eval_retrieval_faces": int(len(text))}
+        for k in (1, 5):
+            scores[f"eval_retrieval_i2t_r{k}"] = recall_at(similarity, positive, k)
+            scores[f"eval_retrieval_t2i_r{k}"] = recall_at(similarity.T, positive, k)
+            scores[f"eval_retrieval_chance_r{k}"] = chance_recall(positive, k)
+        return scores
+    return run

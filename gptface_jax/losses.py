@@ -91,3 +91,31 @@ def milm_itm_loss(text_logits_fn, image_logits_fn, out, batch, *, max_text_len: 
                "text_accuracy": t_acc, "image_accuracy": i_acc, "itm_accuracy": m_acc,
                "text_overflow": t_over, "image_overflow": i_over}
     return total, (metrics, p_match)
+
+
+ITC_KINDS = ("sigmoid", "softmax")
+
+
+def itc_loss(text_emb, image_emb, caption_ids, log_scale, bias, kind: str = "sigmoid"):
+    """Image-text contrastive loss over the whole (global) batch, and its retrieval accuracy.
+
+    `text_emb`, `image_emb` (B, E) L2-normalised; pair (i, j) is positive when caption j is
+    identical to caption i (every row's own pair included), so duplicates are never pushed apart.
+    'sigmoid' (SigLIP): each of the B x B pairs is a binary problem, logit = e^log_scale * cos + bias,
+    summed per image and averaged over images. 'softmax' (InfoNCE, CLIP): cross-entropy both ways
+    against the positives (bias unused). Under jit the arrays are global, so on any mesh the loss
+    sees every pair of the batch.
+    """
+    logits = jnp.exp(log_scale) * (image_emb @ text_emb.T)                    # (images, texts)
+    positive = (caption_ids[:, None, :] == caption_ids[None, :, :]).all(-1)   # symmetric, diagonal True
+    if kind == "sigmoid":
+        logits = logits + bias
+        loss = -jnp.sum(jax.nn.log_sigmoid(jnp.where(positive, logits, -logits)), axis=1).mean()
+    else:
+        targets = positive / positive.sum(1, keepdims=True)
+        loss = 0.5 * (-(targets * jax.nn.log_softmax(logits, 1)).sum(1).mean()
+                      - (targets * jax.nn.log_softmax(logits.T, 1)).sum(1).mean())
+    hit_text = jnp.take_along_axis(positive, logits.argmax(1)[:, None], 1)[:, 0]   # image -> its caption
+    hit_image = jnp.take_along_axis(positive, logits.argmax(0)[:, None], 1)[:, 0]  # caption -> its image
+    return loss, {"itc_loss": loss, "itc_i2t_accuracy": hit_text.mean(), "itc_t2i_accuracy": hit_image.mean(),
+                  "itc_scale": jnp.exp(log_scale), "itc_bias": bias}

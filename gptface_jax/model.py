@@ -53,6 +53,9 @@ class ModelConfig:
     # The blocks as one nn.scan over stacked parameters ('layers' axis): compile time stops growing
     # with depth. Checkpoints convert between both layouts (stack_layers / unstack_layers).
     scan_layers: bool = False
+    # Align before fuse: > 0 adds projection heads from the unimodal [CLS] states (a text-only and an
+    # image-only pass of the same blocks) to L2-normalised embeddings of this size, for ITC.
+    itc_dim: int = 0
 
     def kernel_std(self, fan_in: int) -> float:
         return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
@@ -74,11 +77,15 @@ class ModelConfig:
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.attention,
                    tie_heads=m.tie_heads, kernel_init=m.kernel_init, residual_dtype=m.residual_dtype,
-                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers)
+                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim)
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
     return nn.with_logical_partitioning(nn.initializers.normal(scale), axes)
+
+
+def _constant(value: float, axes: tuple):
+    return nn.with_logical_partitioning(nn.initializers.constant(value), axes)
 
 
 def _zeros(axes: tuple):
@@ -214,35 +221,70 @@ class GPTFace(nn.Module):
             self.itm_word_offset = self.param("itm_word_offset", _zeros(("vocab",)), (padded(c.text_vocab),))
         self.text_bias = self.param("text_bias", _zeros(("vocab",)), (padded(c.text_vocab),))
         self.image_bias = self.param("image_bias", _zeros(("vocab",)), (padded(c.codebook_size),))
+        if c.itc_dim:
+            std = c.kernel_std(c.width)
+            self.itc_text_proj = self.param("itc_text_proj", _init(std, ("embed", None)), (c.width, c.itc_dim))
+            self.itc_image_proj = self.param("itc_image_proj", _init(std, ("embed", None)), (c.width, c.itc_dim))
+            # SigLIP's start: logit scale 10, bias -10 (-5, about -log(batch) at batch 128, collapsed alike
+            # on the 16-pair check recorded in BENCHMARKS.md, "Align before fuse")
+            self.itc_log_scale = self.param("itc_log_scale", _constant(2.302585, ()), ())
+            self.itc_bias = self.param("itc_bias", _constant(-10.0, ()), ())
         if not c.tie_heads:
             self.text_out = self.param("text_out", _init(axes=("vocab", "embed")), (padded(c.text_vocab), c.width))
             self.image_out = self.param("image_out", _init(axes=("vocab", "embed")), (padded(c.codebook_size), c.width))
 
-    def embed(self, text_ids, image_codes):
-        """(B, L) text ids with [CLS]/[SEP] added here, (B, N) image codes -> (B, S, D) and key mask."""
-        c = self.config
+    def embed_text(self, text_ids):
+        """(B, L) text ids -> `[CLS] text [SEP]` embedded (B, L + 2, D) and its key mask."""
         b = text_ids.shape[0]
         tokens = jnp.concatenate([jnp.full((b, 1), CLS, text_ids.dtype), text_ids, jnp.full((b, 1), SEP, text_ids.dtype)], 1)
-        text = self.text_embed[tokens] + self.text_pos[None] + self.segment[0]
+        return self.text_embed[tokens] + self.text_pos[None] + self.segment[0], tokens != PAD
+
+    def embed_image(self, image_codes):
+        """(B, N) image codes -> (B, N, D) with 2-D positions."""
+        c = self.config
         rows = jnp.repeat(self.image_row, c.image_grid, axis=0)
         cols = jnp.tile(self.image_col, (c.image_grid, 1))
-        image = self.image_embed[image_codes] + (rows + cols)[None] + self.segment[1]
-        x = jnp.concatenate([text, image], axis=1)
-        key_mask = jnp.concatenate([tokens != PAD, jnp.ones(image_codes.shape, bool)], axis=1)
+        return self.image_embed[image_codes] + (rows + cols)[None] + self.segment[1]
+
+    def embed(self, text_ids, image_codes):
+        """(B, L) text ids with [CLS]/[SEP] added here, (B, N) image codes -> (B, S, D) and key mask."""
+        text, text_mask = self.embed_text(text_ids)
+        x = jnp.concatenate([text, self.embed_image(image_codes)], axis=1)
+        key_mask = jnp.concatenate([text_mask, jnp.ones(image_codes.shape, bool)], axis=1)
         return nn.with_logical_constraint(x, ("batch", "length", "embed")), key_mask
+
+    def encode(self, x, key_mask, deterministic: bool):
+        """The blocks and the final norm over any embedded sequence (joint or one modality alone)."""
+        x = nn.with_logical_constraint(x, ("batch", "length", "embed")).astype(jnp.dtype(self.config.residual_dtype))
+        if self.config.scan_layers:
+            x, _ = self.blocks(x, key_mask, deterministic)
+        else:
+            for block in self.blocks:
+                x = block(x, key_mask, deterministic)
+        return self.final_ln(x)
+
+    def itc_embeddings(self, text_ids, image_codes, deterministic: bool = True):
+        """Unimodal passes -> (text (B, E), image (B, E)) L2-normalised embeddings.
+
+        The text pass sees `[CLS] text [SEP]` only and the image pass `[CLS] image` only: neither
+        sequence holds a token of the other modality, and each costs what its own tokens cost.
+        """
+        text, text_mask = self.embed_text(text_ids)
+        text_cls = self.encode(text, text_mask, deterministic)[:, 0]
+        cls = (self.text_embed[CLS] + self.text_pos[0] + self.segment[0])[None, None]
+        image = jnp.concatenate([jnp.broadcast_to(cls, (image_codes.shape[0], 1, cls.shape[-1])),
+                                 self.embed_image(image_codes)], axis=1)
+        image_cls = self.encode(image, jnp.ones(image.shape[:2], bool), deterministic)[:, 0]
+        normalise = lambda v: v * jax.lax.rsqrt(jnp.sum(jnp.square(v), -1, keepdims=True) + 1e-12)  # noqa: E731
+        return (normalise(text_cls.astype(jnp.float32) @ self.itc_text_proj),
+                normalise(image_cls.astype(jnp.float32) @ self.itc_image_proj))
 
     def __call__(self, text_ids, image_codes, deterministic: bool = True, inputs_embeds=None):
         """`inputs_embeds` (optional) replaces the embedded sequence: guidance relaxes tokens to expected embeddings."""
         x, key_mask = self.embed(text_ids, image_codes)
         if inputs_embeds is not None:
             x = inputs_embeds
-        x = x.astype(jnp.dtype(self.config.residual_dtype))
-        if self.config.scan_layers:
-            x, _ = self.blocks(x, key_mask, deterministic)
-        else:
-            for block in self.blocks:
-                x = block(x, key_mask, deterministic)
-        hidden = self.final_ln(x)
+        hidden = self.encode(x, key_mask, deterministic)
         itm = self.itm_head(hidden[:, 0]).astype(jnp.float32)
         if self.config.itm_agreement:
             itm = itm.at[:, 1].add(self.word_agreement(hidden, text_ids))

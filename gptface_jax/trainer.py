@@ -215,15 +215,17 @@ def make_train_step(model: GPTFace, tx, config):
     """step(state, batch) -> (state, metrics): one optimizer update over the whole batch.
 
     With train.accum_steps = k the batch is cut into k micro-batches (every k-th row, so each
-    device keeps its own rows) and the gradients are summed in a lax.scan; every loss is normalised
-    by the whole batch's counts, so the update equals one step on the whole batch. Dropout masks
+    device keeps its own rows) and the gradients are summed in a lax.scan; every masked-modelling
+    and ITM loss is normalised by the whole batch's counts, so without ITC the update equals one step
+    on the whole batch (ITC contrasts the pairs of each micro-batch: its negatives are per micro-batch). Dropout masks
     draw from model.dropout_rng(seed, step): a resumed run draws the same ones.
     """
     c = model.config
     w = config.loss
     k = config.train.accum_steps
 
-    def loss_fn(params, batch, rng, normalisers):
+    def loss_fn(params, batch, rng, normalisers, share=1.0):
+        """`share`: this micro-batch's part of a whole-batch mean (1/k under accumulation) for ITC."""
         out = model.apply(params, batch["text_inputs"], batch["image_inputs"], deterministic=False,
                           rngs={"dropout": rng})
         total, (metrics, _) = losses.milm_itm_loss(
@@ -231,6 +233,15 @@ def make_train_step(model: GPTFace, tx, config):
             lambda h: model.apply(params, h, method=GPTFace.image_logits),
             out, batch, max_text_len=c.max_text_len, capacity_text=w.text_capacity, capacity_image=w.image_capacity,
             weights=(w.text_weight, w.image_weight, w.itm_weight), normalisers=normalisers)
+        if w.itc_weight > 0:  # every image with its own clean caption, before fusion
+            text_emb, image_emb = model.apply(params, batch["caption_ids"], batch["image_targets"], deterministic=False,
+                                              rngs={"dropout": jax.random.fold_in(rng, 1)},
+                                              method=GPTFace.itc_embeddings)
+            p = params["params"]
+            itc, itc_metrics = losses.itc_loss(text_emb, image_emb, batch["caption_ids"], p["itc_log_scale"],
+                                               p["itc_bias"], w.itc_kind)
+            total = total + share * w.itc_weight * itc
+            metrics = {**metrics, **{name: share * v for name, v in itc_metrics.items()}, "loss": total}
         return total, metrics
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -244,10 +255,10 @@ def make_train_step(model: GPTFace, tx, config):
 
         def add(total, xs):
             i, micro_batch = xs
-            (_, metrics), grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, i), normalisers)
+            (_, metrics), grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, i), normalisers, 1.0 / k)
             return jax.tree.map(jnp.add, total, (grads, metrics)), None
         (_, metric_shapes), grad_shapes = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), rng,
-                                                         normalisers)
+                                                         normalisers, 1.0 / k)
         zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (grad_shapes, metric_shapes))
         (grads, metrics), _ = jax.lax.scan(add, zeros, (jnp.arange(k), micro))
         # losses and accuracies were normalised by the whole batch: their sums are the batch's values;

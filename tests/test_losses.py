@@ -61,7 +61,8 @@ def _batch(b=8):
     return {"text_inputs": np.where(positive, masks["text_inputs"], pairs["text_ids"]),
             "image_inputs": np.where(image_mask, CONFIG.image_mask_id, image).astype(np.int32),
             "text_targets": pairs["text_ids"], "image_targets": image,
-            "text_mask": masks["text_mask"] & positive, "image_mask": image_mask, "itm_label": pairs["itm_label"]}
+            "text_mask": masks["text_mask"] & positive, "image_mask": image_mask, "itm_label": pairs["itm_label"],
+            "caption_ids": text}
 
 
 def _loss_fn(model):

@@ -1,0 +1,97 @@
+"""Align before fuse: ITC on unimodal passes of the shared transformer (loss, sharding, isolation)."""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from gptface_jax import config_lib, evaluators, losses, sharding, trainer
+from gptface_jax.model import GPTFace
+from tests.test_losses import CONFIG, _batch
+
+ITC = dataclasses.replace(CONFIG, itc_dim=16)
+
+
+def _reference(text, image, captions, scale, bias, kind):
+    """numpy: the same loss written pair by pair."""
+    n = len(image)
+    logits = scale * image @ text.T
+    pos = np.array([[bool((captions[i] == captions[j]).all()) for j in range(n)] for i in range(n)])
+    if kind == "sigmoid":
+        z = logits + bias
+        return float(np.mean([sum(-np.log(1 / (1 + np.exp(-(z[i, j] if pos[i, j] else -z[i, j])))) for j in range(n))
+                              for i in range(n)]))
+    def ce(l, p):
+        logp = l - np.log(np.exp(l).sum(1, keepdims=True))
+        return float(np.mean([-(logp[i][p[i]]).mean() for i in range(n)]))
+    return 0.5 * (ce(logits, pos) + ce(logits.T, pos.T))
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "softmax"])
+def test_itc_loss_matches_the_pairwise_reference_and_identical_captions_are_positives(kind):
+    rng = np.random.default_rng(0)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    text, image = unit(rng.normal(size=(6, 8))), unit(rng.normal(size=(6, 8)))
+    captions = rng.integers(5, 50, (6, 4))
+    captions[4] = captions[1]  # a duplicate caption: rows 1 and 4 are each other's positives
+    loss, metrics = losses.itc_loss(jnp.asarray(text), jnp.asarray(image), jnp.asarray(captions), jnp.log(7.0),
+                                    jnp.asarray(-2.0), kind)
+    np.testing.assert_allclose(float(loss), _reference(text, image, captions, 7.0, -2.0, kind), rtol=1e-5)
+    # aligned embeddings: image 1's best caption is caption 4's copy as often as its own, both count
+    aligned, _ = losses.itc_loss(jnp.asarray(image), jnp.asarray(image), jnp.asarray(captions), jnp.log(7.0),
+                                 jnp.asarray(-2.0), kind)
+    assert float(aligned) < float(loss)
+    assert 0.0 <= float(metrics["itc_i2t_accuracy"]) <= 1.0
+
+
+def test_unimodal_passes_see_no_token_of_the_other_modality():
+    model = GPTFace(ITC)
+    batch = _batch()
+    text, image = jnp.asarray(batch["caption_ids"]), jnp.asarray(batch["image_targets"])
+    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), text[:1], image[:1]))
+    embed = jax.jit(lambda t, c: model.apply(params, t, c, method=GPTFace.itc_embeddings))
+    t1, i1 = embed(text, image)
+    t2, _ = embed(text, (image + 7) % CONFIG.codebook_size)   # other images: the text embedding stays
+    _, i2 = embed(jnp.roll(text, 1, axis=0), image)            # other captions: the image embedding stays
+    np.testing.assert_array_equal(np.asarray(t1), np.asarray(t2))
+    np.testing.assert_array_equal(np.asarray(i1), np.asarray(i2))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(t1), axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(np.asarray(i1), np.asarray(embed(text, (image + 7) % CONFIG.codebook_size)[1]))
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2)])
+def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
+    """ITC contrasts the global batch: sharding its rows must not change the loss or the update."""
+    config = config_lib.load(["--config", "experiments/pretrain.py:tiny", f"--config.mesh.shape={shape}",
+                              "--config.model.itc_dim=16", "--config.loss.itc_weight=1.0"])
+    mesh, rules = sharding.make_mesh(config), sharding.logical_rules(config)
+    model = GPTFace(ITC)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, eps=1e-4, weight_decay=0.01))
+    step = trainer.make_train_step(model, tx, config)
+    batch = {k: jnp.asarray(v) for k, v in _batch(16).items()}
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        init, _, shardings = trainer.state_shardings(model, tx, mesh, rules)
+        state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
+        spec = sharding.batch_spec(config)
+        sharded = {k: jax.device_put(v, NamedSharding(mesh, P(*spec, *([None] * (v.ndim - 1))))) for k, v in batch.items()}
+        s_state, s_metrics = jax.jit(step, out_shardings=(shardings, sharding.replicated(mesh)))(state, sharded)
+    single = jax.device_put(jax.device_get(init(jax.random.PRNGKey(0))), jax.devices()[0])
+    new_state, metrics = jax.jit(step)(single, batch)
+    assert float(metrics["itc_loss"]) > 0
+    for key in ("loss", "itc_loss", "itc_i2t_accuracy", "grad_norm"):
+        np.testing.assert_allclose(float(s_metrics[key]), float(metrics[key]), rtol=1e-5, err_msg=key)
+    for a, b in zip(jax.tree.leaves(new_state["params"]), jax.tree.leaves(s_state["params"])):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+
+
+def test_recall_and_its_chance():
+    similarity = np.array([[0.9, 0.1, 0.0], [0.8, 0.7, 0.1], [0.3, 0.2, 0.1]])  # row 2: its match ranks last
+    positive = np.eye(3, dtype=bool)
+    assert evaluators.recall_at(similarity, positive, 1) == pytest.approx(1 / 3)
+    assert evaluators.recall_at(similarity, positive, 2) == pytest.approx(2 / 3)
+    assert evaluators.chance_recall(positive, 1) == pytest.approx(1 / 3)
+    assert evaluators.chance_recall(np.ones((3, 3), bool), 1) == 1.0
