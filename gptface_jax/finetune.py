@@ -75,7 +75,6 @@ def finetune(workdir: str, dataset_dir: str, out_dir: str | None = None, *, step
     config = ml_collections.ConfigDict(pretrained.config.to_dict())
     config.train.learning_rate, config.train.steps = learning_rate, steps
     config.train.warmup_steps, config.train.accum_steps = max(1, steps // 10), 1
-    config.train.time_budget_s = 0.0
     config.mesh.shape = (-1, 1, 1)  # data parallel over whatever devices are present
     mesh, rules = sharding.make_mesh(config), sharding.logical_rules(config)
     if batch_size % jax.device_count():
