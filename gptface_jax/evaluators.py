@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gptface_jax.features import FEATURES
 from gptface_jax.train_loop import Evaluator
 
 REGISTRY: dict = {}
@@ -40,16 +41,16 @@ def problems(evals) -> list[str]:
             out.append(f"evals.{name}.every={spec.get('every')!r} must be an integer >= 1")
         if "max_examples" in wanted and "max_examples" in given and spec.max_examples < 10:
             out.append(f"evals.{name}.max_examples={spec.max_examples} must be >= 10")
+        if "feature" in wanted and "feature" in given and spec.feature not in FEATURES:
+            out.append(f"evals.{name}.feature={spec.feature!r}: choose one of {FEATURES}")
     return out
 
 
 def build(evals, context: dict) -> tuple[Evaluator, ...]:
-    """One Evaluator per `config.evals` entry (in name order); unknown types are a ValueError naming them."""
+    """One Evaluator per `config.evals` entry (in name order); `problems` has checked the entries."""
     out = []
     for name in sorted(evals):
         spec = evals[name]
-        if spec.type not in REGISTRY:
-            raise ValueError(f"evals.{name}.type={spec.type!r}: known evaluators are {sorted(REGISTRY)}")
         run = REGISTRY[spec.type](spec, context)
         if run is not None:  # e.g. held-out ITM without a test split
             out.append(Evaluator(name, spec.every, run))
@@ -84,8 +85,6 @@ def probe(spec, context):
     source = context["test_source"]
     if source is None:
         return None
-    if spec.feature not in features.FEATURES:
-        raise ValueError(f"evals probe feature={spec.feature!r}: choose one of {features.FEATURES}")
     split = itm_eval.load_split(source, spec.max_examples)
     if "attributes" not in split:
         return None  # an ingested crawl has no labels to probe

@@ -117,7 +117,8 @@ def export(workdir: str, out_dir: str, compute_dtype: str = "float32", platforms
     files = sorted(os.listdir(staging))
     manifest = {"format": reader.FORMAT, "workdir": os.path.abspath(workdir), "files": files,
                 "image_size": size, "image_grid": grid, "max_text_len": mc.max_text_len,
-                "compute_dtype": compute_dtype, "platforms": {name: list(platforms) for name in functions}, "width": mc.width, "codebook_size": mc.codebook_size, "text_vocab": mc.text_vocab,
+                "compute_dtype": compute_dtype, "platforms": {name: list(platforms) for name in functions},
+                "width": mc.width, "codebook_size": mc.codebook_size, "text_vocab": mc.text_vocab,
                 "parameters": int(sum(x.size for x in jax.tree.leaves(pretrained.params)))}
     with open(os.path.join(staging, reader.MANIFEST), "w") as f:
         json.dump(manifest, f, indent=1)
@@ -165,7 +166,8 @@ def load(directory: str, devices=None) -> Loaded:
     with open(os.path.join(directory, "config.json")) as f:
         config = config_lib.upgrade(json.load(f))
     config.model.scan_layers, config.model.remat = False, "none"  # exports hold the loop layout
-    model = GPTFace(dataclasses.replace(ModelConfig.from_config(config), compute_dtype=manifest.get("compute_dtype", "float32")))
+    model = GPTFace(dataclasses.replace(ModelConfig.from_config(config),
+                                        compute_dtype=manifest.get("compute_dtype", "float32")))
     mc = model.config
     expected = flatten(abstract_variables(model)["params"])
     stored = load_file(os.path.join(directory, "params.safetensors"))

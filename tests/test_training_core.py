@@ -179,6 +179,9 @@ def test_unknown_or_retired_config_fields_are_refused_by_name():
     with pytest.raises(config_lib.ConfigError) as e:
         config_lib.validate(config)
     assert "evals.probe.type='linear'" in str(e.value) and "evals.itm.max_exmples: unknown field" in str(e.value)
+    config = _config("evals.probe.feature=pooled")
+    with pytest.raises(config_lib.ConfigError, match=r"evals.probe.feature='pooled': choose one of"):
+        config_lib.validate(config)
     with pytest.raises(config_lib.ConfigError, match="train.grad_clip=-1.0 must be > 0"):
         config_lib.validate(_config("train.grad_clip=-1.0"))
 
