@@ -137,9 +137,11 @@ def memory_table(layers: int, batch: int, steps: int, attention: str, out: str |
             print(json.dumps(rows[-1]), flush=True)
     base = rows[0]
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; base shape, {layers} layers, batch {batch}")
-    print(f"{'remat':14s} {'scan':5s} {'temp MiB':>9s} {'vs none':>8s} {'compile s':>9s} {'ms/step':>9s} {'vs none':>8s}")
+    print(f"{'remat':14s} {'scan':5s} {'temp MiB':>9s} {'vs none':>8s} {'compile s':>9s} {'ms/step':>9s} "
+          f"{'vs none':>8s}")
     for r in rows:
-        print(f"{r['remat']:14s} {str(r['scan_layers']):5s} {r['temp_mib']:9.1f} {r['temp_mib'] / base['temp_mib']:8.2f} "
+        print(f"{r['remat']:14s} {str(r['scan_layers']):5s} {r['temp_mib']:9.1f} "
+              f"{r['temp_mib'] / base['temp_mib']:8.2f} "
               f"{r['compile_s']:9.2f} {r['ms']:9.1f} {r['ms'] / base['ms']:8.2f}")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)

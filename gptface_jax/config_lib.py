@@ -182,13 +182,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
     check(m.mlp_dim >= 1, f"model.mlp_dim={m.mlp_dim} must be >= 1")
     check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1)")
-    check(m.residual_dtype in ("float32", "bfloat16"), f"model.residual_dtype={m.residual_dtype!r} must be 'float32' or 'bfloat16'")
-    check(m.attention in ("einsum", "xla", "cudnn"), f"model.attention={m.attention!r} must be 'einsum', 'xla' or 'cudnn'")
-    check(m.remat in ("none", "full", "dots_saveable"), f"model.remat={m.remat!r} must be 'none', 'full' or 'dots_saveable'")
+    check(m.residual_dtype in ("float32", "bfloat16"),
+          f"model.residual_dtype={m.residual_dtype!r} must be 'float32' or 'bfloat16'")
+    check(m.attention in ("einsum", "xla", "cudnn"),
+          f"model.attention={m.attention!r} must be 'einsum', 'xla' or 'cudnn'")
+    check(m.remat in ("none", "full", "dots_saveable"),
+          f"model.remat={m.remat!r} must be 'none', 'full' or 'dots_saveable'")
     check(m.image_embed_init in ("codebook", "random"),
           f"model.image_embed_init={m.image_embed_init!r} must be 'codebook' or 'random'")
     check(m.kernel_init in ("normal", "fan_in"), f"model.kernel_init={m.kernel_init!r} must be 'normal' or 'fan_in'")
-    check(m.compute_dtype in ("float32", "bfloat16", "float16"), f"model.compute_dtype={m.compute_dtype!r} is not a float dtype")
+    check(m.compute_dtype in ("float32", "bfloat16", "float16"),
+          f"model.compute_dtype={m.compute_dtype!r} is not a float dtype")
 
     # Masking and losses.
     k = config.masking
@@ -219,7 +223,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(config.loss.itc_weight >= 0, f"loss.itc_weight={config.loss.itc_weight} must be >= 0")
     check(config.loss.itc_weight == 0 or m.itc_dim > 0,
           f"loss.itc_weight={config.loss.itc_weight} needs ITC heads: set model.itc_dim > 0 (e.g. 128)")
-    check(config.loss.itc_kind in ("sigmoid", "softmax"), f"loss.itc_kind={config.loss.itc_kind!r} must be 'sigmoid' or 'softmax'")
+    check(config.loss.itc_kind in ("sigmoid", "softmax"),
+          f"loss.itc_kind={config.loss.itc_kind!r} must be 'sigmoid' or 'softmax'")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
 
@@ -228,7 +233,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(0 <= cur.salient_steps <= config.train.steps,
           f"curriculum.salient_steps={cur.salient_steps} must be in [0, train.steps={config.train.steps}]")
     check(0.0 <= cur.salient_mix <= 1.0, f"curriculum.salient_mix={cur.salient_mix} must be in [0, 1]")
-    check(0.0 <= cur.salient_image_mix <= 1.0, f"curriculum.salient_image_mix={cur.salient_image_mix} must be in [0, 1]")
+    check(0.0 <= cur.salient_image_mix <= 1.0,
+          f"curriculum.salient_image_mix={cur.salient_image_mix} must be in [0, 1]")
     check(cur.salient_tokens >= 1, f"curriculum.salient_tokens={cur.salient_tokens} must be >= 1")
     check(cur.salient_sample >= 2, f"curriculum.salient_sample={cur.salient_sample} must be >= 2")
 

@@ -74,7 +74,8 @@ def export(workdir: str, out_dir: str, compute_dtype: str = "float32", platforms
     """
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown or not platforms:
-        raise ExportPlatformError(f"unknown export platforms {unknown or list(platforms)}: choose from {list(PLATFORMS)}")
+        raise ExportPlatformError(f"unknown export platforms {unknown or list(platforms)}: "
+                                  f"choose from {list(PLATFORMS)}")
     from gptface_jax import inference
     from gptface_jax.pretokenize import TOKENIZER_FILE
     from gptface_jax.vq import VQModel
@@ -179,7 +180,8 @@ def load(directory: str, devices=None) -> Loaded:
         raise DataError(f"{directory}: params.safetensors does not match config.json ({len(problems)} problems): "
                         + "; ".join(problems[:5]))
     if manifest["image_grid"] != mc.image_grid:
-        raise DataError(f"{directory}: manifest image_grid {manifest['image_grid']} but config.json builds {mc.image_grid}")
+        raise DataError(f"{directory}: manifest image_grid {manifest['image_grid']} "
+                        f"but config.json builds {mc.image_grid}")
     devices = list(devices if devices is not None else jax.devices())
     mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     params = jax.device_put({"params": reader.unflatten(stored)}, sharding.replicated(mesh))

@@ -93,8 +93,6 @@ def milm_itm_loss(text_logits_fn, image_logits_fn, out, batch, *, max_text_len: 
     return total, (metrics, p_match)
 
 
-ITC_KINDS = ("sigmoid", "softmax")
-
 
 def itc_loss(text_emb, image_emb, caption_ids, log_scale, bias, kind: str = "sigmoid"):
     """Image-text contrastive loss over the whole (global) batch, and its retrieval accuracy.

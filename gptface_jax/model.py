@@ -372,7 +372,8 @@ def stack_layers(tree, stack=lambda leaves: jnp.stack(leaves)):
             return x
         n = sum(1 for k in x if k.startswith("block_"))
         rest = {k: v for k, v in x.items() if not k.startswith("block_")}
-        return {**rest, "blocks": jax.tree.map(lambda *leaves: stack(list(leaves)), *[x[f"block_{i}"] for i in range(n)])}
+        layers = [x[f"block_{i}"] for i in range(n)]
+        return {**rest, "blocks": jax.tree.map(lambda *leaves: stack(list(leaves)), *layers)}
     return jax.tree.map(convert, tree, is_leaf=_is_layer_dict)
 
 

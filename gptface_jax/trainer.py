@@ -263,7 +263,8 @@ def make_train_step(model: GPTFace, tx, config):
         (grads, metrics), _ = jax.lax.scan(add, zeros, (jnp.arange(k), micro))
         # losses and accuracies were normalised by the whole batch: their sums are the batch's values;
         # overflow counts are per micro-batch: their mean
-        metrics = {**metrics, "text_overflow": metrics["text_overflow"] / k, "image_overflow": metrics["image_overflow"] / k}
+        metrics = {**metrics, "text_overflow": metrics["text_overflow"] / k,
+                   "image_overflow": metrics["image_overflow"] / k}
         return grads, metrics
 
     def step(state, batch):

@@ -3,7 +3,8 @@
     gptface tokenizer image --config experiments/vq.py:tiny --workdir W
 
 Sections: 1. config  2. data  3. model and state  4. the jitted step  5. evaluation
-6. the run (train_loop: metrics, NaN guard, checkpoints, resume, time budget; evaluators from config.evals)  7. loading a trained tokenizer.
+6. the run (train_loop: metrics, NaN guard, checkpoints, resume, time budget; evaluators from
+config.evals)  7. loading a trained tokenizer.
 A rerun with the same workdir resumes from the latest checkpoint, input pipeline included.
 """
 from __future__ import annotations

@@ -77,7 +77,8 @@ def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
         init, _, shardings = trainer.state_shardings(model, tx, mesh, rules)
         state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
         spec = sharding.batch_spec(config)
-        sharded = {k: jax.device_put(v, NamedSharding(mesh, P(*spec, *([None] * (v.ndim - 1))))) for k, v in batch.items()}
+        place = lambda v: jax.device_put(v, NamedSharding(mesh, P(*spec, *([None] * (v.ndim - 1)))))  # noqa: E731
+        sharded = {k: place(v) for k, v in batch.items()}
         s_state, s_metrics = jax.jit(step, out_shardings=(shardings, sharding.replicated(mesh)))(state, sharded)
     single = jax.device_put(jax.device_get(init(jax.random.PRNGKey(0))), jax.devices()[0])
     new_state, metrics = jax.jit(step)(single, batch)

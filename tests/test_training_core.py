@@ -86,7 +86,8 @@ def test_optimizer_moments_get_their_parameters_shardings_when_shapes_collide():
     # same shape (64, 64), different logical axes: a shape-matched moment would take the other's layout
     assert abstract["params"]["params"]["block_0"]["mlp_in"]["kernel"].shape == (64, 64)
     assert params["mlp_in"]["kernel"].spec != params["mlp_out"]["kernel"].spec
-    param_specs = {jax.tree_util.keystr(p): s.spec for p, s in jax.tree_util.tree_flatten_with_path(shardings["params"])[0]}
+    flat = jax.tree_util.tree_flatten_with_path(shardings["params"])[0]
+    param_specs = {jax.tree_util.keystr(p): s.spec for p, s in flat}
     moments = 0
     for path, s in jax.tree_util.tree_flatten_with_path(shardings["opt_state"])[0]:
         names = [getattr(k, "name", None) for k in path]
