@@ -201,7 +201,7 @@ def _eval_edits(args: argparse.Namespace) -> int:
     from gptface_jax.decode_config import DecodeConfig
     report = edit_eval.run(args.workdir, args.dataset, args.judge, args.out, guidances=tuple(args.guidance),
                            cfg_scales=tuple(args.cfg_scale), faces_per_edit=args.faces, seed=args.seed, text_to_face_samples=args.samples,
-                           config=DecodeConfig(guidance_contrast=args.guidance_contrast))
+                           config=DecodeConfig(guidance_contrast=args.guidance_contrast, guide=args.guide))
     judge = report["judge"]
     print(f"judge: held-out attribute accuracy {judge['test']['attribute_mean_accuracy']:.3f}"
           + (f" (on VQ reconstructions {judge['test_vq_reconstructions']['attribute_mean_accuracy']:.3f})"
@@ -229,15 +229,18 @@ def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _add_contrast_argument(p) -> None:
+    from gptface_jax.decode_config import GUIDES
     p.add_argument("--guidance-contrast", action="store_true",
                    help="ITM guidance on score(control, x) - score(blank control, x) (default: the plain score)")
+    p.add_argument("--guide", choices=GUIDES, default="itm",
+                   help="what guidance follows: the ITM head, the ITC embeddings' similarity (needs ITC heads), or both")
 
 
 def _decode_config(args: argparse.Namespace):
     """The sampling flags as a DecodeConfig (lambda is set per run from --guidance)."""
     from gptface_jax.decode_config import DecodeConfig
     return DecodeConfig(steps=args.steps, temperature=args.temperature, guidance_steps=args.guidance_steps,
-                        cfg_scale=args.cfg_scale, guidance_contrast=args.guidance_contrast)
+                        cfg_scale=args.cfg_scale, guidance_contrast=args.guidance_contrast, guide=args.guide)
 
 
 def build_parser() -> argparse.ArgumentParser:

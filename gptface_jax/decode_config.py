@@ -8,6 +8,9 @@ from __future__ import annotations
 import dataclasses
 
 
+GUIDES = ("itm", "itc", "both")
+
+
 @dataclasses.dataclass(frozen=True)
 class DecodeConfig:
     steps: int = 12                  # T
@@ -20,6 +23,9 @@ class DecodeConfig:
     # ITM guidance on score(control, x) - score(blank control, x): what the control signal adds to
     # how match-like x looks whatever the caption (off: the plain match log-odds)
     guidance_contrast: bool = False
+    # what the guidance gradient follows: "itm" (the fused match log-odds), "itc" (the unimodal
+    # embeddings' similarity; needs ITC heads) or "both" (the two normalised gradients added)
+    guide: str = "itm"
 
     def validate(self) -> None:
         if self.steps < 1 or self.guidance_steps < 1:
@@ -28,6 +34,8 @@ class DecodeConfig:
             raise ValueError("temperature and guidance_tau must be > 0")
         if self.guidance < 0 or self.cfg_scale < 0 or self.confidence_noise < 0:
             raise ValueError("guidance, cfg_scale and confidence_noise must be >= 0")
+        if self.guide not in GUIDES:
+            raise ValueError(f"guide={self.guide!r} must be one of {GUIDES}")
 
 
 # Text-to-face follows its caption far more with w = 3 (BENCHMARKS.md, session 8). Edits, inpainting,

@@ -9,7 +9,9 @@ noise annealed linearly to zero. Positions that were not masked at the start are
 ITM-gradient guidance (DESIGN.md section 3): the masked positions are relaxed to their expected
 embedding softmax(logits / tau) @ E, the pair is scored by the ITM head (match log-odds), and
 g = d score / d logits moves the logits by lambda * g / |g| (|g| normalised per example to one
-unit per masked position), K times, before sampling. lambda = 0 skips guidance entirely, so it
+unit per masked position), K times, before sampling. `guide="itc"` scores the pair by the
+similarity of the unimodal (ITC) embeddings instead, the relaxed side through its own pass;
+"both" adds the two normalised gradients. lambda = 0 skips guidance entirely, so it
 reproduces plain decoding bit for bit. With `guidance_contrast` the score is the match log-odds
 minus those of the same relaxed sample with the control blanked: the ITM head also rates how
 match-like a sample looks whatever the caption, and that part pulls every caption the same way.
@@ -82,21 +84,67 @@ def _blank_control(model: GPTFace, text, image, modality: str):
     return text, jnp.full_like(image, model.config.image_mask_id)
 
 
+def _itc_score_of_logits(model: GPTFace, params, text, image, modality, mask, table, tau):
+    """Scaled cosine similarity of the unimodal embeddings, the generated side relaxed.
+
+    The control side is embedded once, as it is; the generated side's masked positions take their
+    expected embedding, so the gradient reaches the logits through the unimodal pass alone.
+    """
+    c = model.config
+    p = params["params"]
+    scale = jnp.exp(p["itc_log_scale"])
+    if modality == IMAGE:
+        control = model.apply(params, text, method=GPTFace.itc_text)
+        base = model.apply(params, image, method=GPTFace.embed_image)
+        mask_row, offset, method = p["image_embed"][c.image_mask_id], 0, GPTFace.itc_image
+        generated = image
+    else:
+        control = model.apply(params, image, method=GPTFace.itc_image)
+        base, _ = model.apply(params, text, method=GPTFace.embed_text)
+        mask_row, offset, method = p["text_embed"][MASK], 1, GPTFace.itc_text
+        generated = text
+
+    def score(logits):
+        expected = jax.nn.softmax(logits / tau, axis=-1) @ table.astype(jnp.float32)
+        delta = jnp.where(mask[..., None], expected - mask_row, 0.0)
+        embeds = base.at[:, offset:offset + mask.shape[1]].add(delta.astype(base.dtype))
+        relaxed = model.apply(params, generated, inputs_embeds=embeds, method=method)
+        return scale * jnp.sum(relaxed * control, -1)
+
+    return score
+
+
+def _guidance_scores(model, params, text, image, modality, mask, table, config: DecodeConfig):
+    """The scores whose gradients guide: ITM match log-odds (optionally contrasted), ITC similarity, or both."""
+    scores = []
+    if config.guide in ("itm", "both"):
+        matched = _itm_score_of_logits(model, params, text, image, modality, mask, table, config.guidance_tau)
+        if config.guidance_contrast:
+            blank = _itm_score_of_logits(model, params, *_blank_control(model, text, image, modality), modality, mask,
+                                         table, config.guidance_tau)
+            scores.append(lambda lg, matched=matched, blank=blank: matched(lg) - blank(lg))
+        else:
+            scores.append(matched)
+    if config.guide in ("itc", "both"):
+        if not model.config.itc_dim:
+            raise ValueError("guide='itc' needs a model with ITC heads (model.itc_dim > 0)")
+        scores.append(_itc_score_of_logits(model, params, text, image, modality, mask, table, config.guidance_tau))
+    return scores
+
+
 def guide_logits(model, params, text, image, modality, mask, logits, config: DecodeConfig):
-    """K normalised ITM-gradient steps on the logits of masked positions."""
+    """K guidance steps on the logits of masked positions: each score's gradient, normalised, times lambda."""
     _, table, _ = _stream(model, params, modality)
-    score = _itm_score_of_logits(model, params, text, image, modality, mask, table, config.guidance_tau)
-    if config.guidance_contrast:
-        matched = score
-        blank = _itm_score_of_logits(model, params, *_blank_control(model, text, image, modality), modality, mask,
-                                     table, config.guidance_tau)
-        score = lambda lg: matched(lg) - blank(lg)  # noqa: E731
+    scores = _guidance_scores(model, params, text, image, modality, mask, table, config)
     n_masked = jnp.maximum(mask.sum(1), 1).astype(jnp.float32)
     for _ in range(config.guidance_steps):
-        g = jax.grad(lambda lg: score(lg).sum())(logits)
-        g = jnp.where(mask[..., None], g, 0.0)
-        norm = jnp.sqrt(jnp.sum(g * g, axis=(1, 2)) / n_masked)[:, None, None]
-        logits = logits + config.guidance * g / jnp.maximum(norm, 1e-12)
+        step = jnp.zeros_like(logits)
+        for score in scores:
+            g = jax.grad(lambda lg, score=score: score(lg).sum())(logits)
+            g = jnp.where(mask[..., None], g, 0.0)
+            norm = jnp.sqrt(jnp.sum(g * g, axis=(1, 2)) / n_masked)[:, None, None]
+            step = step + g / jnp.maximum(norm, 1e-12)
+        logits = logits + config.guidance * step
     return logits
 
 

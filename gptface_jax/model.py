@@ -56,6 +56,9 @@ class ModelConfig:
     # Align before fuse: > 0 adds projection heads from the unimodal [CLS] states (a text-only and an
     # image-only pass of the same blocks) to L2-normalised embeddings of this size, for ITC.
     itc_dim: int = 0
+    # What the ITC heads read: the unimodal pass's [CLS] state ("cls") or the mean of its token
+    # states ("mean": [CLS] and padding left out)
+    itc_pool: str = "cls"
 
     def kernel_std(self, fan_in: int) -> float:
         return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
@@ -77,7 +80,8 @@ class ModelConfig:
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.attention,
                    tie_heads=m.tie_heads, kernel_init=m.kernel_init, residual_dtype=m.residual_dtype,
-                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim)
+                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim,
+                   itc_pool=m.itc_pool)
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -199,6 +203,10 @@ def make_blocks(c: ModelConfig):
                    metadata_params={nn.PARTITION_NAME: "layers"})(c, scanned=True, name="blocks")
 
 
+def _l2_normalise(v):
+    return v * jax.lax.rsqrt(jnp.sum(jnp.square(v), -1, keepdims=True) + 1e-12)
+
+
 class GPTFace(nn.Module):
     """Returns hidden states, the [CLS] vector and ITM logits; vocabulary heads are methods."""
 
@@ -263,21 +271,41 @@ class GPTFace(nn.Module):
                 x = block(x, key_mask, deterministic)
         return self.final_ln(x)
 
+    def itc_text(self, text_ids, deterministic: bool = True, inputs_embeds=None):
+        """(B, L) text ids -> (B, E) L2-normalised embedding of the text-only pass `[CLS] text [SEP]`.
+
+        `inputs_embeds` (B, L + 2, D), when given, replaces the embedded sequence (guidance relaxes tokens).
+        """
+        text, text_mask = self.embed_text(text_ids)
+        text = text if inputs_embeds is None else inputs_embeds
+        hidden = self.encode(text, text_mask, deterministic)
+        if self.config.itc_pool == "mean":  # the words' states, [CLS] and padding left out
+            words = text_mask.at[:, 0].set(False)[..., None]
+            pooled = jnp.sum(jnp.where(words, hidden, 0), 1) / jnp.maximum(words.sum(1), 1)
+        else:
+            pooled = hidden[:, 0]
+        return _l2_normalise(pooled.astype(jnp.float32) @ self.itc_text_proj)
+
+    def itc_image(self, image_codes, deterministic: bool = True, inputs_embeds=None):
+        """(B, N) image codes -> (B, E) L2-normalised embedding of the image-only pass `[CLS] image`.
+
+        `inputs_embeds` (B, N, D), when given, replaces the embedded image (guidance relaxes tokens).
+        """
+        image = self.embed_image(image_codes) if inputs_embeds is None else inputs_embeds
+        cls = (self.text_embed[CLS] + self.text_pos[0] + self.segment[0])[None, None]
+        image = jnp.concatenate([jnp.broadcast_to(cls, (image.shape[0], 1, cls.shape[-1])).astype(image.dtype), image],
+                                axis=1)
+        hidden = self.encode(image, jnp.ones(image.shape[:2], bool), deterministic)
+        pooled = hidden[:, 1:].mean(1) if self.config.itc_pool == "mean" else hidden[:, 0]
+        return _l2_normalise(pooled.astype(jnp.float32) @ self.itc_image_proj)
+
     def itc_embeddings(self, text_ids, image_codes, deterministic: bool = True):
         """Unimodal passes -> (text (B, E), image (B, E)) L2-normalised embeddings.
 
         The text pass sees `[CLS] text [SEP]` only and the image pass `[CLS] image` only: neither
         sequence holds a token of the other modality, and each costs what its own tokens cost.
         """
-        text, text_mask = self.embed_text(text_ids)
-        text_cls = self.encode(text, text_mask, deterministic)[:, 0]
-        cls = (self.text_embed[CLS] + self.text_pos[0] + self.segment[0])[None, None]
-        image = jnp.concatenate([jnp.broadcast_to(cls, (image_codes.shape[0], 1, cls.shape[-1])),
-                                 self.embed_image(image_codes)], axis=1)
-        image_cls = self.encode(image, jnp.ones(image.shape[:2], bool), deterministic)[:, 0]
-        normalise = lambda v: v * jax.lax.rsqrt(jnp.sum(jnp.square(v), -1, keepdims=True) + 1e-12)  # noqa: E731
-        return (normalise(text_cls.astype(jnp.float32) @ self.itc_text_proj),
-                normalise(image_cls.astype(jnp.float32) @ self.itc_image_proj))
+        return self.itc_text(text_ids, deterministic), self.itc_image(image_codes, deterministic)
 
     def __call__(self, text_ids, image_codes, deterministic: bool = True, inputs_embeds=None):
         """`inputs_embeds` (optional) replaces the embedded sequence: guidance relaxes tokens to expected embeddings."""

@@ -96,6 +96,43 @@ def test_contrastive_guidance_raises_what_the_caption_adds(model_and_params):
     assert gains[8.0] > gains[0.0], gains
 
 
+@pytest.mark.parametrize("modality", [decoding.IMAGE, decoding.TEXT])
+def test_itc_guidance_at_zero_is_plain_decoding_and_raises_the_similarity(modality):
+    """guide='itc' follows the unimodal embeddings' similarity: lambda = 0 is bit-exact plain decoding,
+    and guided samples are more alike their control signal; guide='both' runs too."""
+    import dataclasses
+    model = GPTFace(dataclasses.replace(CONFIG, itc_dim=8))
+    rng = np.random.default_rng(0)
+    text = jnp.asarray(np.tile(rng.integers(5, 64, (4, 8)), (4, 1)), jnp.int32)
+    image = jnp.asarray(np.tile(rng.integers(0, 32, (4, 16)), (4, 1)), jnp.int32)
+    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), text, image))
+    mask = jnp.ones(image.shape if modality == decoding.IMAGE else text.shape, bool)
+    key = jax.random.PRNGKey(0)
+    plain = decoding.make_decoder(model, modality, DecodeConfig(steps=6), text_vocab=64)(params, text, image, mask, key)
+    zero = decoding.make_decoder(model, modality, DecodeConfig(steps=6, guide="itc"), text_vocab=64)(
+        params, text, image, mask, key)
+    for a, b in zip(plain, zero):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    def similarity(t, i):
+        te, ie = model.apply(params, t, i, method=GPTFace.itc_embeddings)
+        return float(jnp.sum(te * ie, -1).mean())
+    guided = {g: decoding.make_decoder(model, modality, DecodeConfig(steps=6, guidance=8.0, guidance_steps=2,
+                                                                     guide=g), text_vocab=64)(
+        params, text, image, mask, key) for g in ("itc", "both")}
+    assert similarity(*guided["itc"]) > similarity(*plain)
+    assert not np.array_equal(np.asarray(guided["both"][1]), np.asarray(plain[1])) or modality == decoding.TEXT
+
+
+def test_itc_guidance_needs_itc_heads(model_and_params):
+    model, params, text, image = model_and_params
+    with pytest.raises(ValueError, match="itc_dim"):
+        decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(guidance=1.0, guide="itc"))(
+            params, text, image, _region_mask(), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="guide"):
+        DecodeConfig(guide="clip").validate()
+
+
 def _final_itm_scores(model, params, text, image) -> dict:
     """Mean ITM score of whole images decoded from scratch, unguided (0) and guided (8)."""
     mask = jnp.ones(image.shape, bool)
