@@ -77,6 +77,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Align before fuse (DESIGN.md 2): > 0 adds ITC projection heads of this size on the unimodal
     # [CLS] states; loss.itc_weight switches the contrastive loss on.
     c.model.itc_dim = 0
+    c.model.itc_pool = "cls"              # "cls" or "mean": what the ITC heads read (model.ModelConfig)
 
     c.masking = ml_collections.ConfigDict()
     # Per-example masking mode probabilities: joint / image-generation / text-generation.
@@ -131,10 +132,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # attribute word against the image (needs swap negatives).
     c.loss.swap_corrective = False
     c.loss.caption_dropout = 0.1
-    # Image-text contrastive loss on unimodal passes (needs model.itc_dim > 0): "sigmoid" (SigLIP)
-    # or "softmax" (InfoNCE); captions identical to an image's own count as its positives.
+    # Image-text contrastive loss on unimodal passes (needs model.itc_dim > 0): "softmax" (InfoNCE)
+    # or "sigmoid" (SigLIP); captions identical to an image's own count as its positives. Softmax:
+    # at batch 128 the sigmoid loss did not even fit one fixed batch through the blocks (BENCHMARKS.md,
+    # "Align before fuse", 2026-12-02).
     c.loss.itc_weight = 0.0
-    c.loss.itc_kind = "sigmoid"
+    c.loss.itc_kind = "softmax"
+    # This share of the ITM negatives is re-drawn in the step from the ITC similarities: a wrong
+    # caption for the image or a wrong image for the caption, likelier the more alike (gptface_jax/negatives.py)
+    c.loss.mined_negative_fraction = 0.0
     # Vocabulary heads run on at most this fraction of a batch's text / image positions (masked
     # ones first). Expected masked fractions are ~0.12 / ~0.2 (positives only); overflow is logged.
     c.loss.text_capacity = 0.5

@@ -90,7 +90,8 @@ ADDED_FIELDS = {
     "loss.swap_exclusive": False, "loss.swap_symmetric": False, "loss.swap_corrective": False,
     "curriculum.salient_steps": 0, "curriculum.salient_mix": 0.0, "curriculum.salient_image_mix": 0.0,
     "curriculum.salient_tokens": 40, "curriculum.salient_sample": 20_000,
-    "model.itc_dim": 0, "loss.itc_weight": 0.0, "loss.itc_kind": "sigmoid",
+    "model.itc_dim": 0, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
+    "model.itc_pool": "cls", "loss.mined_negative_fraction": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
 }
 # Fields that nothing read (pre-training reads data.pretokenized; the SynthFaces sizes and caption
@@ -225,6 +226,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"loss.itc_weight={config.loss.itc_weight} needs ITC heads: set model.itc_dim > 0 (e.g. 128)")
     check(config.loss.itc_kind in ("sigmoid", "softmax"),
           f"loss.itc_kind={config.loss.itc_kind!r} must be 'sigmoid' or 'softmax'")
+    check(m.itc_pool in ("cls", "mean"), f"model.itc_pool={m.itc_pool!r} must be 'cls' or 'mean'")
+    mined = config.loss.mined_negative_fraction
+    check(0.0 <= mined <= 1.0, f"loss.mined_negative_fraction={mined} must be in [0, 1]")
+    check(mined == 0 or config.loss.itc_weight > 0,
+          f"loss.mined_negative_fraction={mined} mines from the ITC similarities: set loss.itc_weight > 0")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
 

@@ -23,7 +23,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.masking import MaskingConfig
 from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
 from data_pipelines.shards import ShardSource
-from gptface_jax import config_lib, losses, optimizer, sharding, train_loop
+from gptface_jax import config_lib, losses, negatives, optimizer, sharding, train_loop
 from gptface_jax import evaluators as evaluators_lib
 from gptface_jax.checkpoints import Checkpointer
 from gptface_jax.metrics import MetricWriter, compiled_flops, transformer_train_flops
@@ -226,13 +226,7 @@ def make_train_step(model: GPTFace, tx, config):
 
     def loss_fn(params, batch, rng, normalisers, share=1.0):
         """`share`: this micro-batch's part of a whole-batch mean (1/k under accumulation) for ITC."""
-        out = model.apply(params, batch["text_inputs"], batch["image_inputs"], deterministic=False,
-                          rngs={"dropout": rng})
-        total, (metrics, _) = losses.milm_itm_loss(
-            lambda h: model.apply(params, h, method=GPTFace.text_logits),
-            lambda h: model.apply(params, h, method=GPTFace.image_logits),
-            out, batch, max_text_len=c.max_text_len, capacity_text=w.text_capacity, capacity_image=w.image_capacity,
-            weights=(w.text_weight, w.image_weight, w.itm_weight), normalisers=normalisers)
+        extra = {}
         if w.itc_weight > 0:  # every image with its own clean caption, before fusion
             text_emb, image_emb = model.apply(params, batch["caption_ids"], batch["image_targets"], deterministic=False,
                                               rngs={"dropout": jax.random.fold_in(rng, 1)},
@@ -240,8 +234,21 @@ def make_train_step(model: GPTFace, tx, config):
             p = params["params"]
             itc, itc_metrics = losses.itc_loss(text_emb, image_emb, batch["caption_ids"], p["itc_log_scale"],
                                                p["itc_bias"], w.itc_kind)
+            extra = {name: share * v for name, v in itc_metrics.items()}
+            if w.mined_negative_fraction > 0:
+                batch, mined = negatives.mine(jax.random.fold_in(rng, 2), batch, text_emb, image_emb,
+                                              jnp.exp(p["itc_log_scale"]), w.mined_negative_fraction, c.image_mask_id)
+                extra.update({name: share * v for name, v in mined.items()})
+        out = model.apply(params, batch["text_inputs"], batch["image_inputs"], deterministic=False,
+                          rngs={"dropout": rng})
+        total, (metrics, _) = losses.milm_itm_loss(
+            lambda h: model.apply(params, h, method=GPTFace.text_logits),
+            lambda h: model.apply(params, h, method=GPTFace.image_logits),
+            out, batch, max_text_len=c.max_text_len, capacity_text=w.text_capacity, capacity_image=w.image_capacity,
+            weights=(w.text_weight, w.image_weight, w.itm_weight), normalisers=normalisers)
+        if w.itc_weight > 0:
             total = total + share * w.itc_weight * itc
-            metrics = {**metrics, **{name: share * v for name, v in itc_metrics.items()}, "loss": total}
+            metrics = {**metrics, **extra, "loss": total}
         return total, metrics
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

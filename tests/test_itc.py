@@ -9,7 +9,8 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from gptface_jax import config_lib, evaluators, losses, sharding, trainer
+from data_pipelines.text_tokenizer import MASK, PAD
+from gptface_jax import config_lib, evaluators, losses, negatives, sharding, trainer
 from gptface_jax.model import GPTFace
 from tests.test_losses import CONFIG, _batch
 
@@ -48,8 +49,9 @@ def test_itc_loss_matches_the_pairwise_reference_and_identical_captions_are_posi
     assert 0.0 <= float(metrics["itc_i2t_accuracy"]) <= 1.0
 
 
-def test_unimodal_passes_see_no_token_of_the_other_modality():
-    model = GPTFace(ITC)
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_unimodal_passes_see_no_token_of_the_other_modality(pool):
+    model = GPTFace(dataclasses.replace(ITC, itc_pool=pool))
     batch = _batch()
     text, image = jnp.asarray(batch["caption_ids"]), jnp.asarray(batch["image_targets"])
     params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), text[:1], image[:1]))
@@ -67,7 +69,8 @@ def test_unimodal_passes_see_no_token_of_the_other_modality():
 def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
     """ITC contrasts the global batch: sharding its rows must not change the loss or the update."""
     config = config_lib.load(["--config", "experiments/pretrain.py:tiny", f"--config.mesh.shape={shape}",
-                              "--config.model.itc_dim=16", "--config.loss.itc_weight=1.0"])
+                              "--config.model.itc_dim=16", "--config.loss.itc_weight=1.0",
+                              "--config.loss.mined_negative_fraction=1.0"])
     mesh, rules = sharding.make_mesh(config), sharding.logical_rules(config)
     model = GPTFace(ITC)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, eps=1e-4, weight_decay=0.01))
@@ -83,7 +86,8 @@ def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
     single = jax.device_put(jax.device_get(init(jax.random.PRNGKey(0))), jax.devices()[0])
     new_state, metrics = jax.jit(step)(single, batch)
     assert float(metrics["itc_loss"]) > 0
-    for key in ("loss", "itc_loss", "itc_i2t_accuracy", "grad_norm"):
+    assert float(metrics["mined_negatives"]) > 0   # the mined rows are drawn alike on the mesh
+    for key in ("loss", "itc_loss", "itc_i2t_accuracy", "grad_norm", "mined_negatives", "mined_similarity"):
         np.testing.assert_allclose(float(s_metrics[key]), float(metrics[key]), rtol=1e-5, err_msg=key)
     for a, b in zip(jax.tree.leaves(new_state["params"]), jax.tree.leaves(s_state["params"])):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
@@ -96,3 +100,69 @@ def test_recall_and_its_chance():
     assert evaluators.recall_at(similarity, positive, 2) == pytest.approx(2 / 3)
     assert evaluators.chance_recall(positive, 1) == pytest.approx(1 / 3)
     assert evaluators.chance_recall(np.ones((3, 3), bool), 1) == 1.0
+
+
+def _mining_batch(b=32, seed=0):
+    rng = np.random.default_rng(seed)
+    captions = rng.integers(5, 40, (b, 6)).astype(np.int32)
+    captions[:, 4:] = PAD
+    captions[7] = captions[3]      # identical captions: never each other's negative
+    captions[8] = captions[3]
+    images = rng.integers(0, 30, (b, 9)).astype(np.int32)
+    text_inputs = np.where(rng.random(captions.shape) < 0.3, MASK, captions[(np.arange(b) + 1) % b])
+    image_inputs = np.where(rng.random(images.shape) < 0.4, 30, images)
+    return {"caption_ids": captions, "image_targets": images, "text_inputs": text_inputs.astype(np.int32),
+            "image_inputs": image_inputs.astype(np.int32), "itm_label": (np.arange(b) % 2).astype(np.int32)}
+
+
+def _own_caption_of(batch, text_row, image_row):
+    """Whether the text shown in `text_row` (its unmasked words) is the caption of the image in `image_row`."""
+    shown = batch["text_inputs"][text_row]
+    visible = shown != MASK
+    return bool((shown[visible] == batch["caption_ids"][image_row][visible]).all())
+
+
+def test_mined_negatives_are_never_the_true_partner_or_an_identical_caption():
+    batch = _mining_batch()
+    b = len(batch["itm_label"])
+    rng = np.random.default_rng(1)
+    text_emb = rng.normal(size=(b, 8)).astype(np.float32)
+    image_emb = text_emb + 0.1 * rng.normal(size=(b, 8)).astype(np.float32)   # aligned: partners most alike
+    mine = jax.jit(lambda key, batch: negatives.mine(key, batch, jnp.asarray(text_emb), jnp.asarray(image_emb),
+                                                     30.0, 1.0, 30))
+    mined_rows = 0
+    for seed in range(40):
+        out, metrics = mine(jax.random.PRNGKey(seed), {k: jnp.asarray(v) for k, v in batch.items()})
+        out = {k: np.asarray(v) for k, v in out.items()}
+        positive = batch["itm_label"] == 1
+        for k in ("text_inputs", "image_inputs"):   # positives are never touched
+            np.testing.assert_array_equal(out[k][positive], batch[k][positive])
+        changed = ((out["text_inputs"] != batch["text_inputs"]).any(1)
+                   | (out["image_inputs"] != batch["image_inputs"]).any(1))
+        assert not changed[positive].any()
+        # the corruption pattern stays: masked image positions stay masked, and no new [MASK] appears
+        np.testing.assert_array_equal(out["image_inputs"] == 30, batch["image_inputs"] == 30)
+        assert ((out["text_inputs"] == MASK) <= (batch["text_inputs"] == MASK)).all()
+        for row in np.flatnonzero(changed):
+            mined_rows += 1
+            image_row = [j for j in range(b) if (out["image_inputs"][row] == np.where(
+                batch["image_inputs"][row] == 30, 30, batch["image_targets"][j])).all()]
+            caption_rows = [j for j in range(b) if _own_caption_of(out, row, j)]
+            # whichever image the row now shows, the caption it shows is not that image's own (nor a copy)
+            for i in image_row:
+                for j in caption_rows:
+                    assert not (batch["caption_ids"][i] == batch["caption_ids"][j]).all(), (seed, row, i, j)
+        assert 0 < float(metrics["mined_negatives"]) <= 0.5
+    assert mined_rows > 100
+
+
+def test_mining_prefers_the_most_similar_wrong_partner():
+    logits = jnp.asarray([[5.0, 4.0, 0.0, 0.0], [0.0, 5.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0], [0.0, 0.0, 0.0, 5.0]])
+    positive = jnp.eye(4, dtype=bool).at[2, 3].set(True).at[3, 2].set(True)
+    draws = np.stack([np.asarray(negatives.draw_wrong_partners(jax.random.PRNGKey(s), logits, positive))
+                      for s in range(200)])
+    assert (draws != np.arange(4)).all()
+    assert not (draws[:, 2] == 3).any() and not (draws[:, 3] == 2).any()   # identical captions: never drawn
+    assert (draws[:, 0] == 1).mean() > 0.8                                  # e^4 against e^0 + e^0
+    none_wrong = negatives.draw_wrong_partners(jax.random.PRNGKey(0), logits[:2, :2], jnp.ones((2, 2), bool))
+    np.testing.assert_array_equal(np.asarray(none_wrong), [-1, -1])
