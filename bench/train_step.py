@@ -3,6 +3,7 @@
     python bench/train_step.py                      # CPU: 1 layer, batch 2 (reduced depth)
     python bench/train_step.py --layers 12 --batch 256 --mm 8192 --out DIR   # one H100
     python bench/train_step.py --memory --layers 4 --batch 8   # remat x scan_layers: memory, compile, step time
+    python bench/train_step.py --itc --layers 2 --batch 8      # the step with ITC (and mined negatives) vs without
 
 The reference (a plain-JAX step of GPTFace's base shape: 1 + 64 text + 256 image tokens, text
 vocab 32000, codebook 8192, width 768) runs first in a subprocess and prints its variants. Then our
@@ -52,7 +53,7 @@ def model_flops(layers: int, batch: int, seq: int, masked_heads: bool) -> float:
 
 
 def compiled_step(layers: int, batch: int, dtype: str, attention: str, residual: str, remat: str = "none",
-                  scan: bool = False):
+                  scan: bool = False, itc_weight: float = 0.0, mined: float = 0.0):
     """(compiled step, state, batch, seconds to compile) of trainer.make_train_step at the base shape."""
     import flax.linen as nn
     import jax
@@ -71,6 +72,8 @@ def compiled_step(layers: int, batch: int, dtype: str, attention: str, residual:
         config.train.batch_size = batch
         config.loss.text_capacity, config.loss.image_capacity = TEXT_FRACTION, IMAGE_FRACTION
         config.mesh.shape = (-1, 1, 1)
+        config.model.itc_dim = 256 if itc_weight else 0
+        config.loss.itc_weight, config.loss.mined_negative_fraction = itc_weight, mined
     mesh = sharding.make_mesh(config)
     rules = sharding.logical_rules(config)
     model = GPTFace(ModelConfig.from_config(config))
@@ -80,7 +83,7 @@ def compiled_step(layers: int, batch: int, dtype: str, attention: str, residual:
     text, image = rng.integers(5, V_TXT, (batch, T_TXT)), rng.integers(0, V_IMG, (batch, T_IMG))
     host = {"text_inputs": np.where(text_mask, 4, text), "image_inputs": np.where(image_mask, V_IMG, image),
             "text_targets": text, "image_targets": image, "text_mask": text_mask, "image_mask": image_mask,
-            "itm_label": rng.integers(0, 2, batch)}
+            "itm_label": rng.integers(0, 2, batch), "caption_ids": text}
     host = {k: v.astype(np.int32) if v.dtype != bool else v for k, v in host.items()}
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         init, _, shardings = trainer.state_shardings(model, tx, mesh, rules)
@@ -150,6 +153,22 @@ def memory_table(layers: int, batch: int, steps: int, attention: str, out: str |
     return 0
 
 
+def itc_table(layers: int, batch: int, steps: int, attention: str) -> int:
+    """The step's cost with the ITC loss (two unimodal passes) and with mined ITM negatives, as ratios
+    to the step without them, at the base shape in one run."""
+    import jax
+    rows = []
+    for name, itc, mined in (("MILM + ITM", 0.0, 0.0), ("+ ITC", 1.0, 0.0), ("+ ITC + mined negatives", 1.0, 0.5)):
+        compiled, state, batch_arrays, _ = compiled_step(layers, batch, "bfloat16", attention, "bfloat16",
+                                                         itc_weight=itc, mined=mined)
+        rows.append({"step": name, "ms": round(time_steps(compiled, state, batch_arrays, steps) * 1e3, 2)})
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; base shape, {layers} layers, batch {batch}")
+    for r in rows:
+        print(f"{r['step']:26s} {r['ms']:9.2f} ms/step  {r['ms'] / rows[0]['ms']:5.2f}x")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=1)
@@ -162,7 +181,10 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true",
                         help="instead: remat x scan_layers (memory analysis, compile and step time)")
     parser.add_argument("--attention", default="einsum", help="attention of the --memory table (cudnn on a GPU)")
+    parser.add_argument("--itc", action="store_true", help="instead: the step with ITC / mined negatives vs without")
     args = parser.parse_args()
+    if args.itc:
+        return itc_table(args.layers, args.batch, args.steps, args.attention)
     if args.memory:
         return memory_table(args.layers, args.batch, args.steps, args.attention, args.out)
     if not args.reference.is_file():
