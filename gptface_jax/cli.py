@@ -233,7 +233,8 @@ def _add_contrast_argument(p) -> None:
     p.add_argument("--guidance-contrast", action="store_true",
                    help="ITM guidance on score(control, x) - score(blank control, x) (default: the plain score)")
     p.add_argument("--guide", choices=GUIDES, default="itm",
-                   help="what guidance follows: the ITM head, the ITC embeddings' similarity (needs ITC heads), or both")
+                   help="what guidance follows: the ITM head, the ITC embeddings' similarity "
+                        "(needs ITC heads), or both")
 
 
 def _decode_config(args: argparse.Namespace):

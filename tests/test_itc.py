@@ -89,8 +89,10 @@ def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
     assert float(metrics["mined_negatives"]) > 0   # the mined rows are drawn alike on the mesh
     for key in ("loss", "itc_loss", "itc_i2t_accuracy", "grad_norm", "mined_negatives", "mined_similarity"):
         np.testing.assert_allclose(float(s_metrics[key]), float(metrics[key]), rtol=1e-5, err_msg=key)
+    # Adam's first update is about lr * sign(g) = 0.01 per element; where |g| is near eps = 1e-4 the
+    # summation order of a sharded reduction moves it by up to 1e-5 (0.1% of an update)
     for a, b in zip(jax.tree.leaves(new_state["params"]), jax.tree.leaves(s_state["params"])):
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=2e-5)
 
 
 def test_recall_and_its_chance():
