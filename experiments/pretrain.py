@@ -77,7 +77,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Align before fuse (DESIGN.md 2): > 0 adds ITC projection heads of this size on the unimodal
     # [CLS] states; loss.itc_weight switches the contrastive loss on.
     c.model.itc_dim = 0
-    c.model.itc_pool = "cls"              # "cls" or "mean": what the ITC heads read (model.ModelConfig)
 
     c.masking = ml_collections.ConfigDict()
     # Per-example masking mode probabilities: joint / image-generation / text-generation.

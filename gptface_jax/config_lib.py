@@ -91,13 +91,13 @@ ADDED_FIELDS = {
     "curriculum.salient_steps": 0, "curriculum.salient_mix": 0.0, "curriculum.salient_image_mix": 0.0,
     "curriculum.salient_tokens": 40, "curriculum.salient_sample": 20_000,
     "model.itc_dim": 0, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
-    "model.itc_pool": "cls", "loss.mined_negative_fraction": 0.0,
+    "loss.mined_negative_fraction": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
 }
 # Fields that nothing read (pre-training reads data.pretokenized; the SynthFaces sizes and caption
 # rates belong to `gptface data synth` and the VQ config).
-RETIRED_FIELDS = ("model.param_dtype", "data.source", "data.dir", "data.num_train", "data.num_test",
-                  "data.caption_noise_rate", "data.caption_false_rate")
+RETIRED_FIELDS = ("model.param_dtype", "model.itc_pool", "data.source", "data.dir", "data.num_train",
+                  "data.num_test", "data.caption_noise_rate", "data.caption_false_rate")
 
 
 def upgrade(raw: dict) -> ml_collections.ConfigDict:
@@ -226,7 +226,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"loss.itc_weight={config.loss.itc_weight} needs ITC heads: set model.itc_dim > 0 (e.g. 128)")
     check(config.loss.itc_kind in ("sigmoid", "softmax"),
           f"loss.itc_kind={config.loss.itc_kind!r} must be 'sigmoid' or 'softmax'")
-    check(m.itc_pool in ("cls", "mean"), f"model.itc_pool={m.itc_pool!r} must be 'cls' or 'mean'")
     mined = config.loss.mined_negative_fraction
     check(0.0 <= mined <= 1.0, f"loss.mined_negative_fraction={mined} must be in [0, 1]")
     check(mined == 0 or config.loss.itc_weight > 0,

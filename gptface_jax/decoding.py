@@ -58,19 +58,23 @@ def _stream(model: GPTFace, params, modality: str):
     return logits_fn, params["params"]["text_embed"][: c.text_vocab], MASK
 
 
+def _relaxed(model: GPTFace, params, modality, base, offset, logits, mask, table, tau):
+    """`base` embeddings with the masked positions (from `offset`) moved from the [MASK] row to
+    their expected embedding softmax(logits / tau) @ table."""
+    p = params["params"]
+    mask_row = p["text_embed"][MASK] if modality == TEXT else p["image_embed"][model.config.image_mask_id]
+    expected = jax.nn.softmax(logits / tau, axis=-1) @ table.astype(jnp.float32)
+    delta = jnp.where(mask[..., None], expected - mask_row, 0.0)
+    return base.at[:, offset:offset + mask.shape[1]].add(delta.astype(base.dtype))
+
+
 def _itm_score_of_logits(model: GPTFace, params, text, image, modality, mask, table, tau):
     """Match log-odds of the pair with masked positions relaxed to their expected embedding."""
-    c = model.config
     base, _ = model.apply(params, text, image, method=GPTFace.embed)
-    offset = 1 if modality == TEXT else 2 + c.max_text_len
-    mask_row = (params["params"]["text_embed"][MASK] if modality == TEXT
-                else params["params"]["image_embed"][c.image_mask_id])
+    offset = 1 if modality == TEXT else 2 + model.config.max_text_len
 
     def score(logits):
-        expected = jax.nn.softmax(logits / tau, axis=-1) @ table.astype(jnp.float32)
-        delta = jnp.where(mask[..., None], expected - mask_row, 0.0)
-        n = mask.shape[1]
-        embeds = base.at[:, offset:offset + n].add(delta.astype(base.dtype))
+        embeds = _relaxed(model, params, modality, base, offset, logits, mask, table, tau)
         itm = model.apply(params, text, image, inputs_embeds=embeds)["itm_logits"]
         return itm[:, 1] - itm[:, 0]
 
@@ -90,24 +94,18 @@ def _itc_score_of_logits(model: GPTFace, params, text, image, modality, mask, ta
     The control side is embedded once, as it is; the generated side's masked positions take their
     expected embedding, so the gradient reaches the logits through the unimodal pass alone.
     """
-    c = model.config
-    p = params["params"]
-    scale = jnp.exp(p["itc_log_scale"])
+    scale = jnp.exp(params["params"]["itc_log_scale"])
     if modality == IMAGE:
         control = model.apply(params, text, method=GPTFace.itc_text)
         base = model.apply(params, image, method=GPTFace.embed_image)
-        mask_row, offset, method = p["image_embed"][c.image_mask_id], 0, GPTFace.itc_image
-        generated = image
+        offset, method, generated = 0, GPTFace.itc_image, image
     else:
         control = model.apply(params, image, method=GPTFace.itc_image)
         base, _ = model.apply(params, text, method=GPTFace.embed_text)
-        mask_row, offset, method = p["text_embed"][MASK], 1, GPTFace.itc_text
-        generated = text
+        offset, method, generated = 1, GPTFace.itc_text, text
 
     def score(logits):
-        expected = jax.nn.softmax(logits / tau, axis=-1) @ table.astype(jnp.float32)
-        delta = jnp.where(mask[..., None], expected - mask_row, 0.0)
-        embeds = base.at[:, offset:offset + mask.shape[1]].add(delta.astype(base.dtype))
+        embeds = _relaxed(model, params, modality, base, offset, logits, mask, table, tau)
         relaxed = model.apply(params, generated, inputs_embeds=embeds, method=method)
         return scale * jnp.sum(relaxed * control, -1)
 

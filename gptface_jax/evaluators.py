@@ -151,14 +151,14 @@ def retrieval(spec, context):
     A caption identical to an image's own counts as its caption (and that image as the caption's).
     """
     import jax
-    from gptface_jax import itm_eval, sharding
+    from gptface_jax import itm_eval, losses, sharding
     from gptface_jax.model import GPTFace
     model, mesh, config, source = context["model"], context["mesh"], context["config"], context["test_source"]
     if source is None or not model.config.itc_dim:
         return None
     split = itm_eval.load_split(source, spec.max_examples)
     text, codes = split["text_ids"], split["image_codes"]
-    positive = (text[:, None, :] == text[None, :, :]).all(-1)
+    positive = losses.identical_captions(text)
     embed = jax.jit(lambda p, t, c: model.apply(p, t, c, method=GPTFace.itc_embeddings),
                     out_shardings=sharding.replicated(mesh))
     put = sharding.global_batch_put(mesh, config)

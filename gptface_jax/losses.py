@@ -94,6 +94,11 @@ def milm_itm_loss(text_logits_fn, image_logits_fn, out, batch, *, max_text_len: 
 
 
 
+def identical_captions(caption_ids):
+    """(B, B) bool: caption i equals caption j (diagonal True); such pairs are never each other's negatives."""
+    return (caption_ids[:, None, :] == caption_ids[None, :, :]).all(-1)
+
+
 def itc_loss(text_emb, image_emb, caption_ids, log_scale, bias, kind: str = "sigmoid"):
     """Image-text contrastive loss over the whole (global) batch, and its retrieval accuracy.
 
@@ -105,7 +110,7 @@ def itc_loss(text_emb, image_emb, caption_ids, log_scale, bias, kind: str = "sig
     sees every pair of the batch.
     """
     logits = jnp.exp(log_scale) * (image_emb @ text_emb.T)                    # (images, texts)
-    positive = (caption_ids[:, None, :] == caption_ids[None, :, :]).all(-1)   # symmetric, diagonal True
+    positive = identical_captions(caption_ids)
     if kind == "sigmoid":
         logits = logits + bias
         loss = -jnp.sum(jax.nn.log_sigmoid(jnp.where(positive, logits, -logits)), axis=1).mean()

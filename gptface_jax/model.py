@@ -56,9 +56,6 @@ class ModelConfig:
     # Align before fuse: > 0 adds projection heads from the unimodal [CLS] states (a text-only and an
     # image-only pass of the same blocks) to L2-normalised embeddings of this size, for ITC.
     itc_dim: int = 0
-    # What the ITC heads read: the unimodal pass's [CLS] state ("cls") or the mean of its token
-    # states ("mean": [CLS] and padding left out)
-    itc_pool: str = "cls"
 
     def kernel_std(self, fan_in: int) -> float:
         return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
@@ -80,8 +77,7 @@ class ModelConfig:
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.attention,
                    tie_heads=m.tie_heads, kernel_init=m.kernel_init, residual_dtype=m.residual_dtype,
-                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim,
-                   itc_pool=m.itc_pool)
+                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim)
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -278,13 +274,8 @@ class GPTFace(nn.Module):
         """
         text, text_mask = self.embed_text(text_ids)
         text = text if inputs_embeds is None else inputs_embeds
-        hidden = self.encode(text, text_mask, deterministic)
-        if self.config.itc_pool == "mean":  # the words' states, [CLS] and padding left out
-            words = text_mask.at[:, 0].set(False)[..., None]
-            pooled = jnp.sum(jnp.where(words, hidden, 0), 1) / jnp.maximum(words.sum(1), 1)
-        else:
-            pooled = hidden[:, 0]
-        return _l2_normalise(pooled.astype(jnp.float32) @ self.itc_text_proj)
+        cls = self.encode(text, text_mask, deterministic)[:, 0]
+        return _l2_normalise(cls.astype(jnp.float32) @ self.itc_text_proj)
 
     def itc_image(self, image_codes, deterministic: bool = True, inputs_embeds=None):
         """(B, N) image codes -> (B, E) L2-normalised embedding of the image-only pass `[CLS] image`.
@@ -295,9 +286,8 @@ class GPTFace(nn.Module):
         cls = (self.text_embed[CLS] + self.text_pos[0] + self.segment[0])[None, None]
         image = jnp.concatenate([jnp.broadcast_to(cls, (image.shape[0], 1, cls.shape[-1])).astype(image.dtype), image],
                                 axis=1)
-        hidden = self.encode(image, jnp.ones(image.shape[:2], bool), deterministic)
-        pooled = hidden[:, 1:].mean(1) if self.config.itc_pool == "mean" else hidden[:, 0]
-        return _l2_normalise(pooled.astype(jnp.float32) @ self.itc_image_proj)
+        cls = self.encode(image, jnp.ones(image.shape[:2], bool), deterministic)[:, 0]
+        return _l2_normalise(cls.astype(jnp.float32) @ self.itc_image_proj)
 
     def itc_embeddings(self, text_ids, image_codes, deterministic: bool = True):
         """Unimodal passes -> (text (B, E), image (B, E)) L2-normalised embeddings.

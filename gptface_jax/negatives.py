@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from data_pipelines.text_tokenizer import MASK, PAD
+from gptface_jax.losses import identical_captions
 
 
 def draw_wrong_partners(key, logits, positive):
@@ -34,7 +35,7 @@ def mine(key, batch: dict, text_emb, image_emb, scale, fraction: float, image_ma
     k_rows, k_side, k_text, k_image = jax.random.split(key, 4)
     caption_ids, image_codes = batch["caption_ids"], batch["image_targets"]
     b = caption_ids.shape[0]
-    positive = (caption_ids[:, None, :] == caption_ids[None, :, :]).all(-1)
+    positive = identical_captions(caption_ids)
     logits = jax.lax.stop_gradient(scale * (image_emb @ text_emb.T))            # (images, captions)
     wrong_caption = draw_wrong_partners(k_text, logits, positive)                # for each image
     wrong_image = draw_wrong_partners(k_image, logits.T, positive)               # for each caption
