@@ -146,7 +146,9 @@ def chance_recall(positive: np.ndarray, k: int) -> float:
 
 @register("retrieval", fields=("max_examples",))
 def retrieval(spec, context):
-    """Held-out image->text and text->image recall@1/@5 by the ITC embeddings, chance beside them.
+    """Held-out image->text and text->image recall@1/@5 by the ITC embeddings, chance beside them,
+    and the AUC of the embeddings' cosine on the clean and weak ITM pairs of the same faces (the
+    dual encoder judging pairs, beside the fusion pass's ITM).
 
     A caption identical to an image's own counts as its caption (and that image as the caption's).
     """
@@ -159,6 +161,7 @@ def retrieval(spec, context):
     split = itm_eval.load_split(source, spec.max_examples)
     text, codes = split["text_ids"], split["image_codes"]
     positive = losses.identical_captions(text)
+    pairs = itm_eval.pair_indices(split)
     embed = jax.jit(lambda p, t, c: model.apply(p, t, c, method=GPTFace.itc_embeddings),
                     out_shardings=sharding.replicated(mesh))
     put = sharding.global_batch_put(mesh, config)
@@ -172,5 +175,7 @@ def retrieval(spec, context):
             scores[f"eval_retrieval_i2t_r{k}"] = recall_at(similarity, positive, k)
             scores[f"eval_retrieval_t2i_r{k}"] = recall_at(similarity.T, positive, k)
             scores[f"eval_retrieval_chance_r{k}"] = chance_recall(positive, k)
+        for name, p in pairs.items():
+            scores[f"eval_retrieval_{name}_auc"] = itm_eval.auc(similarity[p["image"], p["caption"]], p["label"])
         return scores
     return run

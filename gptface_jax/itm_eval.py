@@ -46,15 +46,21 @@ def match_probabilities(score_fn, params, text_ids, image_codes, mesh, config, b
     return np.exp(logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1]))
 
 
+def pair_indices(split: dict) -> dict[str, dict]:
+    """{'weak': ..., 'clean': ...} pairs of a `load_split` result as (image, caption, label) index
+    arrays; 'clean' only where the split has SynthFaces labels."""
+    pairs = {"weak": weak_pairs(len(split["captions"]))}
+    if "attributes" in split:
+        pairs["clean"] = clean_pairs(split["captions"], split["attributes"], split["hair_colour"], split["expression"])
+    return pairs
+
+
 def eval_sets(source: ShardSource, max_examples: int, salient_tokens=()) -> dict[str, dict]:
     """{'weak': ..., 'clean': ...} each {'text_ids', 'image_codes', 'label'}, and 'captions' (the
     held-out pairs as they are, for `caption_image_gain`; with `salient_tokens`, also where they
     occur); built once per run."""
     split = load_split(source, max_examples)
-    n = len(split["captions"])
-    pairs = {"weak": weak_pairs(n)}
-    if "attributes" in split:
-        pairs["clean"] = clean_pairs(split["captions"], split["attributes"], split["hair_colour"], split["expression"])
+    pairs = pair_indices(split)
     sets = {name: {"text_ids": split["text_ids"][p["caption"]], "image_codes": split["image_codes"][p["image"]],
                    "label": p["label"]} for name, p in pairs.items() if len(p["label"])}
     sets["captions"] = {"text_ids": split["text_ids"], "image_codes": split["image_codes"]}
