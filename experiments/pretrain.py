@@ -1,4 +1,5 @@
-"""GPTFace pre-training configs: `--config experiments/pretrain.py:VARIANT` (tiny, tiny16, base, large).
+"""GPTFace pre-training configs: `--config experiments/pretrain.py:VARIANT` (tiny, tiny16, base, large,
+and the recipes tiny_paper and quality).
 
 Shapes follow DESIGN.md: base is the paper's BERT-base body over 256 px faces (16x16 VQ codes,
 1024-entry codebook); tiny trains end to end on a 2-core CPU over 64 px SynthFaces. tiny16 is tiny
@@ -16,10 +17,39 @@ VARIANTS = {
     "large": (24, 1024, 16, 4096, 256, 16, 1024, 64, 32000),
 }
 
+# Recipes: a shape above plus the fields that make the recipe, each measured in BENCHMARKS.md
+# ("Align before fuse: the recipe table").
+RECIPES = {
+    # DESIGN.md's objective as the paper states it: MILM + ITM on the fusion [CLS], nothing added
+    "tiny_paper": ("tiny", {"model.itm_agreement": False}),
+    # Align before fuse on the tiny shape: ITC on the unimodal passes (fan_in kernels, float32 compute;
+    # see the fixed-batch table), ITM negatives mined from its similarities, batch 128, one hour on 2
+    # cores. Needs data.pretokenized: 60k faces (README, "The quality run").
+    "quality": ("tiny", {
+        "model.kernel_init": "fan_in", "model.compute_dtype": "float32", "model.itm_agreement": False,
+        "model.itc_dim": 128, "loss.itc_weight": 1.0, "loss.mined_negative_fraction": 0.5,
+        "train.batch_size": 128, "train.steps": 1600, "train.warmup_steps": 100,
+        "train.time_budget_s": 3600.0, "train.log_every": 50, "train.checkpoint_every": 400,
+        "evals.itm.every": 400, "evals.probe.every": 400, "evals.retrieval.every": 400,
+    }),
+}
+
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    if arg in RECIPES:
+        shape, fields = RECIPES[arg]
+        config = get_config(shape)
+        with config.unlocked():
+            config.variant = arg
+            for path, value in fields.items():
+                *parents, leaf = path.split(".")
+                node = config
+                for name in parents:
+                    node = node[name]
+                node[leaf] = value
+        return config
     if arg not in VARIANTS:
-        raise ValueError(f"unknown pretrain variant {arg!r}; choose one of {sorted(VARIANTS)}")
+        raise ValueError(f"unknown pretrain variant {arg!r}; choose one of {sorted(VARIANTS) + sorted(RECIPES)}")
     layers, width, heads, mlp, image_size, downsample, codebook, text_len, vocab = VARIANTS[arg]
     tiny = arg.startswith("tiny")
     c = ml_collections.ConfigDict()

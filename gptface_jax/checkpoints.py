@@ -12,9 +12,14 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from data_pipelines.errors import DataError
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gptface_jax.model import has_stacked_layers, stack_layers, unstack_layers
+
+
+class CheckpointMismatch(DataError):
+    """A checkpoint whose parameters are not the model's: some missing, unused or of another shape."""
 
 
 class Checkpointer:
@@ -52,6 +57,27 @@ class Checkpointer:
         from etils import epath
         return ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / "state")
 
+    def param_mismatches(self, abstract_params, step: int | None = None) -> list[str]:
+        """How the saved parameters differ from `abstract_params` (either layer layout), one line each:
+        a parameter only in the checkpoint (restoring would silently drop it), only in the model, or
+        of another shape. Empty when every saved parameter restores into the model and nothing is left over."""
+        step = self.latest_step() if step is None else step
+        target, _ = self._in_saved_layout({"params": abstract_params}, step)
+        ours, saved = _shapes(target["params"]), _shapes(dict(self.saved_tree(step))["params"])
+        return ([f"params{p}: in the checkpoint, not in the model" for p in sorted(saved.keys() - ours.keys())]
+                + [f"params{p}: in the model, not in the checkpoint" for p in sorted(ours.keys() - saved.keys())]
+                + [f"params{p}: shape {saved[p]} in the checkpoint, {ours[p]} in the model"
+                   for p in sorted(saved.keys() & ours.keys()) if saved[p] != ours[p]])
+
+    def check_params(self, abstract_params, step: int | None = None) -> None:
+        """Raises CheckpointMismatch naming every difference `param_mismatches` finds."""
+        problems = self.param_mismatches(abstract_params, step)
+        if problems:
+            shown = problems[:12] + ([f"... and {len(problems) - 12} more"] if len(problems) > 12 else [])
+            raise CheckpointMismatch(
+                f"the checkpoint in {self.directory} (step {self.latest_step() if step is None else step}) does not "
+                "match the model the config builds (a changed shape or structure?):\n  - " + "\n  - ".join(shown))
+
     def _in_saved_layout(self, abstract, step: int):
         """(restore target in the checkpoint's layer layout, function back to `abstract`'s layout)."""
         ours = has_stacked_layers(abstract)
@@ -75,6 +101,8 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        if "params" in abstract:
+            self.check_params(abstract["params"], step)
         target, back = self._in_saved_layout(abstract_like(abstract, device), step)
         restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), target)
         restored = self.manager.restore(step, args=ocp.args.Composite(
@@ -92,6 +120,12 @@ class Checkpointer:
 def abstract_like(tree, sharding):
     """ShapeDtypeStructs of `tree`, all placed with `sharding` (a restore target)."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    """{'[\'a\'][\'b\']': shape} of every array leaf (arrays, abstract arrays or orbax metadata)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
 
 
 def _abstract(like, shape, sharding):

@@ -380,12 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if getattr(args, "wants_rest", False):
-        return int(args.func(args, rest) or 0)
-    if rest:
+    wants_rest = getattr(args, "wants_rest", False)
+    if rest and not wants_rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        return int(args.func(args) or 0)
+        return int((args.func(args, rest) if wants_rest else args.func(args)) or 0)
     except DataError as e:  # bad input data: one clear line, no traceback
         print(f"gptface: {e}", file=sys.stderr)
         return 2

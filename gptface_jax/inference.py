@@ -61,6 +61,22 @@ class Pretrained:
         return path
 
 
+def stored_path(workdir: str, path: str) -> str:
+    """A path from a workdir's config.json, absolute. Workdirs store absolute paths; older ones stored
+    them relative to the directory training ran from, which is found as the nearest ancestor of the
+    workdir holding the path, so such a workdir also works from any directory."""
+    if not path or os.path.isabs(path):
+        return path
+    here = os.path.abspath(workdir)
+    while True:
+        if os.path.exists(os.path.join(here, path)):
+            return os.path.join(here, path)
+        parent = os.path.dirname(here)
+        if parent == here:
+            return os.path.abspath(path)
+        here = parent
+
+
 def load_params(workdir: str, step: int | None = None) -> tuple:
     """(config, model, params) of a pre-training workdir at `step` (default: the latest checkpoint),
     on one device."""
@@ -70,6 +86,7 @@ def load_params(workdir: str, step: int | None = None) -> tuple:
     from gptface_jax import config_lib
     with open(path) as f:
         config = config_lib.upgrade(json.load(f))
+    config.data.pretokenized = stored_path(workdir, config.data.pretokenized)
     # inference runs the plain loop of blocks (checkpoints of scanned runs are converted on restore)
     config.model.scan_layers, config.model.remat = False, "none"
     model = GPTFace(ModelConfig.from_config(config))

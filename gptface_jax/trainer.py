@@ -9,6 +9,7 @@ abstract target's shardings.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,7 +24,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.masking import MaskingConfig
 from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
 from data_pipelines.shards import ShardSource
-from gptface_jax import config_lib, losses, negatives, optimizer, sharding, train_loop
+from gptface_jax import config_lib, losses, negatives, optimizer, sharding, train_loop, workdir_lock
 from gptface_jax import evaluators as evaluators_lib
 from gptface_jax.checkpoints import Checkpointer
 from gptface_jax.metrics import MetricWriter, compiled_flops, transformer_train_flops
@@ -290,11 +291,15 @@ def make_train_step(model: GPTFace, tx, config):
 
 def train(config, workdir: str) -> dict:
     config_lib.validate(config, jax.device_count())
+    # one run per workdir (process 0 holds the lock for the job)
+    with workdir_lock.exclusive(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        return _train(config, workdir)
+
+
+def _train(config, workdir: str) -> dict:
     primary = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    if primary:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=1))
+    # stored absolute: the workdir's config.json then works from any directory
+    config.data.pretokenized = os.path.abspath(config.data.pretokenized) if config.data.pretokenized else ""
     train_source, test_source = open_pretokenized(config)
     mesh = sharding.make_mesh(config)
     rules = sharding.logical_rules(config)
@@ -327,6 +332,8 @@ def train(config, workdir: str) -> dict:
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         init, abstract, shardings = state_shardings(model, tx, mesh, rules, initial_image_embeddings(config))
         if checkpointer.latest_step() is not None:
+            # before anything is written: a config that changes the model must not resume (or relabel) this run
+            checkpointer.check_params(abstract["params"])
             target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
             state, data_state = checkpointer.restore(target)
             if data_state:
@@ -335,6 +342,9 @@ def train(config, workdir: str) -> dict:
                 print(f"resumed from step {int(state['step'])}", flush=True)
         else:
             state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(config.seed))
+        if primary:  # only now: the state restored (or was built), so the config describes the checkpoints
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json_best_effort(indent=1))
         to_device = lambda b: sharding.to_global(b, mesh, config)  # noqa: E731
         first = to_device(next(iter(open_data(dataclasses.replace(reader, num_epochs=1)))))
         step_fn = jax.jit(make_train_step(model, tx, config), out_shardings=(shardings, sharding.replicated(mesh)),

@@ -9,6 +9,7 @@ A rerun with the same workdir resumes from the latest checkpoint, input pipeline
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -22,7 +23,7 @@ import optax
 from data_pipelines.errors import DataError
 from data_pipelines.pipeline import ReaderConfig, image_text_dataset
 from data_pipelines.shards import ShardError, ShardSource, find_dataset_dir
-from gptface_jax import config_lib, optimizer, sharding, train_loop
+from gptface_jax import config_lib, optimizer, sharding, train_loop, workdir_lock
 from gptface_jax import evaluators as evaluators_lib
 from gptface_jax.checkpoints import Checkpointer, abstract_like
 from gptface_jax.metrics import MetricWriter, compiled_flops
@@ -267,10 +268,13 @@ def save_grid(pairs, path: str) -> None:
 
 def train(config, workdir: str) -> dict:
     validate(config, jax.device_count())
-    os.makedirs(workdir, exist_ok=True)
+    # one run per workdir (process 0 holds the lock for the job)
+    with workdir_lock.exclusive(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        return _train(config, workdir)
+
+
+def _train(config, workdir: str) -> dict:
     vq_cfg = vq_config(config)
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-        json.dump(dataclasses.asdict(vq_cfg), f, indent=1)
     data_dir = dataset_dir(config, workdir)
     train_source, test_source = ShardSource(data_dir, "train"), ShardSource(data_dir, "test")
     if train_source.image_shape[0] != vq_cfg.image_size:
@@ -292,10 +296,14 @@ def train(config, workdir: str) -> dict:
             jax.random.PRNGKey(config.seed))
         checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
         if checkpointer.latest_step() is not None:
+            checkpointer.check_params(state["params"])  # a changed tokenizer shape must not resume this run
             state, data_state = checkpointer.restore(abstract_like(state, replicated))
             if data_state:
                 data_iter.set_state(data_state)
             print(f"resumed from step {int(state['step'])}", flush=True)
+        if primary:  # only now that the state restored: the file describes the checkpoints
+            with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+                json.dump(dataclasses.asdict(vq_cfg), f, indent=1)
         step_fn = jax.jit(make_train_step(model, tx, config), in_shardings=(replicated, batch_sh, replicated),
                           out_shardings=(replicated, replicated), donate_argnums=(0,))
         seed_key = jax.random.PRNGKey(config.seed + 1)

@@ -21,6 +21,20 @@ def test_variants_load_and_validate(variant, layers, width, grid):
     assert config.data.image_size // config.vq.downsample == grid
 
 
+@pytest.mark.parametrize("recipe", ["tiny_paper", "quality"])
+def test_recipes_change_only_their_fields(recipe):
+    from experiments import pretrain
+    shape, fields = pretrain.RECIPES[recipe]
+    config = config_lib.validate(_load(recipe, "--config.train.steps=2000"), num_devices=8)
+    base = _load(shape, "--config.train.steps=2000").to_dict()
+    flat = lambda tree, p="": {k: v for key, value in tree.items() for k, v in (  # noqa: E731
+        flat(value, f"{p}{key}.").items() if isinstance(value, dict) else [(f"{p}{key}", value)])}
+    changed = {k for k, v in flat(config.to_dict()).items() if v != flat(base)[k]}
+    assert changed == ({*fields} | {"variant"}) - {"train.steps"}
+    with pytest.raises(AttributeError):
+        config.train.new_field = 1
+
+
 def test_overrides_apply_and_config_is_locked():
     config = _load("tiny", "--config.train.steps=100", "--config.mesh.shape=(4,2,1)")
     assert config.train.steps == 100

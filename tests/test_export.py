@@ -105,6 +105,19 @@ def test_export_of_a_workdir_without_checkpoint_fails_before_writing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_export_refuses_a_checkpoint_that_is_not_the_configs_model(trained_workdir, tmp_path):
+    """A workdir whose config.json no longer describes its checkpoint is refused, never exported as another model."""
+    import shutil
+    workdir = tmp_path / "pretrain"
+    shutil.copytree(trained_workdir, workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    config["model"]["mlp_dim"] = 48
+    (workdir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match=r"mlp.*shape \(32, 64\) in the checkpoint, \(32, 48\) in the model"):
+        export.export(str(workdir), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_flat_names_are_the_parameter_paths():
     flat = export.flatten({"block_0": {"attention": {"query": {"kernel": np.zeros((2, 3))}}}, "text_embed": np.ones(4)})
     assert sorted(flat) == ["block_0.attention.query.kernel", "text_embed"]

@@ -9,7 +9,7 @@ import pytest
 
 from data_pipelines.errors import DataError
 from gptface_jax import config_lib, optimizer, train_loop, trainer
-from gptface_jax.checkpoints import Checkpointer
+from gptface_jax.checkpoints import CheckpointMismatch, Checkpointer
 from gptface_jax.metrics import read_metrics
 
 
@@ -39,6 +39,13 @@ def test_losses_fall_and_resume_reproduces(pretokenized, tmp_path):
     for step in (6, 8):  # steps after the resume see the same batches, masks and parameters
         np.testing.assert_allclose(loss(b, step), loss(a, step), rtol=1e-5)
     assert len([r for r in b if r.get("step") == 6 and "loss" in r]) == 2  # step 6 really ran twice
+    # a resume whose config changes the model is refused before the workdir is touched
+    saved_config = (tmp_path / "full" / "config.json").read_text()
+    smaller = _config(pretokenized, **{"train.steps": 12, "model.num_layers": 1})
+    with pytest.raises(CheckpointMismatch, match=r"block_1.*in the checkpoint, not in the model"):
+        trainer.train(smaller, str(tmp_path / "full"))
+    assert (tmp_path / "full" / "config.json").read_text() == saved_config
+    assert Checkpointer(str(tmp_path / "full")).latest_step() == 8
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(pretokenized, tmp_path):
