@@ -53,9 +53,13 @@ def throughput(flops_per_step: float, seconds_per_step: float, num_devices: int)
 class MetricWriter:
     """Appends one JSON object per call to <workdir>/metrics.jsonl and mirrors scalars to TensorBoard."""
 
-    def __init__(self, workdir: str, tensorboard: bool = True):
+    def __init__(self, workdir: str, tensorboard: bool = True, start_step: int | None = None):
+        """`start_step`: the step the run starts (or resumes) from; rows a killed run wrote past it are
+        dropped, so every step appears once, from the run that carried on."""
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, "metrics.jsonl")
+        if start_step is not None and jax.process_index() == 0 and os.path.exists(self.path):
+            self._truncate_after(start_step)
         self._tb = None
         if tensorboard and jax.process_index() == 0:
             try:
@@ -63,6 +67,22 @@ class MetricWriter:
                 self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
             except ImportError:  # TensorBoard is optional; JSON lines are the record
                 self._tb = None
+
+    def _truncate_after(self, step: int) -> None:
+        with open(self.path) as f:
+            lines = f.readlines()
+        keep = []
+        for line in lines:
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+            except (ValueError, KeyError, TypeError):  # a row cut short by the kill
+                continue
+        if len(keep) != len(lines):
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(keep)
+            os.replace(tmp, self.path)
 
     def write(self, step: int, metrics: dict) -> None:
         if jax.process_index() != 0:

@@ -362,7 +362,7 @@ def _train(config, workdir: str) -> dict:
         evaluators = evaluators_lib.build(config.evals, {
             "model": model, "mesh": mesh, "config": config, "test_source": test_source, "batch_size": micro,
             "salient_tokens": batch_cfg.salient_tokens})
-        writer = MetricWriter(workdir)
+        writer = MetricWriter(workdir, start_step=int(state["step"]))
         state, step, metrics = train_loop.run(
             compiled, state, data_iter, to_device, config.train, checkpointer, writer, rates, evaluators,
             desc="pretrain", primary=primary,

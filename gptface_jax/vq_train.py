@@ -314,7 +314,7 @@ def _train(config, workdir: str) -> dict:
         evaluators = evaluators_lib.build(config.evals, {
             "model": model, "mesh": mesh, "config": config, "test_source": test_source,
             "batch_size": config.train.batch_size, "workdir": workdir})
-        writer = MetricWriter(workdir)
+        writer = MetricWriter(workdir, start_step=int(state["step"]))
         started = time.perf_counter()
         state, step, _ = train_loop.run(
             lambda s, b: compiled(s, b, seed_key), state, data_iter, to_device, config.train, checkpointer, writer,
