@@ -52,6 +52,7 @@ class ShardSource:
         if split not in builder.info.splits:
             raise ShardError(f"{self.dataset_dir}: no split {split!r}; it has {sorted(builder.info.splits)}")
         info = builder.info.splits[split]
+        self.splits = tuple(sorted(builder.info.splits))
         self.files = [self.dataset_dir / f for f in info.filenames]
         self.shard_lengths = [int(n) for n in info.shard_lengths]
         self._starts = np.cumsum([0] + self.shard_lengths[:-1]).tolist()

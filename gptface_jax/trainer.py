@@ -56,11 +56,12 @@ def open_pretokenized(config) -> tuple[ShardSource, ShardSource | None]:
     if meta.get("text_vocab_size", 0) > config.text.vocab_size:
         raise DataError(f"pre-tokenized shards use a text vocab of {meta['text_vocab_size']} but the config's "
                         f"text.vocab_size={config.text.vocab_size} is smaller")
-    try:
-        test = ShardSource(config.data.pretokenized, "test")
-    except DataError:
-        test = None
-    return train, test
+    if "test" not in train.splits:  # e.g. a crawl ingested without a held-out share: say so, once
+        if jax.process_index() == 0 and config.evals:
+            print(f"{config.data.pretokenized} has no test split: the held-out evaluators "
+                  f"({', '.join(sorted(config.evals))}) are off", flush=True)
+        return train, None
+    return train, ShardSource(config.data.pretokenized, "test")  # declared but unreadable: a DataError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,6 +66,16 @@ def test_mismatched_pretokenized_data_is_refused(pretokenized, tmp_path):
         trainer.train(_config(pretokenized, **{"vq.codebook_size": 1024, "train.steps": 2}), str(tmp_path / "x"))
 
 
+def test_a_corrupt_test_split_is_an_error_not_silently_no_evaluation(pretokenized, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(pretokenized, data)
+    shard = sorted(data.rglob("*test*array_record*"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(DataError, match="test.*(truncated|unreadable|corrupt)"):
+        trainer.train(_config(str(data), **{"train.steps": 2}), str(tmp_path / "x"))
+    assert not (tmp_path / "x" / "config.json").exists()
+
+
 def _losses(workdir):
     return {r["step"]: r["loss"] for r in read_metrics(str(workdir)) if "loss" in r}
 
