@@ -23,11 +23,13 @@ RECIPES = {
     # DESIGN.md's objective as the paper states it: MILM + ITM on the fusion [CLS], nothing added
     "tiny_paper": ("tiny", {"model.itm_agreement": False}),
     # Align before fuse on the tiny shape: ITC on the unimodal passes (fan_in kernels, float32 compute;
-    # see the fixed-batch table), ITM negatives mined from its similarities, batch 128, one hour on 2
-    # cores. Needs data.pretokenized: 60k faces (README, "The quality run").
+    # see the fixed-batch table), ITM negatives mined from its similarities, the match logit reading
+    # the unimodal similarity, batch 128, one hour on 2 cores. Needs data.pretokenized: 60k faces
+    # (README, "The quality run").
     "quality": ("tiny", {
         "model.kernel_init": "fan_in", "model.compute_dtype": "float32", "model.itm_agreement": False,
-        "model.itc_dim": 128, "loss.itc_weight": 1.0, "loss.mined_negative_fraction": 0.5,
+        "model.itc_dim": 128, "model.itm_similarity": True, "loss.itc_weight": 1.0,
+        "loss.mined_negative_fraction": 0.5,
         "train.batch_size": 128, "train.steps": 1600, "train.warmup_steps": 100,
         "train.time_budget_s": 3600.0, "train.log_every": 50, "train.checkpoint_every": 400,
         "evals.itm.every": 400, "evals.probe.every": 400, "evals.retrieval.every": 400,
@@ -107,6 +109,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Align before fuse (DESIGN.md 2): > 0 adds ITC projection heads of this size on the unimodal
     # [CLS] states; loss.itc_weight switches the contrastive loss on.
     c.model.itc_dim = 0
+    # The match logit also reads the unimodal similarity (gain * ITC scale * cosine; model.ModelConfig):
+    # ITM then follows what ITC has learnt. Needs loss.itc_weight > 0.
+    c.model.itm_similarity = False
 
     c.masking = ml_collections.ConfigDict()
     # Per-example masking mode probabilities: joint / image-generation / text-generation.

@@ -90,7 +90,7 @@ ADDED_FIELDS = {
     "loss.swap_exclusive": False, "loss.swap_symmetric": False, "loss.swap_corrective": False,
     "curriculum.salient_steps": 0, "curriculum.salient_mix": 0.0, "curriculum.salient_image_mix": 0.0,
     "curriculum.salient_tokens": 40, "curriculum.salient_sample": 20_000,
-    "model.itc_dim": 0, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
+    "model.itc_dim": 0, "model.itm_similarity": False, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
     "loss.mined_negative_fraction": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
 }
@@ -224,6 +224,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(config.loss.itc_weight >= 0, f"loss.itc_weight={config.loss.itc_weight} must be >= 0")
     check(config.loss.itc_weight == 0 or m.itc_dim > 0,
           f"loss.itc_weight={config.loss.itc_weight} needs ITC heads: set model.itc_dim > 0 (e.g. 128)")
+    check(not m.itm_similarity or config.loss.itc_weight > 0,
+          "model.itm_similarity=True reads the ITC embeddings: set model.itc_dim > 0 and loss.itc_weight > 0")
+    check(not m.itm_similarity or swap == 0,
+          "model.itm_similarity=True needs every shown caption in the batch: set loss.swap_negative_fraction=0")
     check(config.loss.itc_kind in ("sigmoid", "softmax"),
           f"loss.itc_kind={config.loss.itc_kind!r} must be 'sigmoid' or 'softmax'")
     mined = config.loss.mined_negative_fraction

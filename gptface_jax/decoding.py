@@ -75,7 +75,7 @@ def _itm_score_of_logits(model: GPTFace, params, text, image, modality, mask, ta
 
     def score(logits):
         embeds = _relaxed(model, params, modality, base, offset, logits, mask, table, tau)
-        itm = model.apply(params, text, image, inputs_embeds=embeds)["itm_logits"]
+        itm = model.apply(params, text, image, inputs_embeds=embeds, method=GPTFace.match_logits)
         return itm[:, 1] - itm[:, 0]
 
     return score
@@ -205,5 +205,5 @@ def make_decoder(model: GPTFace, modality: str, config: DecodeConfig, text_vocab
 
 def itm_score(model: GPTFace, params, text, image):
     """Match log-odds of whole pairs."""
-    itm = model.apply(params, text, image)["itm_logits"]
+    itm = model.apply(params, text, image, method=GPTFace.match_logits)
     return itm[:, 1] - itm[:, 0]

@@ -129,7 +129,7 @@ def export(workdir: str, out_dir: str, compute_dtype: str = "float32", platforms
 
 
 def _itm_log_odds(model: GPTFace, params, text_ids, image_codes):
-    itm = model.apply(params, text_ids, image_codes)["itm_logits"]
+    itm = model.apply(params, text_ids, image_codes, method=GPTFace.match_logits)
     return itm[:, 1] - itm[:, 0]
 
 

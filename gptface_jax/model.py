@@ -56,6 +56,11 @@ class ModelConfig:
     # Align before fuse: > 0 adds projection heads from the unimodal [CLS] states (a text-only and an
     # image-only pass of the same blocks) to L2-normalised embeddings of this size, for ITC.
     itc_dim: int = 0
+    # The match judgement also reads the unimodal embeddings: the match logit gains
+    # gain * exp(itc_log_scale) * cos(text, image). The fusion [CLS] head alone stays at chance long
+    # after ITC ranks partners (BENCHMARKS.md, "Align before fuse: the recipe"); `match_logits` is
+    # the model's judgement, `__call__`'s itm_logits the fusion head's part. Needs itc_dim.
+    itm_similarity: bool = False
 
     def kernel_std(self, fan_in: int) -> float:
         return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
@@ -77,7 +82,8 @@ class ModelConfig:
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.attention,
                    tie_heads=m.tie_heads, kernel_init=m.kernel_init, residual_dtype=m.residual_dtype,
-                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim)
+                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim,
+                   itm_similarity=m.itm_similarity)
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -233,6 +239,8 @@ class GPTFace(nn.Module):
             # on the 16-pair check recorded in BENCHMARKS.md, "Align before fuse")
             self.itc_log_scale = self.param("itc_log_scale", _constant(2.302585, ()), ())
             self.itc_bias = self.param("itc_bias", _constant(-10.0, ()), ())
+        if c.itm_similarity:  # 1: the term starts at the contrastive loss's own scale
+            self.itm_similarity_gain = self.param("itm_similarity_gain", _constant(1.0, ()), ())
         if not c.tie_heads:
             self.text_out = self.param("text_out", _init(axes=("vocab", "embed")), (padded(c.text_vocab), c.width))
             self.image_out = self.param("image_out", _init(axes=("vocab", "embed")), (padded(c.codebook_size), c.width))
@@ -307,6 +315,22 @@ class GPTFace(nn.Module):
         if self.config.itm_agreement:
             itm = itm.at[:, 1].add(self.word_agreement(hidden, text_ids))
         return {"hidden": hidden, "cls": hidden[:, 0], "itm_logits": itm}
+
+    def similarity_term(self, similarity):
+        """(B,) cosines of unimodal embeddings -> their (B,) share of the match logit."""
+        return self.itm_similarity_gain * jnp.exp(self.itc_log_scale) * similarity
+
+    def match_logits(self, text_ids, image_codes, deterministic: bool = True, inputs_embeds=None):
+        """(B, 2) ITM logits of whole pairs: the fusion head, plus the unimodal similarity with
+        `itm_similarity`. `inputs_embeds` (the joint sequence, as in `__call__`) feeds all three passes."""
+        itm = self(text_ids, image_codes, deterministic, inputs_embeds)["itm_logits"]
+        if not self.config.itm_similarity:
+            return itm
+        n_text = text_ids.shape[1] + 2  # [CLS] text [SEP]
+        relaxed = (lambda part: None) if inputs_embeds is None else (lambda part: inputs_embeds[:, part])
+        text = self.itc_text(text_ids, deterministic, relaxed(slice(None, n_text)))
+        image = self.itc_image(image_codes, deterministic, relaxed(slice(n_text, None)))
+        return itm.at[:, 1].add(self.similarity_term((text * image).sum(-1)))
 
     def word_agreement(self, hidden, text_ids):
         """(B,) sum over visible caption words w at position t of weight[w] * (log p(w | h_t) - offset[w])."""

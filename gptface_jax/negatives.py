@@ -51,10 +51,14 @@ def mine(key, batch: dict, text_emb, image_emb, scale, fraction: float, image_ma
     image_hidden = batch["image_inputs"] == image_mask_id
     image = image_codes[jnp.maximum(wrong_image, 0)]
     image_inputs = jnp.where(image_hidden, image_mask_id, image)
+    rows = jnp.arange(b)
     rewritten = {
         **batch,
         "text_inputs": jnp.where((new_caption | new_image)[:, None], text_inputs, batch["text_inputs"]),
         "image_inputs": jnp.where(new_image[:, None], image_inputs, batch["image_inputs"]),
+        # whose caption and image a mined row now shows (-1: not mined), for `shown_rows`
+        "mined_caption_row": jnp.where(new_caption, wrong_caption, jnp.where(new_image, rows, -1)),
+        "mined_image_row": jnp.where(new_image, wrong_image, -1),
     }
     mined_logit = jnp.where(new_caption, jnp.take_along_axis(logits, jnp.maximum(wrong_caption, 0)[:, None], 1)[:, 0],
                             jnp.take_along_axis(logits.T, jnp.maximum(wrong_image, 0)[:, None], 1)[:, 0])
@@ -62,3 +66,19 @@ def mine(key, batch: dict, text_emb, image_emb, scale, fraction: float, image_ma
     metrics = {"mined_negatives": (new_caption | new_image).mean(),
                "mined_similarity": jnp.where(new_caption | new_image, mined_logit / scale, 0.0).sum() / n_mined}
     return rewritten, metrics
+
+
+def shown_rows(batch: dict):
+    """(caption row, image row) (B,) each: whose clean caption and image each ITM row shows, as rows
+    of `caption_ids` / `image_targets` (the unimodal embeddings' rows).
+
+    The pipeline's negatives show another row's caption (found by equality; -1 where none matches:
+    a dropped caption) with their own image; mined rows say what they show.
+    """
+    same = (batch["text_targets"][:, None, :] == batch["caption_ids"][None, :, :]).all(-1)
+    caption_row = jnp.where(same.any(1), same.argmax(1), -1)
+    image_row = jnp.arange(caption_row.shape[0])
+    if "mined_caption_row" in batch:
+        caption_row = jnp.where(batch["mined_caption_row"] >= 0, batch["mined_caption_row"], caption_row)
+        image_row = jnp.where(batch["mined_image_row"] >= 0, batch["mined_image_row"], image_row)
+    return caption_row, image_row

@@ -243,6 +243,11 @@ def make_train_step(model: GPTFace, tx, config):
                 extra.update({name: share * v for name, v in mined.items()})
         out = model.apply(params, batch["text_inputs"], batch["image_inputs"], deterministic=False,
                           rngs={"dropout": rng})
+        if c.itm_similarity:  # the match logit also reads the shown pair's unimodal similarity
+            caption_row, image_row = negatives.shown_rows(batch)
+            cosine = (text_emb[jnp.maximum(caption_row, 0)] * image_emb[image_row]).sum(-1)
+            term = model.apply(params, jnp.where(caption_row >= 0, cosine, 0.0), method=GPTFace.similarity_term)
+            out = {**out, "itm_logits": out["itm_logits"].at[:, 1].add(term)}
         total, (metrics, _) = losses.milm_itm_loss(
             lambda h: model.apply(params, h, method=GPTFace.text_logits),
             lambda h: model.apply(params, h, method=GPTFace.image_logits),

@@ -71,7 +71,7 @@ def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
                               "--config.model.itc_dim=16", "--config.loss.itc_weight=1.0",
                               "--config.loss.mined_negative_fraction=1.0"])
     mesh, rules = sharding.make_mesh(config), sharding.logical_rules(config)
-    model = GPTFace(ITC)
+    model = GPTFace(dataclasses.replace(ITC, itm_similarity=True))  # the match logit reads the mined rows' cosines
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, eps=1e-4, weight_decay=0.01))
     step = trainer.make_train_step(model, tx, config)
     batch = {k: jnp.asarray(v) for k, v in _batch(16).items()}
@@ -92,6 +92,35 @@ def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
     # summation order of a sharded reduction moves it by up to 1e-5 (0.1% of an update)
     for a, b in zip(jax.tree.leaves(new_state["params"]), jax.tree.leaves(s_state["params"])):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=2e-5)
+
+
+def test_match_logits_add_the_unimodal_similarity_to_the_fusion_head():
+    model = GPTFace(dataclasses.replace(ITC, itm_similarity=True))
+    batch = _batch()
+    text, image = jnp.asarray(batch["caption_ids"]), jnp.asarray(batch["image_targets"])
+    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), text[:1], image[:1]))
+    params["params"]["itm_similarity_gain"] = jnp.float32(0.7)
+    match = model.apply(params, text, image, method=GPTFace.match_logits)
+    fused = model.apply(params, text, image)["itm_logits"]
+    t, i = model.apply(params, text, image, method=GPTFace.itc_embeddings)
+    expected = np.asarray(fused[:, 1]) + 0.7 * np.exp(float(params["params"]["itc_log_scale"])) * (np.asarray(t * i)).sum(1)
+    np.testing.assert_allclose(np.asarray(match[:, 1]), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(match[:, 0]), np.asarray(fused[:, 0]))
+    # relaxed decoding feeds the joint embedding: all three passes must read it as the tokens
+    embeds, _ = model.apply(params, text, image, method=GPTFace.embed)
+    relaxed = model.apply(params, text, image, inputs_embeds=embeds, method=GPTFace.match_logits)
+    np.testing.assert_allclose(np.asarray(relaxed), np.asarray(match), rtol=1e-5, atol=1e-5)
+
+
+def test_shown_rows_name_the_caption_and_image_each_itm_row_shows():
+    captions = jnp.asarray([[5, 6, 0], [7, 8, 9], [10, 11, 0], [12, 13, 0]])
+    shown = jnp.asarray([[5, 6, 0], [10, 11, 0], [0, 0, 0], [12, 13, 0]])   # row 1 shows row 2's caption; row 2's dropped
+    batch = {"caption_ids": captions, "text_targets": shown}
+    caption_row, image_row = negatives.shown_rows(batch)
+    assert caption_row.tolist() == [0, 2, -1, 3] and image_row.tolist() == [0, 1, 2, 3]
+    mined = {**batch, "mined_caption_row": jnp.asarray([-1, -1, -1, 3]), "mined_image_row": jnp.asarray([-1, -1, -1, 0])}
+    caption_row, image_row = negatives.shown_rows(mined)
+    assert caption_row.tolist() == [0, 2, -1, 3] and image_row.tolist() == [0, 1, 2, 0]
 
 
 def test_recall_and_its_chance():
