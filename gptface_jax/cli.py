@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from data_pipelines import preview, text_tokenizer
@@ -168,7 +169,7 @@ def _caption(args: argparse.Namespace) -> int:
                                         text_vocab=pretrained.tokenizer.vocab_size)
         for seed in args.seeds:
             out, _ = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
-            print(f"guidance {g:g} seed {seed}: {pretrained.tokenizer.decode(np.asarray(out)[0, :length].tolist())}")
+            print(f"guidance {g:g} seed {seed}: {pretrained.tokenizer.decode(np.asarray(out)[0, :length])[0]}")
     return 0
 
 
@@ -207,6 +208,28 @@ def _eval_edits(args: argparse.Namespace) -> int:
           + (f" (on VQ reconstructions {judge['test_vq_reconstructions']['attribute_mean_accuracy']:.3f})"
              if "test_vq_reconstructions" in judge else ""))
     print(report["markdown"])
+    return 0
+
+
+def _eval_captions(args: argparse.Namespace) -> int:
+    """Face-to-text on held-out faces, its stated facts judged; writes captions_eval.json in --out."""
+    from gptface_jax import caption_eval, inference
+    try:
+        config = _decode_config(args)
+        config.validate()
+        pretrained = inference.load(args.workdir)
+        report = caption_eval.evaluate(pretrained, faces=args.faces, length=args.length, guidance=args.guidance[0],
+                                       seed=args.seeds[0], config=config)
+    except (DataError, ValueError) as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
+    out = args.out or args.workdir
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "captions_eval.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(json.dumps({k: v for k, v in report.items() if k != "examples"}, indent=1))
+    for row in report["examples"]:
+        print(f"  {row['caption']!r}: {row['true_facts']} true, {row['false_facts']} false")
     return 0
 
 
@@ -350,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
                    help="start from the checkpoint, or from the same model's initialisation (the baseline)")
     p.set_defaults(func=_finetune)
+    p = evaluation.add_parser("captions", help="face-to-text on held-out SynthFaces: share of stated facts that hold")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--faces", type=int, default=200)
+    p.add_argument("--length", type=int, default=12, help="caption tokens to generate")
+    p.add_argument("--out", default=None, help="where captions_eval.json goes (default: the workdir)")
+    _add_sampling_arguments(p, "caption")
+    p.set_defaults(func=_eval_captions)
     p = evaluation.add_parser("edits", help="edit success / preservation / ITM per edit type and guidance strength")
     p.add_argument("--workdir", required=True)
     p.add_argument("--dataset", default=None, help="SynthFaces with a test split (default: the one pre-tokenized for W)")

@@ -95,5 +95,20 @@ def test_cli_caption_honours_every_sampling_flag(pretrained, tmp_path, capsys):
     assert [line.split(":")[0] for line in lines] == ["guidance 0 seed 0", "guidance 0 seed 1",
                                                       "guidance 1.5 seed 0", "guidance 1.5 seed 1"]
     assert all(line.split(":", 1)[1].strip() for line in lines)  # a caption on every line
+    assert not any(line.split(":", 1)[1].strip().startswith("[") for line in lines)  # the text, not a list
     assert cli.main(args + ["--temperature", "0"]) == 2  # a bad setting is refused before any work
     assert "temperature" in capsys.readouterr().err
+
+
+def test_cli_eval_captions_judges_every_face(pretrained, tmp_path, capsys):
+    import json
+
+    from gptface_jax import cli
+    args = ["eval", "captions", "--workdir", pretrained.workdir, "--faces", "6", "--length", "6", "--steps", "3",
+            "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    report = json.loads((tmp_path / "captions_eval.json").read_text())
+    assert report["faces"] == 6 and len(report["examples"]) == 6
+    assert 0 <= report["stating_share"] <= 1 and 0 <= report["repeat_share"] <= 1
+    assert all(e["true_facts"] + e["false_facts"] >= 0 and isinstance(e["caption"], str) for e in report["examples"])
+    assert cli.main(args + ["--temperature", "0"]) == 2
