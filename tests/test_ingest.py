@@ -216,3 +216,20 @@ def test_beam_path_matches_local(messy_crawl, tmp_path):
         assert beam[key] == local[key], key
     captions = lambda p: sorted(ShardSource(p)[i]["caption"] for i in range(len(ShardSource(p))))  # noqa: E731
     assert captions(beam_path) == captions(local_path)
+
+
+def test_folder_listing_follows_links_once_and_never_loops(tmp_path):
+    from data_pipelines.ingest.readers import list_units
+    root = tmp_path / "crawl"
+    (root / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.jpg", "sub/b.txt", ".hidden.jpg"):
+        (root / name).write_bytes(b"x")
+    os.symlink("..", root / "sub" / "loop")          # back up to the root
+    os.symlink(str(root / "sub"), root / "again")    # the same folder under a second name
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "c.jpg").write_bytes(b"x")
+    os.symlink(str(outside), root / "linked")        # a linked folder is read, once
+    units = list_units([str(root)], ReaderOptions("folder"))
+    names = sorted(os.path.basename(p) for u in units for p in u.files)
+    assert names == ["a.jpg", "b.jpg", "c.jpg"]

@@ -12,6 +12,7 @@ reader can see (missing pair member, truncated tar) is passed on as the pair's `
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import glob
 import json
 import os
@@ -58,12 +59,27 @@ class RawPair:
     detail: str = ""
 
 
+def _walk(root: str, patterns: tuple[str, ...]) -> list[str]:
+    """Files under `root` matching `patterns`, hidden ones skipped. Linked folders are followed once
+    each: a crawled tree is untrusted, and a link back up (`sub/loop -> ..`) must not loop."""
+    seen, files = set(), []
+    for here, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [os.path.join(here, n) for n in names
+                  if not n.startswith(".") and any(fnmatch.fnmatch(n, p) for p in patterns)]
+    return files
+
+
 def _expand(inputs: list[str], patterns: tuple[str, ...]) -> list[str]:
     files: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
-            for pattern in patterns:
-                files += glob.glob(os.path.join(item, "**", pattern), recursive=True)
+            files += _walk(item, patterns)
         else:
             matched = sorted(glob.glob(item))
             if not matched:
