@@ -73,6 +73,11 @@ def test_size_guard_decodes_large_jpeg_reduced_and_refuses_large_png():
 
 def test_caption_cleaning():
     assert clean_caption(b"  <p>Hello&nbsp;<b>world</b></p> see https://x.example/a?b=1 \n\t ok ") == "Hello world see ok"
+    # escaped markup is markup: no literal <script> comes out, nor the code inside it, nor ANSI colours
+    assert clean_caption("a &lt;script&gt;alert(1)&lt;/script&gt; smiling man") == "a smiling man"
+    assert clean_caption("<style>p {color: red}</style>a woman <b>with</b> a hat") == "a woman with a hat"
+    assert clean_caption("\x1b[31mred\x1b[0m hair, [1;31mbold[0m") == "red hair, bold"
+    assert clean_caption("Tom &amp; Jerry &lt;3") == "Tom & Jerry <3"
     assert clean_caption("日本語のキャプション、笑顔の女性") == "日本語のキャプション、笑顔の女性"
     assert clean_caption("Ελληνικά: χαμογελαστό πρόσωπο") == "Ελληνικά: χαμογελαστό πρόσωπο"
     long = " ".join(["word"] * 200)

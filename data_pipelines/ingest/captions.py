@@ -11,6 +11,10 @@ from data_pipelines.ingest.errors import (CAPTION_NOT_UTF8, CAPTION_TOO_SHORT, E
                                           MISSING_CAPTION, DropRecord)
 
 _TAG = re.compile(r"<[^>]{0,200}>")
+# Script and style elements: their text is code, not caption (dropped with the tags)
+_CODE = re.compile(r"<(script|style)\b[^>]{0,200}>.*?(</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
+# ANSI terminal escapes (colour codes), also when the ESC byte itself was lost on the way: "[31m"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[@-_]|\[[0-9;]{1,12}m")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
@@ -35,7 +39,12 @@ def clean_caption(raw: bytes | str | None, options: CaptionOptions = CaptionOpti
             raw = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             raise DropRecord(CAPTION_NOT_UTF8, str(e)) from None
-    text = unicodedata.normalize("NFC", html.unescape(_TAG.sub(" ", raw)))
+    # Entities are decoded first, then markup is removed, twice: "&lt;script&gt;" is markup too, and
+    # decoding after stripping would turn it into a literal tag.
+    text = raw
+    for _ in range(2):
+        text = _TAG.sub(" ", _CODE.sub(" ", html.unescape(text)))
+    text = unicodedata.normalize("NFC", _ANSI.sub(" ", text))
     if options.strip_urls:
         text = _URL.sub(" ", text)
     text = "".join(c for c in text if unicodedata.category(c)[0] != "C" or c in "\t\n")
