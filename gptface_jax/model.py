@@ -316,9 +316,9 @@ class GPTFace(nn.Module):
             itm = itm.at[:, 1].add(self.word_agreement(hidden, text_ids))
         return {"hidden": hidden, "cls": hidden[:, 0], "itm_logits": itm}
 
-    def similarity_term(self, similarity):
-        """(B,) cosines of unimodal embeddings -> their (B,) share of the match logit."""
-        return self.itm_similarity_gain * jnp.exp(self.itc_log_scale) * similarity
+    def similarity_term(self, itc_logit):
+        """(B,) ITC logits (exp(itc_log_scale) x cosine) of pairs -> their (B,) share of the match logit."""
+        return self.itm_similarity_gain * itc_logit
 
     def match_logits(self, text_ids, image_codes, deterministic: bool = True, inputs_embeds=None):
         """(B, 2) ITM logits of whole pairs: the fusion head, plus the unimodal similarity with
@@ -330,7 +330,7 @@ class GPTFace(nn.Module):
         relaxed = (lambda part: None) if inputs_embeds is None else (lambda part: inputs_embeds[:, part])
         text = self.itc_text(text_ids, deterministic, relaxed(slice(None, n_text)))
         image = self.itc_image(image_codes, deterministic, relaxed(slice(n_text, None)))
-        return itm.at[:, 1].add(self.similarity_term((text * image).sum(-1)))
+        return itm.at[:, 1].add(self.similarity_term(jnp.exp(self.itc_log_scale) * (text * image).sum(-1)))
 
     def word_agreement(self, hidden, text_ids):
         """(B,) sum over visible caption words w at position t of weight[w] * (log p(w | h_t) - offset[w])."""

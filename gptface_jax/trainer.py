@@ -246,7 +246,10 @@ def make_train_step(model: GPTFace, tx, config):
         if c.itm_similarity:  # the match logit also reads the shown pair's unimodal similarity
             caption_row, image_row = negatives.shown_rows(batch)
             cosine = (text_emb[jnp.maximum(caption_row, 0)] * image_emb[image_row]).sum(-1)
-            term = model.apply(params, jnp.where(caption_row >= 0, cosine, 0.0), method=GPTFace.similarity_term)
+            # ITM learns only how far to trust ITC: its pairwise BCE on the embeddings is SigLIP's
+            # common-mode gradient, which kept ITC at log(batch) for 350 steps (run q2, BENCHMARKS.md)
+            logit = jax.lax.stop_gradient(jnp.exp(params["params"]["itc_log_scale"]) * cosine)
+            term = model.apply(params, jnp.where(caption_row >= 0, logit, 0.0), method=GPTFace.similarity_term)
             out = {**out, "itm_logits": out["itm_logits"].at[:, 1].add(term)}
         total, (metrics, _) = losses.milm_itm_loss(
             lambda h: model.apply(params, h, method=GPTFace.text_logits),
