@@ -59,12 +59,15 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _run_training(train, config, workdir: str) -> int:
     """Runs a trainer; a NaN/Inf stop is exit code 3 with the kept checkpoint named, not a traceback."""
-    from gptface_jax import train_loop
+    from gptface_jax import config_lib, train_loop
     try:
         result = train(config, workdir)
     except train_loop.NonFiniteLoss as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 3
+    except config_lib.ConfigError as e:  # the checks against this machine's devices, made in the trainer
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=1))
     return 0
 
@@ -402,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the end-to-end tiny demo on SynthFaces (the README's main job)")
     p.add_argument("--workdir", default="runs/demo")
-    p.add_argument("--num", type=int, default=2000, help="SynthFaces training examples")
+    p.add_argument("--num", type=int, default=10_000, help="SynthFaces training examples")
     p.set_defaults(func=_demo)
     return parser
 

@@ -101,3 +101,12 @@ def test_cli_prints_a_valid_config():
                            "--config.train.steps=70"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "steps: 70" in proc.stdout
+
+
+def test_cli_train_reports_a_mesh_that_does_not_fit_the_devices_cleanly(tmp_path, capsys):
+    from gptface_jax import cli
+    rc = cli.main(["train", "--workdir", str(tmp_path / "w"), "--config", f"{PRETRAIN}:tiny",
+                   "--config.mesh.shape=(4,1,1)", "--config.data.pretokenized=/nonexistent"])
+    assert rc == 2
+    assert "mesh.shape=(4, 1, 1) uses 4 devices but 8 are present" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
