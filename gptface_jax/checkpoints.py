@@ -9,6 +9,7 @@ layout (a loop of blocks or model.scan_layers' stacked blocks), whichever the ch
 from __future__ import annotations
 
 import os
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
@@ -40,10 +41,43 @@ class Checkpointer:
         return self.manager.save(int(step), args=ocp.args.Composite(**items), force=force)
 
     def restore(self, abstract_state, step: int | None = None, with_data: bool = True):
-        """(state, data_state or None) at `step` (default: latest)."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+        """(state, data_state or None) at `step` (default: the newest readable one).
+
+        The saved parameters must be the model's (CheckpointMismatch otherwise, never a fallback).
+        Without `step`, a checkpoint that cannot be read (a damaged disk, a copy cut short) is moved
+        aside to <workdir>/checkpoints_unreadable/ with one line saying so, and the next older one
+        is restored.
+        """
+        if step is not None:
+            return self._restore(abstract_state, step, with_data)
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        for i, candidate in enumerate(steps):
+            try:
+                return self._restore(abstract_state, candidate, with_data)
+            except CheckpointMismatch:
+                raise
+            except Exception as e:  # orbax / tensorstore errors of unreadable files have no common type
+                if i + 1 == len(steps):
+                    raise DataError(f"no readable checkpoint in {self.directory}; step {candidate}: "
+                                    f"{type(e).__name__}: {str(e)[:300]}") from e
+                aside = self._move_aside(candidate)
+                print(f"checkpoint step {candidate} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+                      f"moved to {aside}, restoring step {steps[i + 1]}", flush=True)
+
+    def _move_aside(self, step: int) -> str:
+        target = os.path.join(os.path.dirname(self.directory), "checkpoints_unreadable", str(step))
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.move(os.path.join(self.directory, str(step)), target)
+        self.manager.reload()
+        return target
+
+    def _restore(self, abstract_state, step: int, with_data: bool):
+        if "params" in abstract_state:
+            self.check_params(abstract_state["params"], step)
         metadata = self.manager.item_metadata(step) or {}
         target, back = self._in_saved_layout(abstract_state, step)
         items = {"state": ocp.args.StandardRestore(target)}

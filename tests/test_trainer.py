@@ -21,7 +21,7 @@ def _config(data, **overrides):
     return config_lib.load(["--config", "experiments/pretrain.py:tiny", *(f"--config.{k}={v}" for k, v in fields.items())])
 
 
-def test_losses_fall_and_resume_reproduces(pretokenized, tmp_path):
+def test_losses_fall_and_resume_reproduces(pretokenized, tmp_path, capsys):
     """With dropout on: the resumed steps draw the same masks as the uninterrupted run."""
     config = _config(pretokenized, **{"train.steps": 8, "model.dropout": 0.1})
     final = trainer.train(config, str(tmp_path / "full"))
@@ -29,10 +29,15 @@ def test_losses_fall_and_resume_reproduces(pretokenized, tmp_path):
     assert rows[-1]["text_loss"] < rows[0]["text_loss"] and rows[-1]["image_loss"] < rows[0]["image_loss"]
     assert {"tflops_per_device", "xla_tflops_per_device", "samples_per_s", "tokens_per_s"} <= set(rows[-1])
     assert 0.0 <= final["eval_itm_weak_auc"] <= 1.0 and final["eval_itm_weak_pairs"] == 32
-    # a run preempted after its step-4 checkpoint, then restarted with the same command
+    # a run whose step-8 checkpoint was damaged on disk, restarted with the same command: it says so,
+    # moves step 8 aside and resumes from step 4
     shutil.copytree(tmp_path / "full", tmp_path / "resumed")
-    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "8")
+    files = [f for f in (tmp_path / "resumed" / "checkpoints" / "8" / "state").rglob("*") if f.is_file()]
+    for f in files:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
     trainer.train(config, str(tmp_path / "resumed"))
+    assert "checkpoint step 8 cannot be read" in capsys.readouterr().out
+    assert (tmp_path / "resumed" / "checkpoints_unreadable" / "8").is_dir()
     a = read_metrics(str(tmp_path / "full"))
     b = read_metrics(str(tmp_path / "resumed"))
     loss = lambda rows, step: [r["loss"] for r in rows if r.get("step") == step and "loss" in r][-1]  # noqa: E731
