@@ -195,6 +195,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 100 if tiny else 5_000
     c.train.keep_checkpoints = 3
     c.train.time_budget_s = 0.0           # > 0: stop when this wall-clock budget is spent (saved, evaluated)
+    # Divergence guard (gptface_jax/train_loop.py): stop, unsaved, when the loss passes k x its recent
+    # median or the parameter norm k x its start (0: off). Learning rates that diverge fast stay finite
+    # for a while; this keeps them out of the checkpoints.
+    c.train.divergence_factor = 10.0
 
     # Evaluators in the loop (gptface_jax/evaluators.py): each runs every `every` steps and at the end.
     every = 500 if tiny else 10_000

@@ -63,6 +63,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.steps = steps
     c.train.time_budget_s = 600.0 if tiny else 0.0  # stop early when the wall-clock budget is spent (0: off)
+    # Divergence guard (gptface_jax/train_loop.py): stop, unsaved, when the loss passes k x its recent
+    # median or the parameter norm k x its start (0: off). Learning rates that diverge fast stay finite
+    # for a while; this keeps them out of the checkpoints.
+    c.train.divergence_factor = 10.0
     c.train.batch_size = batch
     c.train.learning_rate = 4e-3 if tiny else 4e-4
     c.train.warmup_steps = 200 if tiny else 5000

@@ -93,6 +93,7 @@ ADDED_FIELDS = {
     "model.itc_dim": 0, "model.itm_similarity": False, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
     "loss.mined_negative_fraction": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
+    "train.divergence_factor": 0.0,
 }
 # Fields that nothing read (pre-training reads data.pretokenized; the SynthFaces sizes and caption
 # rates belong to `gptface data synth` and the VQ config).
@@ -299,5 +300,7 @@ def optimizer_problems(t) -> list[str]:
     check(0 <= t.b1 < 1 and 0 <= t.b2 < 1, f"train.b1={t.b1} and train.b2={t.b2} must be in [0, 1)")
     check(0 <= t.end_lr_fraction <= 1, f"train.end_lr_fraction={t.end_lr_fraction} must be in [0, 1]")
     check(t.time_budget_s >= 0, f"train.time_budget_s={t.time_budget_s} must be >= 0 (0: no budget)")
+    check(t.divergence_factor == 0 or t.divergence_factor > 1,
+          f"train.divergence_factor={t.divergence_factor} must be 0 (off) or > 1")
     check(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")
     return errors

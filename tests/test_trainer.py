@@ -5,6 +5,7 @@ import shutil
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from data_pipelines.errors import DataError
@@ -57,13 +58,28 @@ def test_losses_fall_and_resume_reproduces(pretokenized, tmp_path, capsys):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(pretokenized, tmp_path):
     config = _config(pretokenized, **{"train.steps": 40, "train.learning_rate": 1e9, "train.grad_clip": 1e9,
-                                       "train.warmup_steps": 0, "train.checkpoint_every": 1})
+                                       "train.warmup_steps": 0, "train.checkpoint_every": 1,
+                                       "train.divergence_factor": 0.0})  # the NaN guard alone
     with pytest.raises(train_loop.NonFiniteLoss, match="non-finite metrics at step"):
         trainer.train(config, str(tmp_path / "nan"))
     from tests.test_training_core import _restore_everything
     step, state = _restore_everything(tmp_path / "nan")
     assert step is not None and int(state["step"]) == step  # only checked-finite steps were ever saved
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state))
+
+
+def test_a_finite_divergence_stops_before_it_is_saved(pretokenized, tmp_path):
+    """At lr 1e6 the weights explode while every metric stays finite; no exploded state is kept."""
+    config = _config(pretokenized, **{"train.steps": 12, "train.learning_rate": 1e6, "train.warmup_steps": 4,
+                                       "train.checkpoint_every": 1, "train.log_every": 1})
+    with pytest.raises(train_loop.Diverged, match=r"diverged at step \d+: the parameter norm .* over 10x its start"):
+        trainer.train(config, str(tmp_path / "run"))
+    from tests.test_training_core import _restore_everything
+    step, state = _restore_everything(tmp_path / "run")
+    rows = [r for r in read_metrics(str(tmp_path / "run")) if "param_norm" in r]
+    start = rows[0]["param_norm"]
+    assert step is not None and step < 12
+    assert float(optax.tree.norm(state["params"])) < 10 * start
 
 
 def test_mismatched_pretokenized_data_is_refused(pretokenized, tmp_path):
