@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 
 import numpy as np
 import sentencepiece as spm
@@ -39,6 +40,19 @@ def train(captions, vocab_size: int, *, model_type: str = DEFAULT_MODEL_TYPE, se
         raise OptionError(f"vocab_size={vocab_size} must exceed {NUM_SPECIAL + 256} "
                           f"({NUM_SPECIAL} special ids + 256 byte-fallback pieces)")
     model = io.BytesIO()
+    try:
+        _train_sentencepiece(captions, vocab_size, model_type, seed_sentences, model)
+    except RuntimeError as e:
+        needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e))
+        if needed is None:
+            raise
+        raise OptionError(f"vocab_size={vocab_size} is too small for these captions: the special ids, the 256 "
+                          f"byte pieces and every character they use need {needed.group(1)}; pass a larger "
+                          "--vocab-size (and room for word pieces beyond that)") from None
+    return model.getvalue()
+
+
+def _train_sentencepiece(captions, vocab_size: int, model_type: str, seed_sentences: int, model) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(c for c in captions if c), model_writer=model, vocab_size=vocab_size,
         model_type=model_type, pad_id=PAD, unk_id=UNK, bos_id=-1, eos_id=-1,
@@ -47,7 +61,6 @@ def train(captions, vocab_size: int, *, model_type: str = DEFAULT_MODEL_TYPE, se
         character_coverage=0.9995, split_digits=True, hard_vocab_limit=False,
         input_sentence_size=seed_sentences, shuffle_input_sentence=True, num_threads=os.cpu_count() or 1,
         minloglevel=2)
-    return model.getvalue()
 
 
 class TextTokenizer:

@@ -48,6 +48,9 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
         if args.check_devices:
             import jax  # only the device count: nothing is compiled
             num_devices = jax.device_count()
+        if "text" not in config:  # a VQ tokenizer config (experiments/vq.py) has no text section
+            from gptface_jax import vq_train
+            return vq_train.validate(config, num_devices)
         return config_lib.validate(config, num_devices)
 
     config = _load_validated(rest, validate)

@@ -110,3 +110,12 @@ def test_cli_train_reports_a_mesh_that_does_not_fit_the_devices_cleanly(tmp_path
     assert rc == 2
     assert "mesh.shape=(4, 1, 1) uses 4 devices but 8 are present" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_cli_config_validates_a_vq_config_too(capsys):
+    from gptface_jax import cli
+    assert cli.main(["config", "--no-check-devices", "--config", "experiments/vq.py:tiny"]) == 0
+    assert "codebook_size" in capsys.readouterr().out
+    assert cli.main(["config", "--no-check-devices", "--config", "experiments/vq.py:tiny",
+                     "--config.train.grad_clip=-1"]) == 2
+    assert "train.grad_clip=-1" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_pipelines import text_tokenizer as tt
-from data_pipelines.errors import DataError
+from data_pipelines.errors import DataError, OptionError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import rng_for, sample_face
 from data_pipelines.synthfaces.captions import make_caption
@@ -80,6 +80,11 @@ def test_tokenizer_that_does_not_fit_the_config_is_rejected(text_model):
         text_model.check_fits(100)
     with pytest.raises(ValueError, match="must exceed 261"):
         tt.train(["a b c"], vocab_size=200)
+    # enough for the byte pieces, not for every character these captions use: said in our words
+    alphabet = "abcdefghijklmnopqrstuvwxyzäöüßéèêëñçøåæœ"
+    captions = [" ".join(alphabet[(i * 7 + j) % len(alphabet)] * 3 for j in range(9)) for i in range(200)]
+    with pytest.raises(OptionError, match=r"vocab_size=270 is too small for these captions: .* need \d+"):
+        tt.train(captions, vocab_size=270)
 
 
 def _tiny_vq(**kw) -> VQConfig:
