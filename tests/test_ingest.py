@@ -238,3 +238,10 @@ def test_folder_listing_follows_links_once_and_never_loops(tmp_path):
     units = list_units([str(root)], ReaderOptions("folder"))
     names = sorted(os.path.basename(p) for u in units for p in u.files)
     assert names == ["a.jpg", "b.jpg", "c.jpg"]
+
+
+def test_an_undecodable_image_is_named_without_buffer_addresses():
+    with pytest.raises(DropRecord) as info:
+        decode_image(b"this is not an image")
+    assert info.value.reason == "corrupt_image" and "cannot identify image file" in info.value.detail
+    assert "BytesIO" not in info.value.detail and "0x" not in info.value.detail

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import io
 import os
+import re
 import warnings
 
 import cv2
@@ -98,7 +99,8 @@ def decode_image(data: bytes | None, max_pixels: int = FaceOptions.max_pixels,
     except Image.DecompressionBombError as e:
         raise DropRecord(IMAGE_TOO_LARGE, str(e)) from None
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for undecodable / truncated data
-        raise DropRecord(CORRUPT_IMAGE, str(e)[:200]) from None
+        # PIL names the in-memory buffer ("<_io.BytesIO object at 0x...>"), which says nothing to a reader
+        raise DropRecord(CORRUPT_IMAGE, re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e))[:200]) from None
     if img.getexif().get(0x0112, 1) != 1:
         notes.add("exif_rotated")
     img = ImageOps.exif_transpose(img)
