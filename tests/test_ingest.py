@@ -245,3 +245,16 @@ def test_an_undecodable_image_is_named_without_buffer_addresses():
         decode_image(b"this is not an image")
     assert info.value.reason == "corrupt_image" and "cannot identify image file" in info.value.detail
     assert "BytesIO" not in info.value.detail and "0x" not in info.value.detail
+
+
+def test_an_ingest_that_keeps_nothing_says_why(tmp_path):
+    from data_pipelines.ingest.readers import InputError
+    folder = tmp_path / "crawl"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(b"not a picture")
+        (folder / f"{i}.txt").write_text("a smiling face")
+    with pytest.raises(InputError, match=r"no pair survived ingestion: 3 seen, dropped by reason: corrupt_image 3"):
+        ingest([str(folder)], str(tmp_path / "out"), IngestOptions(ReaderOptions("folder")), workers=1)
+    report = json.loads((tmp_path / "out" / "ingest_report_nothing_kept.json").read_text())
+    assert report["kept"] == 0 and report["examples_by_reason"]["corrupt_image"]

@@ -33,7 +33,7 @@ from data_pipelines.ingest.dedup import NearDuplicateIndex
 from data_pipelines.ingest.errors import DUPLICATE
 from data_pipelines.ingest.faces import FaceOptions
 from data_pipelines.ingest.process import IngestOptions, Outcome, process_pair, process_unit
-from data_pipelines.ingest.readers import FORMATS, ReaderOptions, list_units, read_unit
+from data_pipelines.ingest.readers import FORMATS, InputError, ReaderOptions, list_units, read_unit
 from data_pipelines.ingest.report import IngestReport
 
 REPORT_NAME = "ingest_report.json"
@@ -179,12 +179,31 @@ def ingest(inputs: list[str], out_dir: str, options: IngestOptions, *, workers: 
             download_config = tfds.download.DownloadConfig(
                 num_shards=num_shards, beam_runner=beam_runner,
                 beam_options=beam.options.pipeline_options.PipelineOptions(flags=[]))
-        builder.download_and_prepare(download_dir=tmp, download_config=download_config)
+        try:
+            builder.download_and_prepare(download_dir=tmp, download_config=download_config)
+        except AssertionError:  # TFDS refuses an empty split: say why every pair was dropped instead
+            _raise_if_nothing_kept(report_path, out_dir)
+            raise
         data_path = os.fspath(builder.data_path)
         if os.path.exists(report_path):  # absent when the dataset already existed (nothing re-run)
             shutil.copy(report_path, os.path.join(data_path, REPORT_NAME))
     with open(os.path.join(data_path, REPORT_NAME)) as f:
         return data_path, json.load(f)
+
+
+def _raise_if_nothing_kept(report_path: str, out_dir: str) -> None:
+    if not os.path.exists(report_path):
+        return
+    with open(report_path) as f:
+        report = json.load(f)
+    if report["kept"]:
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    kept_at = os.path.join(out_dir, "ingest_report_nothing_kept.json")
+    shutil.copy(report_path, kept_at)
+    reasons = ", ".join(f"{k} {v}" for k, v in report["dropped_by_reason"].items()) or "none"
+    raise InputError(f"no pair survived ingestion: {report['seen']} seen, dropped by reason: {reasons}; "
+                     f"examples in {kept_at}")
 
 
 def options_from_args(args: argparse.Namespace) -> IngestOptions:
