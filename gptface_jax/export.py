@@ -60,6 +60,15 @@ def _serialize(name: str, fn, platforms: tuple[str, ...], *args) -> bytes:
     return bytes(exp.serialize())
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 class ExportPlatformError(DataError):
     """A requested platform that this jaxlib cannot serialise a function for."""
 
@@ -86,8 +95,9 @@ def export(workdir: str, out_dir: str, compute_dtype: str = "float32", platforms
     staging = out_dir.rstrip("/") + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
-    save_file(flatten(jax.device_get(pretrained.params["params"])), os.path.join(staging, "params.safetensors"))
-    save_file(flatten(jax.device_get(pretrained.vq.params)), os.path.join(staging, "vq_params.safetensors"))
+    for name, tree in (("params.safetensors", pretrained.params["params"]), ("vq_params.safetensors", pretrained.vq.params)):
+        save_file(flatten(jax.device_get(tree)), os.path.join(staging, name))
+        os.chmod(os.path.join(staging, name), _FILE_MODE)  # safetensors writes 0600; the rest of the export is 0644
     with open(os.path.join(staging, "config.json"), "w") as f:
         json.dump(pretrained.config.to_dict(), f, indent=1)
     with open(os.path.join(staging, VQ_CONFIG), "w") as f:
@@ -141,6 +151,8 @@ class Loaded:
     params: dict
     mesh: jax.sharding.Mesh
     directory: str
+    vq_config: object        # the image tokenizer's VQConfig
+    vq_params: dict          # its parameters (numpy), checked against it
 
     def _batched(self, fn, *arrays):
         """Pads the batch to a multiple of the data-parallel size, runs sharded, cuts back."""
@@ -170,19 +182,35 @@ def load(directory: str, devices=None) -> Loaded:
     model = GPTFace(dataclasses.replace(ModelConfig.from_config(config),
                                         compute_dtype=manifest.get("compute_dtype", "float32")))
     mc = model.config
-    expected = flatten(abstract_variables(model)["params"])
-    stored = load_file(os.path.join(directory, "params.safetensors"))
-    problems = [f"{k}: missing" for k in sorted(set(expected) - set(stored))]
-    problems += [f"{k}: not in the model" for k in sorted(set(stored) - set(expected))]
-    problems += [f"{k}: stored {stored[k].shape}, config.json builds {expected[k].shape}"
-                 for k in sorted(set(stored) & set(expected)) if stored[k].shape != expected[k].shape]
-    if problems:
-        raise DataError(f"{directory}: params.safetensors does not match config.json ({len(problems)} problems): "
-                        + "; ".join(problems[:5]))
+    from gptface_jax import vq_train
+    stored = _checked_tensors(directory, "params.safetensors", flatten(abstract_variables(model)["params"]),
+                              "config.json")
+    with open(os.path.join(directory, vq_train.CONFIG_FILE)) as f:
+        vq_config = vq_train.config_of_record(json.load(f))
+    vq_stored = _checked_tensors(directory, "vq_params.safetensors", flatten(vq_train.abstract_params(vq_config)),
+                                 vq_train.CONFIG_FILE)
     if manifest["image_grid"] != mc.image_grid:
         raise DataError(f"{directory}: manifest image_grid {manifest['image_grid']} "
                         f"but config.json builds {mc.image_grid}")
     devices = list(devices if devices is not None else jax.devices())
     mesh = jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     params = jax.device_put({"params": reader.unflatten(stored)}, sharding.replicated(mesh))
-    return Loaded(config, model, params, mesh, directory)
+    return Loaded(config, model, params, mesh, directory, vq_config, reader.unflatten(vq_stored))
+
+
+def _checked_tensors(directory: str, name: str, expected: dict, described_by: str) -> dict:
+    """The tensors of `name`, which must be exactly `expected`'s names, shapes and dtypes."""
+    try:
+        stored = load_file(os.path.join(directory, name))
+    except Exception as e:  # safetensors' errors for cut or foreign files
+        raise DataError(f"{directory}/{name}: unreadable ({type(e).__name__}: {e})") from None
+    problems = [f"{k}: missing" for k in sorted(set(expected) - set(stored))]
+    problems += [f"{k}: not in the model" for k in sorted(set(stored) - set(expected))]
+    problems += [f"{k}: stored {stored[k].dtype}{list(stored[k].shape)}, {described_by} builds "
+                 f"{np.dtype(expected[k].dtype)}{list(expected[k].shape)}"
+                 for k in sorted(set(stored) & set(expected))
+                 if stored[k].shape != expected[k].shape or stored[k].dtype != np.dtype(expected[k].dtype)]
+    if problems:
+        raise DataError(f"{directory}: {name} does not match {described_by} ({len(problems)} problems): "
+                        + "; ".join(problems[:5]))
+    return stored

@@ -55,13 +55,20 @@ def read_manifest(directory: str) -> dict:
     return manifest
 
 
+def _tensors(path: str) -> dict:
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors' errors for cut or foreign files name no file
+        raise ExportError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+
+
 class Exported:
     def __init__(self, directory: str):
         self.directory = directory
         self.manifest = read_manifest(directory)
         path = lambda name: os.path.join(directory, name)  # noqa: E731
-        self.params = {"params": unflatten(load_file(path("params.safetensors")))}
-        self.vq_params = unflatten(load_file(path("vq_params.safetensors")))
+        self.params = {"params": unflatten(_tensors(path("params.safetensors")))}
+        self.vq_params = unflatten(_tensors(path("vq_params.safetensors")))
         self._functions = {}
         for name in FUNCTIONS:
             with open(path(f"{name}.jaxexport"), "rb") as f:

@@ -388,16 +388,26 @@ def _decode_jit(model):
 VQ_ADDED_FIELDS = {"res_blocks": 1, "patch": 1, "beta": 0.25, "dtype": "float32"}
 
 
+def config_of_record(raw: dict) -> VQConfig:
+    """A vq_config.json (of any version) -> its VQConfig."""
+    return VQConfig(**{**VQ_ADDED_FIELDS, **raw, "channels": tuple(raw["channels"])})
+
+
+def abstract_params(cfg: VQConfig) -> dict:
+    """The tokenizer's parameters as ShapeDtypeStructs (nothing computed)."""
+    model = VQModel(cfg)
+    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, cfg.image_size, cfg.image_size, 3)))["params"])
+
+
 def load(workdir: str) -> TrainedVQ:
     """The latest checkpoint of a VQ workdir, on this process's devices (any mesh it was trained on)."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise DataError(f"{workdir}: not a VQ workdir (no {CONFIG_FILE}); train one with `gptface tokenizer image`")
     with open(path) as f:
-        raw = json.load(f)
-    cfg = VQConfig(**{**VQ_ADDED_FIELDS, **raw, "channels": tuple(raw["channels"])})
+        cfg = config_of_record(json.load(f))
     model = VQModel(cfg)
-    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, cfg.image_size, cfg.image_size, 3)))["params"])
+    params = abstract_params(cfg)
     checkpointer = Checkpointer(workdir, keep=100, async_save=False)
     if checkpointer.latest_step() is None:
         raise DataError(f"{workdir}: no VQ checkpoint yet (train with `gptface tokenizer image --workdir {workdir}`)")

@@ -95,8 +95,33 @@ def test_a_broken_export_names_what_is_wrong(exported_dir, tmp_path):
     config = json.load(open(mismatched / "config.json"))
     config["model"]["width"] = 64
     json.dump(config, open(mismatched / "config.json", "w"))
-    with pytest.raises(DataError, match=r"does not match config.json \(24 problems\): block_0.attention.key.bias: stored \(4, 8\), config.json builds \(4, 16\)"):
+    with pytest.raises(DataError, match=r"does not match config.json \(24 problems\): block_0.attention.key.bias: "
+                                         r"stored float32\[4, 8\], config.json builds float32\[4, 16\]"):
         export.load(str(mismatched))
+    # a tensor saved in another dtype is named, not silently cast
+    from safetensors.numpy import load_file, save_file
+    half = tmp_path / "half"
+    shutil.copytree(exported_dir, half)
+    tensors = load_file(half / "params.safetensors")
+    tensors["text_embed"] = tensors["text_embed"].astype(np.float16)
+    save_file(tensors, half / "params.safetensors")
+    with pytest.raises(DataError, match=r"text_embed: stored float16\[.*config.json builds float32"):
+        export.load(str(half))
+    # the image tokenizer's parameters are read and checked too; a cut file is named by both readers
+    cut = tmp_path / "cut"
+    shutil.copytree(exported_dir, cut)
+    data = (cut / "vq_params.safetensors").read_bytes()
+    (cut / "vq_params.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="vq_params.safetensors: unreadable"):
+        export.load(str(cut))
+    from gptface_jax import exported
+    with pytest.raises(ExportError, match="vq_params.safetensors: unreadable"):
+        exported.load(str(cut))
+
+
+def test_export_files_share_one_mode(exported_dir):
+    modes = {name: os.stat(os.path.join(exported_dir, name)).st_mode & 0o777 for name in os.listdir(exported_dir)}
+    assert len(set(modes.values())) == 1, modes
 
 
 def test_export_of_a_workdir_without_checkpoint_fails_before_writing(tmp_path):
