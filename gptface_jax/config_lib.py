@@ -210,6 +210,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(0.0 <= k.unmasked_fraction <= 1.0, f"masking.unmasked_fraction={k.unmasked_fraction} must be in [0, 1]")
     check(0.0 <= k.generation_min_ratio <= 1.0,
           f"masking.generation_min_ratio={k.generation_min_ratio} must be in [0, 1]")
+    weights = {name: config.loss[name] for name in ("text_weight", "image_weight", "itm_weight")}
+    for name, value in weights.items():
+        check(value >= 0, f"loss.{name}={value} must be >= 0")
+    check(any(v > 0 for v in weights.values()) or config.loss.itc_weight > 0,
+          "every loss weight is 0: set loss.text_weight, image_weight, itm_weight or itc_weight > 0")
     check(0.0 <= config.loss.caption_dropout < 1.0, f"loss.caption_dropout={config.loss.caption_dropout} must be in [0, 1)")
     for name in ("text_capacity", "image_capacity"):
         check(0.0 < config.loss[name] <= 1.0, f"loss.{name}={config.loss[name]} must be in (0, 1]")

@@ -64,6 +64,10 @@ def test_overrides_apply_and_config_is_locked():
     ("--config.loss.swap_negative_fraction=-0.1", "loss.swap_negative_fraction=-0.1 must be in [0, 1]"),
     ("--config.loss.swap_vocabulary=-1", "loss.swap_vocabulary=-1 must be >= 0"),
     ("--config.model.residual_dtype=float16", "model.residual_dtype='float16' must be 'float32' or 'bfloat16'"),
+    ("--config.loss.itm_weight=-1.0", "loss.itm_weight=-1.0 must be >= 0"),
+    ("--config.train.divergence_factor=0.5", "train.divergence_factor=0.5 must be 0 (off) or > 1"),
+    ("--config.model.itm_similarity=True", "model.itm_similarity=True reads the ITC embeddings"),
+    ("--config.train.grad_clip=-1.0", "train.grad_clip=-1.0 must be > 0"),
     ("--config.train.bogus=1", "no field 'bogus'"),
     ("--config.train.steps=abc", "invalid literal"),
 ])
