@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKDIR ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo quality test bench install clean
 
 # On a CPU-only machine, virtual JAX devices (one per core, up to 8, a power of two so the demo's
 # batches divide evenly) let data parallelism use every core.
@@ -13,6 +13,22 @@ CPU_DEVICES := $(shell $(PYTHON) -c 'import os; n = os.cpu_count() or 1; print(m
 
 demo: $(STAMP)
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface demo --workdir $(WORKDIR)
+
+# The 60-minute quality run (README, "The quality run"): 60k faces tokenized with the demo's
+# tokenizers, `experiments/pretrain.py:quality`, then the held-out evaluations. Run `make demo` first.
+QUALITY ?= runs/quality
+quality: $(STAMP)
+	test -d $(WORKDIR)/vq || { echo "make quality needs the demo's tokenizers: run make demo first"; exit 2; }
+	test -d $(QUALITY)/data || $(BIN)/gptface data synth --num 60000 --num-test 1000 --image-size 64 --seed 0 \
+		--out $(QUALITY)/data
+	test -d $(QUALITY)/pretokenized || $(BIN)/gptface data pretokenize --data $(QUALITY)/data --max-len 32 \
+		--text-tokenizer $(WORKDIR)/text_tokenizer.model --vq-workdir $(WORKDIR)/vq --out $(QUALITY)/pretokenized
+	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface train --config experiments/pretrain.py:quality \
+		--config.data.pretokenized=$(QUALITY)/pretokenized --workdir $(QUALITY)/pretrain
+	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval captions --workdir $(QUALITY)/pretrain
+	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval edits --workdir $(QUALITY)/pretrain
+	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval probe --workdir $(QUALITY)/pretrain \
+		--dataset $(QUALITY)/data --max-train 5000
 
 test: $(STAMP)
 	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 tests

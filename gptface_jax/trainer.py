@@ -251,6 +251,7 @@ def make_train_step(model: GPTFace, tx, config):
             logit = jax.lax.stop_gradient(jnp.exp(params["params"]["itc_log_scale"]) * cosine)
             term = model.apply(params, jnp.where(caption_row >= 0, logit, 0.0), method=GPTFace.similarity_term)
             out = {**out, "itm_logits": out["itm_logits"].at[:, 1].add(term)}
+            extra["itm_similarity_gain"] = share * params["params"]["itm_similarity_gain"]
         total, (metrics, _) = losses.milm_itm_loss(
             lambda h: model.apply(params, h, method=GPTFace.text_logits),
             lambda h: model.apply(params, h, method=GPTFace.image_logits),
