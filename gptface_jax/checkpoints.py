@@ -63,8 +63,9 @@ class Checkpointer:
                     raise DataError(f"no readable checkpoint in {self.directory}; step {candidate}: "
                                     f"{type(e).__name__}: {str(e)[:300]}") from e
                 aside = self._move_aside(candidate)
-                print(f"checkpoint step {candidate} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
-                      f"moved to {aside}, restoring step {steps[i + 1]}", flush=True)
+                reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
+                print(f"checkpoint step {candidate} cannot be read ({reason}); moved to {aside}, "
+                      f"restoring step {steps[i + 1]}", flush=True)
 
     def _move_aside(self, step: int) -> str:
         target = os.path.join(os.path.dirname(self.directory), "checkpoints_unreadable", str(step))

@@ -95,7 +95,8 @@ def export(workdir: str, out_dir: str, compute_dtype: str = "float32", platforms
     staging = out_dir.rstrip("/") + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
-    for name, tree in (("params.safetensors", pretrained.params["params"]), ("vq_params.safetensors", pretrained.vq.params)):
+    tensors = {"params.safetensors": pretrained.params["params"], "vq_params.safetensors": pretrained.vq.params}
+    for name, tree in tensors.items():
         save_file(flatten(jax.device_get(tree)), os.path.join(staging, name))
         os.chmod(os.path.join(staging, name), _FILE_MODE)  # safetensors writes 0600; the rest of the export is 0644
     with open(os.path.join(staging, "config.json"), "w") as f:

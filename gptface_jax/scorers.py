@@ -11,7 +11,8 @@ from gptface_jax.model import GPTFace, image_hidden, text_hidden
 
 def itm_scorer(model: GPTFace, mesh):
     """ITM logits on whole captions and images."""
-    return jax.jit(lambda p, t, i: model.apply(p, t, i, method=GPTFace.match_logits), out_shardings=sharding.replicated(mesh))
+    return jax.jit(lambda p, t, i: model.apply(p, t, i, method=GPTFace.match_logits),
+                   out_shardings=sharding.replicated(mesh))
 
 
 def caption_scorer(model: GPTFace, mesh):

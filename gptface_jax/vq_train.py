@@ -396,7 +396,8 @@ def config_of_record(raw: dict) -> VQConfig:
 def abstract_params(cfg: VQConfig) -> dict:
     """The tokenizer's parameters as ShapeDtypeStructs (nothing computed)."""
     model = VQModel(cfg)
-    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, cfg.image_size, cfg.image_size, 3)))["params"])
+    image = jnp.zeros((1, cfg.image_size, cfg.image_size, 3))
+    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), image)["params"])
 
 
 def load(workdir: str) -> TrainedVQ:

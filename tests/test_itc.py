@@ -103,7 +103,8 @@ def test_match_logits_add_the_unimodal_similarity_to_the_fusion_head():
     match = model.apply(params, text, image, method=GPTFace.match_logits)
     fused = model.apply(params, text, image)["itm_logits"]
     t, i = model.apply(params, text, image, method=GPTFace.itc_embeddings)
-    expected = np.asarray(fused[:, 1]) + 0.7 * np.exp(float(params["params"]["itc_log_scale"])) * (np.asarray(t * i)).sum(1)
+    scale = np.exp(float(params["params"]["itc_log_scale"]))
+    expected = np.asarray(fused[:, 1]) + 0.7 * scale * (np.asarray(t * i)).sum(1)
     np.testing.assert_allclose(np.asarray(match[:, 1]), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(match[:, 0]), np.asarray(fused[:, 0]))
     # relaxed decoding feeds the joint embedding: all three passes must read it as the tokens
@@ -114,11 +115,13 @@ def test_match_logits_add_the_unimodal_similarity_to_the_fusion_head():
 
 def test_shown_rows_name_the_caption_and_image_each_itm_row_shows():
     captions = jnp.asarray([[5, 6, 0], [7, 8, 9], [10, 11, 0], [12, 13, 0]])
-    shown = jnp.asarray([[5, 6, 0], [10, 11, 0], [0, 0, 0], [12, 13, 0]])   # row 1 shows row 2's caption; row 2's dropped
+    # row 1 shows row 2's caption; row 2's caption is dropped
+    shown = jnp.asarray([[5, 6, 0], [10, 11, 0], [0, 0, 0], [12, 13, 0]])
     batch = {"caption_ids": captions, "text_targets": shown}
     caption_row, image_row = negatives.shown_rows(batch)
     assert caption_row.tolist() == [0, 2, -1, 3] and image_row.tolist() == [0, 1, 2, 3]
-    mined = {**batch, "mined_caption_row": jnp.asarray([-1, -1, -1, 3]), "mined_image_row": jnp.asarray([-1, -1, -1, 0])}
+    mined = {**batch, "mined_caption_row": jnp.asarray([-1, -1, -1, 3]),
+             "mined_image_row": jnp.asarray([-1, -1, -1, 0])}
     caption_row, image_row = negatives.shown_rows(mined)
     assert caption_row.tolist() == [0, 2, -1, 3] and image_row.tolist() == [0, 1, 2, 0]
 

@@ -100,7 +100,8 @@ def decode_image(data: bytes | None, max_pixels: int = FaceOptions.max_pixels,
         raise DropRecord(IMAGE_TOO_LARGE, str(e)) from None
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for undecodable / truncated data
         # PIL names the in-memory buffer ("<_io.BytesIO object at 0x...>"), which says nothing to a reader
-        raise DropRecord(CORRUPT_IMAGE, re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e))[:200]) from None
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e))
+        raise DropRecord(CORRUPT_IMAGE, detail[:200]) from None
     if img.getexif().get(0x0112, 1) != 1:
         notes.add("exif_rotated")
     img = ImageOps.exif_transpose(img)
