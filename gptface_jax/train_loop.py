@@ -129,8 +129,11 @@ def check_finite(metrics: dict, step: int, checkpointer) -> None:
                         f"good checkpoint (step {checkpointer.latest_step()}) is kept in {checkpointer.directory}")
 
 
+_tree_norm = jax.jit(optax.tree.norm)  # one compiled reduction over sharded leaves, not an eager op per leaf
+
+
 def _norm(params) -> float:
-    return float(jax.device_get(optax.tree.norm(params)))
+    return float(jax.device_get(_tree_norm(params)))
 
 
 def check_divergence(guard: DivergenceGuard, metrics: dict, state: dict, step: int, checkpointer) -> None:

@@ -155,7 +155,8 @@ def test_vq_trainer_stops_on_nan_and_keeps_a_finite_checkpoint(tmp_path):
             "--config.data.num_test=16", "--config.vq.codebook_size=16", "--config.vq.code_dim=8",
             "--config.vq.channels=(8,16)", "--config.train.batch_size=16", "--config.train.steps=30",
             "--config.train.warmup_steps=0", "--config.train.learning_rate=1e12", "--config.train.grad_clip=1e12",
-            "--config.train.checkpoint_every=1", "--config.train.log_every=1", "--config.train.time_budget_s=0"]
+            "--config.train.checkpoint_every=1", "--config.train.log_every=1", "--config.train.time_budget_s=0",
+            "--config.train.divergence_factor=0"]  # the NaN guard alone
     config = vq_train.validate(config_lib.load(args), jax.device_count())
     with pytest.raises(train_loop.NonFiniteLoss, match="non-finite metrics at step"):
         vq_train.train(config, str(tmp_path))
