@@ -12,8 +12,6 @@ and a few captions with their verdicts.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import numpy as np
 
@@ -22,7 +20,7 @@ from data_pipelines.synthfaces.captions import mentioned_facts
 from data_pipelines.synthfaces.eval_pairs import visible_verdict
 from data_pipelines.text_tokenizer import PAD
 from gptface_jax import decoding, itm_eval
-from gptface_jax.decode_config import DecodeConfig
+from gptface_jax.decode_config import DecodeConfig, default_config
 
 
 def repeats_a_word(caption: str) -> bool:
@@ -47,16 +45,19 @@ def judge(captions: list[str], split: dict) -> dict:
             "examples": verdicts[:12]}
 
 
-def evaluate(pretrained, *, faces: int = 200, length: int = 12, guidance: float = 0.0, seed: int = 0,
-             config: DecodeConfig = DecodeConfig(), batch_size: int = 50) -> dict:
-    """Captions `faces` held-out faces of the pre-tokenized data the model trained on, and judges them."""
+def evaluate(pretrained, *, faces: int = 200, length: int = 12, seed: int = 0,
+             config: DecodeConfig | None = None, batch_size: int = 50) -> dict:
+    """Captions `faces` held-out faces of the pre-tokenized data the model trained on, and judges them.
+
+    `config` defaults to `gptface caption`'s sampler (`decode_config.default_config("caption")`).
+    """
+    config = default_config("caption") if config is None else config
     split = itm_eval.load_split(ShardSource(pretrained.config.data.pretokenized, "test"), faces)
     if "attributes" not in split:
         raise ValueError("the held-out split has no SynthFaces labels to judge captions against")
     max_len = pretrained.model.config.max_text_len
     length = min(length, max_len)
-    decoder = decoding.make_decoder(pretrained.model, decoding.TEXT, dataclasses.replace(config, guidance=guidance),
-                                    text_vocab=pretrained.tokenizer.vocab_size)
+    decoder = decoding.make_decoder(pretrained.model, decoding.TEXT, config, text_vocab=pretrained.tokenizer.vocab_size)
     captions = []
     for start in range(0, len(split["image_codes"]), batch_size):
         codes = split["image_codes"][start:start + batch_size]
@@ -64,4 +65,5 @@ def evaluate(pretrained, *, faces: int = 200, length: int = 12, guidance: float 
         text = np.where(mask, 0, PAD).astype(np.int32)
         out, _ = decoder(pretrained.params, text, codes, mask, jax.random.fold_in(jax.random.PRNGKey(seed), start))
         captions += pretrained.tokenizer.decode(np.asarray(out)[:, :length])
-    return {"guidance": guidance, "length": length, **judge(captions, split)}
+    return {"guidance": config.guidance, "order": config.order, "temperature": config.temperature,
+            "repeat_penalty": config.repeat_penalty, "length": length, **judge(captions, split)}

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -150,8 +151,6 @@ def _edit_task(args: argparse.Namespace) -> int:
 
 def _caption(args: argparse.Namespace) -> int:
     """One caption per (guidance, seed), each line prefixed with both."""
-    import dataclasses
-
     import jax
     import numpy as np
 
@@ -224,8 +223,8 @@ def _eval_captions(args: argparse.Namespace) -> int:
         config = _decode_config(args)
         config.validate()
         pretrained = inference.load(args.workdir)
-        report = caption_eval.evaluate(pretrained, faces=args.faces, length=args.length, guidance=args.guidance[0],
-                                       seed=args.seeds[0], config=config)
+        report = caption_eval.evaluate(pretrained, faces=args.faces, length=args.length, seed=args.seeds[0],
+                                       config=dataclasses.replace(config, guidance=args.guidance[0]))
     except (DataError, ValueError) as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 2
@@ -245,15 +244,23 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
-    from gptface_jax.decode_config import DecodeConfig, default_cfg_scale
-    defaults, cfg_scale = DecodeConfig(), default_cfg_scale(task)
-    g = p.add_argument_group("sampling (defaults: docs in gptface_jax/decoding.py)")
+    from gptface_jax.decode_config import ORDERS, TASK_DEFAULTS, default_config
+    defaults = default_config(task)
+    guidances = [defaults.guidance] if "guidance" in TASK_DEFAULTS.get(task, {}) else [0.0, 2.0]
+    g = p.add_argument_group("sampling (defaults: docs in gptface_jax/decoding.py and decode_config.py)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    g.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="ITM-guidance strengths lambda")
+    g.add_argument("--guidance", type=float, nargs="+", default=guidances,
+                   help=f"ITM-guidance strengths lambda (default {' '.join(f'{x:g}' for x in guidances)})")
     g.add_argument("--guidance-steps", type=int, default=defaults.guidance_steps, help="K refinement steps")
-    g.add_argument("--cfg-scale", type=float, default=cfg_scale, help=f"classifier-free guidance w (0: off; default {cfg_scale:g})")
+    g.add_argument("--cfg-scale", type=float, default=defaults.cfg_scale,
+                   help=f"classifier-free guidance w (0: off; default {defaults.cfg_scale:g})")
     g.add_argument("--steps", type=int, default=defaults.steps, help="decoding steps T")
-    g.add_argument("--temperature", type=float, default=defaults.temperature)
+    g.add_argument("--temperature", type=float, default=defaults.temperature,
+                   help=f"default {defaults.temperature:g}")
+    g.add_argument("--order", choices=ORDERS, default=defaults.order,
+                   help=f"which positions each step keeps (default {defaults.order})")
+    g.add_argument("--repeat-penalty", type=float, default=defaults.repeat_penalty,
+                   help=f"text: logit penalty on tokens the text already holds (default {defaults.repeat_penalty:g})")
     _add_contrast_argument(g)
 
 
@@ -270,7 +277,8 @@ def _decode_config(args: argparse.Namespace):
     """The sampling flags as a DecodeConfig (lambda is set per run from --guidance)."""
     from gptface_jax.decode_config import DecodeConfig
     return DecodeConfig(steps=args.steps, temperature=args.temperature, guidance_steps=args.guidance_steps,
-                        cfg_scale=args.cfg_scale, guidance_contrast=args.guidance_contrast, guide=args.guide)
+                        cfg_scale=args.cfg_scale, guidance_contrast=args.guidance_contrast, guide=args.guide,
+                        order=args.order, repeat_penalty=args.repeat_penalty)
 
 
 def build_parser() -> argparse.ArgumentParser:

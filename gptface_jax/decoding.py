@@ -44,6 +44,12 @@ def masked_after(step, total_masked, currently_masked, steps: int):
     return jnp.where(step + 1 >= steps, 0, keep)
 
 
+def masked_after_linear(step, total_masked, steps: int):
+    """Positions left masked after `step` when an equal share is revealed per step (ceil)."""
+    revealed = -((-(step + 1) * total_masked) // steps)
+    return jnp.clip(total_masked - revealed, 0, None).astype(jnp.int32)
+
+
 def _stream(model: GPTFace, params, modality: str):
     """(logits_fn(text, image) -> (B, N, V) float32, the embedding table slice, the [MASK] id)."""
     c = model.config
@@ -178,6 +184,10 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
         if modality == TEXT:  # special ids ([PAD], [CLS], [MASK], ...) and ids past the tokenizer: never drawn
             ids = jnp.arange(logits.shape[-1])
             logits = jnp.where((ids >= NUM_SPECIAL) & (ids < vocab), logits, -1e9)
+            if config.repeat_penalty > 0:
+                held = jnp.where(still_masked, PAD, tok)   # PAD is never drawn: no penalty from it
+                present = jax.nn.one_hot(held, logits.shape[-1], dtype=jnp.bool_).any(1)   # (B, V)
+                logits = logits - config.repeat_penalty * present[:, None, :]
         if config.guidance > 0:  # after the mask, so that the relaxation is the distribution sampled from
             t_in, i_in = inputs(tok)
             logits = guide_logits(model, params, t_in, i_in, modality, still_masked, logits, config)
@@ -185,9 +195,13 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
         sampled = jax.random.categorical(k_sample, logits, axis=-1)
         logp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), sampled[..., None], -1)[..., 0]
         anneal = config.confidence_noise * (1.0 - (step + 1) / config.steps)
-        confidence = logp + anneal * jax.random.gumbel(k_noise, logp.shape)
+        if config.order == "left_to_right":
+            confidence = -jnp.broadcast_to(jnp.arange(logp.shape[1], dtype=logp.dtype), logp.shape)
+            keep_masked = masked_after_linear(step, total, config.steps)
+        else:
+            confidence = logp + anneal * jax.random.gumbel(k_noise, logp.shape)
+            keep_masked = masked_after(step, total, still_masked.sum(1).astype(jnp.int32), config.steps)
         confidence = jnp.where(still_masked, confidence, jnp.inf)  # revealed/given positions stay
-        keep_masked = masked_after(step, total, still_masked.sum(1).astype(jnp.int32), config.steps)
         rank = jnp.argsort(jnp.argsort(confidence, axis=1), axis=1)  # 0 = least confident
         remask = still_masked & (rank < keep_masked[:, None])
         tok = jnp.where(still_masked & ~remask, sampled, tok)

@@ -104,7 +104,7 @@ def _edits(workdir: Path, data_dir: Path) -> dict:
 
     from data_pipelines.pipeline import decode_jpeg
     from gptface_jax import editing, inference
-    from gptface_jax.decode_config import DecodeConfig, default_cfg_scale
+    from gptface_jax.decode_config import default_config
     pretrained = inference.load(str(workdir / "pretrain"))
     size, grid = pretrained.image_size, pretrained.grid
     face = decode_jpeg(ShardSource(data_dir, "test")[0]["image"])
@@ -120,7 +120,7 @@ def _edits(workdir: Path, data_dir: Path) -> dict:
     }
     out, scores = workdir / "edits", {}
     for name, (mask, text) in tasks.items():
-        config = DecodeConfig(cfg_scale=default_cfg_scale(name))  # the CLI's defaults (README, "Defaults")
+        config = default_config(name)  # the CLI's defaults (README, "Defaults")
         result = editing.edit(pretrained, photo, mask, text, seeds=(0, 1, 2), guidances=(0.0, 2.0), config=config)
         paths = editing.write_result(result, str(out), name)
         scores[name] = {f"guidance_{g:g}": float(np.mean([v for (s, gg), v in result.itm.items() if gg == g]))

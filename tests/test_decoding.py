@@ -11,7 +11,7 @@ import pytest
 from data_pipelines.text_tokenizer import NUM_SPECIAL, PAD
 from gptface_jax import decoding
 from gptface_jax.decoding import DecodeConfig, masked_after
-from gptface_jax.model import GPTFace, ModelConfig
+from gptface_jax.model import GPTFace, ModelConfig, text_hidden
 
 CONFIG = ModelConfig(text_vocab=64, codebook_size=32, max_text_len=8, image_grid=4, num_layers=2, width=32,
                      num_heads=4, mlp_dim=64, compute_dtype="float32")
@@ -164,11 +164,67 @@ def test_text_decoding_fills_captions_without_special_ids(model_and_params):
         np.testing.assert_array_equal(np.asarray(same_image), np.asarray(image))
 
 
+def test_left_to_right_at_low_temperature_is_greedy_one_position_per_step(model_and_params):
+    """Reference: a Python loop that reveals position i as the argmax given positions < i, the rest masked."""
+    model, params, text, image = model_and_params
+    mask = jnp.asarray(np.arange(8)[None] < np.array([[8], [6], [3], [8]]))
+    start = jnp.where(mask, text, PAD)
+    config = DecodeConfig(steps=8, order="left_to_right", temperature=1e-4)
+    out = np.asarray(decoding.make_decoder(model, decoding.TEXT, config)(params, start, image, mask,
+                                                                         jax.random.PRNGKey(0))[0])
+    tokens = np.where(np.asarray(mask), 4, np.asarray(start))   # 4 = [MASK]
+    for i in range(8):
+        logits = np.array(model.apply(params, text_hidden(model.apply(params, jnp.asarray(tokens), image)["hidden"],
+                                                            CONFIG), method=GPTFace.text_logits))
+        logits[..., :NUM_SPECIAL] = -np.inf
+        tokens[:, i] = np.where(np.asarray(mask)[:, i], logits[:, i].argmax(-1), tokens[:, i])
+    np.testing.assert_array_equal(out, tokens)
+
+
+@pytest.mark.parametrize("total,steps", [(12, 12), (12, 5), (3, 8), (0, 4)])
+def test_linear_schedule_reveals_an_equal_share(total, steps):
+    counts = [int(decoding.masked_after_linear(t, jnp.asarray([total]), steps)[0]) for t in range(steps)]
+    assert counts[-1] == 0 and all(b <= a for a, b in zip([total] + counts, counts))
+    assert all(a - b <= -(-total // steps) for a, b in zip([total] + counts, counts))
+
+
+def test_repeat_penalty_keeps_every_token_of_a_caption_distinct(model_and_params):
+    model, params, text, image = model_and_params
+    mask = jnp.ones((64, 8), bool)
+    texts, images = jnp.full((64, 8), PAD, jnp.int32), jnp.tile(image, (16, 1))
+
+    def captions(penalty, order):
+        config = DecodeConfig(steps=8, temperature=100.0, order=order, repeat_penalty=penalty)
+        return np.asarray(decoding.make_decoder(model, decoding.TEXT, config, text_vocab=NUM_SPECIAL + 9)(
+            params, texts, images, mask, jax.random.PRNGKey(0))[0])
+
+    def rows_with_repeats(out):
+        return sum(len(set(row)) < len(row) for row in out.tolist())
+
+    assert rows_with_repeats(captions(0.0, "left_to_right")) > 32   # 8 draws from 9 ids: repeats are the rule
+    assert rows_with_repeats(captions(1e4, "left_to_right")) == 0
+    assert rows_with_repeats(captions(1e4, "confidence")) < rows_with_repeats(captions(0.0, "confidence"))
+
+
+def test_caption_defaults_reach_the_cli():
+    from gptface_jax.cli import build_parser
+    from gptface_jax.decode_config import default_config
+    args = build_parser().parse_args(["caption", "--workdir", "w", "--image", "x.png"])
+    assert (args.order, args.temperature, args.repeat_penalty, args.guidance) == (
+        "left_to_right", 0.5, default_config("caption").repeat_penalty, [3.0])
+    edit = build_parser().parse_args(["generate", "--workdir", "w", "--text", "a man"])
+    assert (edit.order, edit.repeat_penalty, edit.cfg_scale, edit.guidance) == ("confidence", 0.0, 3.0, [0.0, 2.0])
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="steps"):
         DecodeConfig(steps=0).validate()
     with pytest.raises(ValueError, match=">= 0"):
         DecodeConfig(guidance=-1.0).validate()
+    with pytest.raises(ValueError, match=">= 0"):
+        DecodeConfig(repeat_penalty=-1.0).validate()
+    with pytest.raises(ValueError, match="order"):
+        DecodeConfig(order="random").validate()
 
 
 def test_guidance_follows_the_word_agreement_itm_term():
