@@ -138,23 +138,12 @@ def image_block_mask(ratio: np.ndarray, grid: int, rng: np.random.Generator, min
     return mask
 
 
-def salient_mask(text_ids: np.ndarray, text_lengths: np.ndarray, salient_ids) -> np.ndarray:
-    """(B, L) bool: every position (within the caption) holding one of `salient_ids`."""
-    inside = np.arange(text_ids.shape[1])[None, :] < np.asarray(text_lengths)[:, None]
-    return np.isin(text_ids, np.asarray(salient_ids, np.int64)) & inside
-
-
 def mask_batch(text_ids: np.ndarray, text_lengths: np.ndarray, grid: int, config: MaskingConfig, *,
-               seed: int, step: int, shard: int = 0, vocab_size: int, mask_id: int, num_special: int,
-               salient_ids=None, salient_fraction: float = 1.0) -> dict:
+               seed: int, step: int, shard: int = 0, vocab_size: int, mask_id: int, num_special: int) -> dict:
     """Masks for one batch: modes, text/image masks and the corrupted text inputs.
 
-    Returns int8 `mode` (B,), bool `text_mask` (B, L) and `image_mask` (B, grid*grid), int32
-    `text_inputs` (text ids after 80/10/10 replacement at masked positions), bool `salient` (B,).
-
-    With `salient_ids` (data_pipelines.informative_tokens), a `salient_fraction` of the examples
-    is in text-generation mode with exactly its salient tokens hidden (salient-span masking): the
-    rest of the caption shows where an attribute word goes, and only the intact image tells which.
+    Returns int8 `mode` (B,), bool `text_mask` (B, L) and `image_mask` (B, grid*grid) and int32
+    `text_inputs` (text ids after 80/10/10 replacement at masked positions).
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), int(shard), 0x6d61736b]))
     b, max_len = text_ids.shape
@@ -166,16 +155,9 @@ def mask_batch(text_ids: np.ndarray, text_lengths: np.ndarray, grid: int, config
     text_mask &= (mode != IMAGE_GENERATION)[:, None]
     image_mask = image_block_mask(image_ratio, grid, rng, config.min_block, config.max_aspect).reshape(b, -1)
     image_mask &= (mode != TEXT_GENERATION)[:, None]
-    salient = np.zeros(b, bool)
-    if salient_ids is not None:
-        salient = rng.random(b) < salient_fraction
-        mode = np.where(salient, TEXT_GENERATION, mode).astype(np.int8)
-        text_mask = np.where(salient[:, None], salient_mask(text_ids, text_lengths, salient_ids), text_mask)
-        image_mask &= ~salient[:, None]
     # 80/10/10 on masked text positions (the loss still scores every masked position).
     choice = rng.choice(3, size=text_ids.shape, p=np.asarray(config.replace_probs, float))
     random_ids = rng.integers(num_special, vocab_size, size=text_ids.shape)
     inputs = np.where(text_mask & (choice == 0), mask_id, text_ids)
     inputs = np.where(text_mask & (choice == 1), random_ids, inputs)
-    return {"mode": mode, "text_mask": text_mask, "image_mask": image_mask, "text_inputs": inputs.astype(np.int32),
-            "salient": salient}
+    return {"mode": mode, "text_mask": text_mask, "image_mask": image_mask, "text_inputs": inputs.astype(np.int32)}

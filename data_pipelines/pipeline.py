@@ -104,28 +104,6 @@ class PretrainBatchConfig:
     hard_fraction: float = 0.0
     caption_dropout: float = 0.0        # examples whose text is emptied (classifier-free guidance)
     unmasked_fraction: float = 0.0      # examples left uncorrupted: they teach ITM on whole inputs only
-    # Salient warm-up: batches before `salient_steps` hide and score only these token ids (the
-    # image-informative ones, data_pipelines.informative_tokens), so an image-to-text pathway forms;
-    # afterwards a `salient_mix` fraction of the examples keeps that masking, so the pathway stays fed.
-    salient_tokens: tuple = ()
-    salient_steps: int = 0
-    salient_mix: float = 0.0
-    # Text -> image counterpart of the warm-up: a `salient_image_mix` fraction of the positives shows
-    # its whole caption and an all-[MASK] image, and scores only the image tokens whose codes the
-    # caption's salient words inform, ((token, (code, ...)), ...) (informative_tokens.informative_codes).
-    salient_image_mix: float = 0.0
-    salient_codes: tuple = ()
-    # Swap negatives (data_pipelines.itm): a `swap_fraction` of the negatives is the own caption with
-    # one whole word replaced by a same-context partner, ((token, (partner, ...)), ...).
-    swap_fraction: float = 0.0
-    swap_pairs: tuple = ()
-    word_start: tuple = ()              # per text id: does its piece start a word?
-    # Corrective targets: a swap negative's replaced word is scored with the original word as its
-    # target, and positives' visible salient words (or `corrective_tokens`) with themselves, so the
-    # model learns to check a visible attribute word against the image (keep it if the image agrees,
-    # correct it if not).
-    swap_corrective: bool = False
-    corrective_tokens: tuple = ()       # the ids scored where visible in positives (empty: salient_tokens)
     seed: int = 0
     shard: int = 0                      # the data shard: shards draw different masks (set by pretraining_dataset)
 
@@ -148,35 +126,18 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
     """
 
     def __init__(self, config: PretrainBatchConfig):
-        from data_pipelines.itm import partner_table
         self.config = config
-        self.swap_table = partner_table(dict(config.swap_pairs), config.text_vocab_size) if config.swap_pairs else None
-        self.word_start = np.asarray(config.word_start, bool) if config.word_start else None
-        # (S,) salient token ids and (S, codebook) which codes each one informs
-        self.code_tokens = np.asarray([t for t, _ in config.salient_codes], np.int64)
-        self.code_table = np.zeros((len(self.code_tokens), config.image_mask_id), bool)
-        for row, (_, codes) in enumerate(config.salient_codes):
-            self.code_table[row, list(codes)] = True
-
-    def salient_image_targets(self, text_ids: np.ndarray, image_codes: np.ndarray) -> np.ndarray:
-        """(B, N) bool: image positions whose code one of the caption's salient words informs."""
-        present = (text_ids[:, :, None] == self.code_tokens[None, None, :]).any(1)       # (B, S)
-        wanted = (present.astype(np.int32) @ self.code_table.astype(np.int32)) > 0         # (B, codebook)
-        return np.take_along_axis(wanted, np.clip(image_codes, 0, wanted.shape[1] - 1), axis=1)
 
     def map_with_index(self, step: int, batch: dict) -> dict:
         from data_pipelines.itm import make_pairs
-        from data_pipelines.masking import IMAGE_GENERATION, MaskingConfig, mask_batch
+        from data_pipelines.masking import MaskingConfig, mask_batch
         from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL, PAD
         c = self.config
         rng = np.random.default_rng(np.random.SeedSequence([c.seed, int(step), c.shard, 0x69746d]))
-        pairs = make_pairs(batch["text_ids"], batch["text_len"], rng, c.negative_fraction, c.hard_fraction,
-                           c.swap_fraction, self.swap_table, self.word_start)
+        pairs = make_pairs(batch["text_ids"], batch["text_len"], rng, c.negative_fraction, c.hard_fraction)
         masks = mask_batch(pairs["text_ids"], pairs["text_lengths"], c.grid, c.masking or MaskingConfig(),
                            seed=c.seed, step=step, shard=c.shard, vocab_size=c.text_vocab_size, mask_id=MASK,
-                           num_special=NUM_SPECIAL,
-                           salient_ids=c.salient_tokens if len(c.salient_tokens) else None,
-                           salient_fraction=1.0 if step < c.salient_steps else c.salient_mix)
+                           num_special=NUM_SPECIAL)
         # Every example is corrupted alike (else "has [MASK] tokens" would give the ITM label away),
         # but masked modelling is scored on positives only: the loss masks exclude negatives.
         whole = (rng.random(len(pairs["itm_label"])) < c.unmasked_fraction)[:, None]
@@ -186,39 +147,14 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         positive = pairs["itm_label"].astype(bool)[:, None]
         dropped = (rng.random(len(positive)) < c.caption_dropout)[:, None]
         # Class-balanced ITM: whatever the negative fraction, positives and negatives weigh half each.
-        # Salient examples have their attribute words hidden: nothing to match, so no ITM weight.
         balance = np.where(positive[:, 0], 0.5 / max(1.0 - c.negative_fraction, 1e-6), 0.5 / max(c.negative_fraction, 1e-6))
-        balance = np.where(masks["salient"] & ~whole[:, 0], 0.0, balance)
-        hidden_image, scored_image = masks["image_mask"], masks["image_mask"]
-        pick = np.zeros(len(positive), bool)
-        if c.salient_image_mix > 0 and len(self.code_tokens):  # drawn last: runs without it keep their stream
-            targets = self.salient_image_targets(pairs["text_ids"], batch["image_codes"])
-            pick = ((rng.random(len(positive)) < c.salient_image_mix) & positive[:, 0] & ~dropped[:, 0]
-                    & ~whole[:, 0] & ~masks["salient"] & targets.any(1))
-            # the whole image hidden, so no visible neighbour gives the colour away; the caption intact
-            hidden_image = np.where(pick[:, None], True, hidden_image)
-            scored_image = np.where(pick[:, None], targets, scored_image)
-            masks = {**masks, "text_mask": masks["text_mask"] & ~pick[:, None],
-                     "text_inputs": np.where(pick[:, None], pairs["text_ids"], masks["text_inputs"]),
-                     "mode": np.where(pick, IMAGE_GENERATION, masks["mode"]).astype(np.int8)}
-            balance = np.where(pick, 0.0, balance)
-        text_ids = np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32)
-        text_loss_mask = masks["text_mask"] & positive & ~dropped
-        checked = c.corrective_tokens if len(c.corrective_tokens) else c.salient_tokens
-        if c.swap_corrective and len(checked):
-            from data_pipelines.masking import salient_mask
-            swapped = pairs["swapped"][:, None] & ~dropped
-            replaced = swapped & (pairs["text_ids"] != batch["text_ids"])
-            visible = (salient_mask(pairs["text_ids"], pairs["text_lengths"], checked) & ~masks["text_mask"]
-                       & positive & ~dropped & ~pick[:, None])   # salient image rows score the image only
-            text_loss_mask = text_loss_mask | replaced | visible
-            text_ids = np.where(swapped, batch["text_ids"], text_ids).astype(np.int32)   # the original words
         return {
             "text_inputs": np.where(dropped, PAD, masks["text_inputs"]).astype(np.int32),
-            "image_inputs": np.where(hidden_image, c.image_mask_id, batch["image_codes"]).astype(np.int32),
-            "text_targets": text_ids, "image_targets": batch["image_codes"],
+            "image_inputs": np.where(masks["image_mask"], c.image_mask_id, batch["image_codes"]).astype(np.int32),
+            "text_targets": np.where(dropped, PAD, pairs["text_ids"]).astype(np.int32),
+            "image_targets": batch["image_codes"],
             "caption_ids": batch["text_ids"].astype(np.int32),   # each image's own clean caption (ITC)
-            "text_mask": text_loss_mask, "image_mask": scored_image & positive,
+            "text_mask": masks["text_mask"] & positive & ~dropped, "image_mask": masks["image_mask"] & positive,
             "itm_label": pairs["itm_label"], "itm_weight": np.where(dropped[:, 0], 0.0, balance).astype(np.float32),
             "mode": masks["mode"], "index": batch["index"],
         }

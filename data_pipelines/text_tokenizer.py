@@ -29,8 +29,8 @@ NUM_SPECIAL = len(SPECIAL_PIECES)
 
 
 # BPE, not unigram: at 1000 requested pieces unigram stops near 717 and splits attribute words
-# ("young", "black", "wavy") into pieces that no whole-word swap can replace; BPE keeps them whole
-# and gives every piece asked for (BENCHMARKS.md, sessions 8-9).
+# ("young", "black", "wavy") into pieces; BPE keeps them whole and gives every piece asked for
+# (BENCHMARKS.md, "BPE by default").
 DEFAULT_MODEL_TYPE = "bpe"
 
 
@@ -93,15 +93,6 @@ class TextTokenizer:
         """Inverse of encode: special ids (padding, masks) are dropped."""
         rows = np.atleast_2d(np.asarray(ids))
         return [self.sp.decode([int(i) for i in row if i >= NUM_SPECIAL]) for row in rows]
-
-    def word_starts(self, table_size: int) -> np.ndarray:
-        """(table_size,) bool per id: the piece starts a word, with SentencePiece's "▁" or as
-        punctuation ("blonde," ends at the ","). Special ids and ids beyond the vocabulary: False."""
-        out = np.zeros(table_size, bool)
-        for i in range(NUM_SPECIAL, min(table_size, self.vocab_size)):
-            piece = self.sp.id_to_piece(i)
-            out[i] = piece.startswith("\u2581") or not any(ch.isalnum() for ch in piece)
-        return out
 
     def check_fits(self, table_size: int) -> None:
         """The model's text embedding table (config text.vocab_size) must hold every id."""

@@ -21,13 +21,13 @@ VARIANTS = {
 # ("Align before fuse: the recipe table").
 RECIPES = {
     # DESIGN.md's objective as the paper states it: MILM + ITM on the fusion [CLS], nothing added
-    "tiny_paper": ("tiny", {"model.itm_agreement": False}),
+    "tiny_paper": ("tiny", {}),
     # Align before fuse on the tiny shape: ITC on the unimodal passes (fan_in kernels, float32 compute;
     # see the fixed-batch table), ITM negatives mined from its similarities, the match logit reading
     # the unimodal similarity, batch 128, one hour on 2 cores. Needs data.pretokenized: 60k faces
     # (README, "The quality run").
     "quality": ("tiny", {
-        "model.kernel_init": "fan_in", "model.compute_dtype": "float32", "model.itm_agreement": False,
+        "model.kernel_init": "fan_in", "model.compute_dtype": "float32",
         "model.itc_dim": 128, "model.itm_similarity": True, "loss.itc_weight": 1.0,
         "loss.mined_negative_fraction": 0.5,
         "train.batch_size": 128, "train.steps": 1600, "train.warmup_steps": 100,
@@ -96,11 +96,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Residual stream between blocks: "float32", or "bfloat16" (half the activation traffic; the
     # layer norms still compute in float32). Base and large use bf16, as MaxText does.
     c.model.residual_dtype = "float32" if tiny else "bfloat16"
-    # ITM = the [CLS] head + a word-agreement term read from the text head (model.ModelConfig).
-    # DESIGN.md's ITM is [CLS] alone, as base and large keep it; on tiny, [CLS] alone stays at
-    # chance for 24000 steps, and the agreement term lifts held-out ITM and guided edits
-    # (BENCHMARKS.md, "Session 6").
-    c.model.itm_agreement = tiny
     c.model.tie_heads = True              # vocabulary heads share the input embedding tables
     # Memory and compile time at depth (BENCHMARKS.md, "Remat and scan"): remat "none" / "full" /
     # "dots_saveable"; scan_layers runs the blocks as one nn.scan. Checkpoints convert between layouts.
@@ -126,20 +121,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # and guided decoding (expected embeddings, no [MASK]) present them.
     c.masking.unmasked_fraction = 0.0
 
-    # Salient warm-up (data_pipelines/informative_tokens.py): the first `salient_steps` steps hide and
-    # score only the `salient_tokens` caption tokens that share the most information with the image
-    # codes (counted over `salient_sample` training examples), the rest of the caption visible, so
-    # the model first learns to read attributes from the image; then the full MILM + ITM objective,
-    # with `salient_mix` of the examples still masked that way (an abrupt switch lets the pathway fade).
-    c.curriculum = ml_collections.ConfigDict()
-    c.curriculum.salient_steps = 0
-    c.curriculum.salient_mix = 0.0
-    # The text -> image counterpart: this share of the positives shows its whole caption and a fully
-    # masked image, and scores only the image tokens whose codes its salient words inform.
-    c.curriculum.salient_image_mix = 0.0
-    c.curriculum.salient_tokens = 40
-    c.curriculum.salient_sample = 20_000
-
     c.loss = ml_collections.ConfigDict()
     c.loss.text_weight = 1.0
     c.loss.image_weight = 1.0
@@ -147,24 +128,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Fraction of a batch whose caption is swapped (ITM negatives; no masked-modelling targets).
     c.loss.negative_fraction = 0.5
     c.loss.hard_negative_fraction = 0.0
-    # Swap negatives: this share of the negatives keeps its own caption with one image-informative
-    # word replaced by a word of the same contexts ("blonde" -> "grey"; data_pipelines/itm.py).
-    c.loss.swap_negative_fraction = 0.0
-    # Words that may be swapped: the top `swap_vocabulary` by mutual information with the image codes
-    # (0: the curriculum's salient_tokens). The warm-up stays on its short list (80 words there formed
-    # no pathway), while 80 here pair the sex nouns (lady -> guy, man -> woman; BENCHMARKS.md, session 7).
-    c.loss.swap_vocabulary = 0
-    # Keep only partners that exclude each other within a caption ("man" / "woman"; not "beard" ->
-    # "woman"). Off: it also drops glasses <-> sunglasses, which noisy captions put together, and
-    # glasses went unread in run a5 (BENCHMARKS.md, session 8).
-    c.loss.swap_exclusive = False
-    # Every swap pair both ways: a word that is nobody's partner is never swapped in, so its mismatch
-    # is never taught ("man" was only ever swapped out; BENCHMARKS.md, session 9).
-    c.loss.swap_symmetric = True
-    # Corrective targets: a swap negative's replaced word is scored with the original word as its
-    # target, positives' visible salient words with themselves: the model learns to check a visible
-    # attribute word against the image (needs swap negatives).
-    c.loss.swap_corrective = False
     c.loss.caption_dropout = 0.1
     # Image-text contrastive loss on unimodal passes (needs model.itc_dim > 0): "softmax" (InfoNCE)
     # or "sigmoid" (SigLIP); captions identical to an image's own count as its positives. Softmax:

@@ -85,11 +85,8 @@ def field_problems(config, kind: str = "pretrain") -> list[str]:
 ADDED_FIELDS = {
     "data.num_shards": 0,
     "model.attention": "einsum", "model.tie_heads": True, "model.kernel_init": "normal",
-    "model.residual_dtype": "float32", "model.itm_agreement": False, "model.remat": "none", "model.scan_layers": False,
-    "loss.negative_fraction": 0.5, "loss.swap_negative_fraction": 0.0, "loss.swap_vocabulary": 0,
-    "loss.swap_exclusive": False, "loss.swap_symmetric": False, "loss.swap_corrective": False,
-    "curriculum.salient_steps": 0, "curriculum.salient_mix": 0.0, "curriculum.salient_image_mix": 0.0,
-    "curriculum.salient_tokens": 40, "curriculum.salient_sample": 20_000,
+    "model.residual_dtype": "float32", "model.remat": "none", "model.scan_layers": False,
+    "loss.negative_fraction": 0.5,
     "model.itc_dim": 0, "model.itm_similarity": False, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
     "loss.mined_negative_fraction": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
@@ -99,6 +96,25 @@ ADDED_FIELDS = {
 # rates belong to `gptface data synth` and the VQ config).
 RETIRED_FIELDS = ("model.param_dtype", "model.itc_pool", "data.source", "data.dir", "data.num_train",
                   "data.num_test", "data.caption_noise_rate", "data.caption_false_rate")
+# Mechanisms deleted once contrastive alignment made them redundant (BENCHMARKS.md, "Align before
+# fuse: the recipe table"), with the value that meant "off". A run that had one on cannot be resumed
+# or loaded by this version (its objective, and for itm_agreement its parameters, are gone).
+RETIRED_MECHANISMS = {
+    "model.itm_agreement": False, "loss.swap_negative_fraction": 0.0, "loss.swap_corrective": False,
+    "curriculum.salient_steps": 0, "curriculum.salient_mix": 0.0, "curriculum.salient_image_mix": 0.0,
+}
+RETIRED_WITH_THEM = ("loss.swap_vocabulary", "loss.swap_exclusive", "loss.swap_symmetric",
+                     "curriculum.salient_tokens", "curriculum.salient_sample")
+RETIRED_AT = "commit 6266609 (2026-12-02)"   # the last commit that trains and loads them
+
+
+def _pop(raw: dict, path: str, default=None):
+    """Removes the field at dotted `path` from nested dicts; returns its value (or `default`)."""
+    *parents, leaf = path.split(".")
+    node = raw
+    for p in parents:
+        node = node.get(p, {})
+    return node.pop(leaf, default)
 
 
 def upgrade(raw: dict) -> ml_collections.ConfigDict:
@@ -112,12 +128,15 @@ def upgrade(raw: dict) -> ml_collections.ConfigDict:
     if "eval" in raw:
         old = raw.pop("eval")
         raw["evals"] = {"itm": {"type": "itm", "every": old["every"], "max_examples": old["max_examples"]}}
-    for path in RETIRED_FIELDS:
-        *parents, leaf = path.split(".")
-        node = raw
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
+    values = {path: _pop(raw, path, off) for path, off in RETIRED_MECHANISMS.items()}
+    on = [f"{path}={value!r}" for path, value in values.items() if value != RETIRED_MECHANISMS[path]]
+    if on:
+        raise ConfigError(f"this run was trained with {', '.join(on)}, a mechanism this version no longer has; "
+                          f"load or resume it with {RETIRED_AT} or earlier")
+    for path in (*RETIRED_FIELDS, *RETIRED_WITH_THEM):
+        _pop(raw, path)
+    if not raw.get("curriculum", True):
+        raw.pop("curriculum")
     for path, value in ADDED_FIELDS.items():
         *parents, leaf = path.split(".")
         node = raw
@@ -220,20 +239,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         check(0.0 < config.loss[name] <= 1.0, f"loss.{name}={config.loss[name]} must be in (0, 1]")
     check(0.0 < config.loss.negative_fraction < 1.0,
           f"loss.negative_fraction={config.loss.negative_fraction} must be in (0, 1): ITM needs both classes")
-    swap = config.loss.swap_negative_fraction
-    check(0.0 <= swap <= 1.0, f"loss.swap_negative_fraction={swap} must be in [0, 1]")
-    check(config.loss.swap_vocabulary >= 0,
-          f"loss.swap_vocabulary={config.loss.swap_vocabulary} must be >= 0 (0: curriculum.salient_tokens)")
-    check(not config.loss.swap_corrective or swap > 0,
-          "loss.swap_corrective=True needs swap negatives: set loss.swap_negative_fraction > 0")
     check(m.itc_dim >= 0, f"model.itc_dim={m.itc_dim} must be >= 0 (0: no ITC heads)")
     check(config.loss.itc_weight >= 0, f"loss.itc_weight={config.loss.itc_weight} must be >= 0")
     check(config.loss.itc_weight == 0 or m.itc_dim > 0,
           f"loss.itc_weight={config.loss.itc_weight} needs ITC heads: set model.itc_dim > 0 (e.g. 128)")
     check(not m.itm_similarity or config.loss.itc_weight > 0,
           "model.itm_similarity=True reads the ITC embeddings: set model.itc_dim > 0 and loss.itc_weight > 0")
-    check(not m.itm_similarity or swap == 0,
-          "model.itm_similarity=True needs every shown caption in the batch: set loss.swap_negative_fraction=0")
     check(config.loss.itc_kind in ("sigmoid", "softmax"),
           f"loss.itc_kind={config.loss.itc_kind!r} must be 'sigmoid' or 'softmax'")
     mined = config.loss.mined_negative_fraction
@@ -242,16 +253,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"loss.mined_negative_fraction={mined} mines from the ITC similarities: set loss.itc_weight > 0")
     check(0.0 <= config.loss.hard_negative_fraction <= 1.0,
           f"loss.hard_negative_fraction={config.loss.hard_negative_fraction} must be in [0, 1]")
-
-    # Curriculum.
-    cur = config.curriculum
-    check(0 <= cur.salient_steps <= config.train.steps,
-          f"curriculum.salient_steps={cur.salient_steps} must be in [0, train.steps={config.train.steps}]")
-    check(0.0 <= cur.salient_mix <= 1.0, f"curriculum.salient_mix={cur.salient_mix} must be in [0, 1]")
-    check(0.0 <= cur.salient_image_mix <= 1.0,
-          f"curriculum.salient_image_mix={cur.salient_image_mix} must be in [0, 1]")
-    check(cur.salient_tokens >= 1, f"curriculum.salient_tokens={cur.salient_tokens} must be >= 1")
-    check(cur.salient_sample >= 2, f"curriculum.salient_sample={cur.salient_sample} must be >= 2")
 
     # Optimisation.
     t = config.train

@@ -65,7 +65,7 @@ def itm(spec, context):
     if source is None:
         return None
     model, mesh, config = context["model"], context["mesh"], context["config"]
-    sets = itm_eval.eval_sets(source, spec.max_examples, context.get("salient_tokens", ()))
+    sets = itm_eval.eval_sets(source, spec.max_examples)
     itm_fn, caption_fn = scorers.itm_scorer(model, mesh), scorers.caption_scorer(model, mesh)
     image_fn = scorers.image_scorer(model, mesh)
     return lambda params: itm_eval.evaluate(itm_fn, params, sets, mesh, config, context["batch_size"],

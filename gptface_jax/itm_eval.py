@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_pipelines.masking import salient_mask
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
 from data_pipelines.synthfaces.eval_pairs import clean_pairs, weak_pairs
@@ -55,18 +54,14 @@ def pair_indices(split: dict) -> dict[str, dict]:
     return pairs
 
 
-def eval_sets(source: ShardSource, max_examples: int, salient_tokens=()) -> dict[str, dict]:
+def eval_sets(source: ShardSource, max_examples: int) -> dict[str, dict]:
     """{'weak': ..., 'clean': ...} each {'text_ids', 'image_codes', 'label'}, and 'captions' (the
-    held-out pairs as they are, for `caption_image_gain`; with `salient_tokens`, also where they
-    occur); built once per run."""
+    held-out pairs as they are, for `caption_image_gain`); built once per run."""
     split = load_split(source, max_examples)
     pairs = pair_indices(split)
     sets = {name: {"text_ids": split["text_ids"][p["caption"]], "image_codes": split["image_codes"][p["image"]],
                    "label": p["label"]} for name, p in pairs.items() if len(p["label"])}
     sets["captions"] = {"text_ids": split["text_ids"], "image_codes": split["image_codes"]}
-    if len(salient_tokens):
-        text = split["text_ids"]
-        sets["captions"]["salient"] = salient_mask(text, (text != 0).sum(1), salient_tokens)
     return sets
 
 
@@ -120,11 +115,7 @@ def evaluate(score_fn, params, sets: dict, mesh, config, batch_size: int, captio
     if image_fn is not None and "captions" in sets:
         scores.update(image_caption_gain(image_fn, params, sets["captions"], mesh, config, batch_size))
     if caption_fn is not None and "captions" in sets:
-        captions = sets["captions"]
-        scores.update(caption_image_gain(caption_fn, params, captions, mesh, config, batch_size))
-        if "salient" in captions:  # the salient warm-up's task: its tokens hidden, the rest shown
-            scores.update(caption_image_gain(caption_fn, params, captions, mesh, config, batch_size,
-                                             hidden=captions["salient"], name="salient"))
+        scores.update(caption_image_gain(caption_fn, params, sets["captions"], mesh, config, batch_size))
     for name, s in sets.items():
         if name == "captions":
             continue

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from data_pipelines.text_tokenizer import CLS, NUM_SPECIAL, PAD, SEP
+from data_pipelines.text_tokenizer import CLS, PAD, SEP
 
 
 
@@ -41,12 +41,6 @@ class ModelConfig:
     # The residual stream between blocks: "float32", or "bfloat16" (as MaxText keeps activations),
     # which halves its memory traffic; layer norms still compute in float32.
     residual_dtype: str = "float32"
-    # ITM as [CLS] head + word agreement: each visible caption word's log-probability under the
-    # text head at its own position (how well the image and context back that word), weighted and
-    # offset per word, summed into the match logit. A linear head on [CLS] must learn the
-    # caption-image comparison as a product of two features; the text head computes it as a dot
-    # product with the word's embedding already (BENCHMARKS.md, "Session 6").
-    itm_agreement: bool = False
     # Memory at scale: "none", "full" (recompute each block in the backward pass) or "dots_saveable"
     # (keep the matmul outputs, recompute the rest); see REMAT_POLICIES.
     remat: str = "none"
@@ -82,7 +76,7 @@ class ModelConfig:
                    num_layers=m.num_layers, width=m.width, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.attention,
                    tie_heads=m.tie_heads, kernel_init=m.kernel_init, residual_dtype=m.residual_dtype,
-                   itm_agreement=m.itm_agreement, remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim,
+                   remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim,
                    itm_similarity=m.itm_similarity)
 
 
@@ -226,9 +220,6 @@ class GPTFace(nn.Module):
         self.blocks = make_blocks(c)
         self.final_ln = LayerNorm()
         self.itm_head = Projection((2,), ("embed",), (None,), "float32", c.kernel_std(c.width), name="itm_head")
-        if c.itm_agreement:  # zeros: ITM starts as the plain [CLS] head
-            self.itm_word_weight = self.param("itm_word_weight", _zeros(("vocab",)), (padded(c.text_vocab),))
-            self.itm_word_offset = self.param("itm_word_offset", _zeros(("vocab",)), (padded(c.text_vocab),))
         self.text_bias = self.param("text_bias", _zeros(("vocab",)), (padded(c.text_vocab),))
         self.image_bias = self.param("image_bias", _zeros(("vocab",)), (padded(c.codebook_size),))
         if c.itc_dim:
@@ -312,8 +303,6 @@ class GPTFace(nn.Module):
             x = inputs_embeds
         hidden = self.encode(x, key_mask, deterministic)
         itm = self.itm_head(hidden[:, 0]).astype(jnp.float32)
-        if self.config.itm_agreement:
-            itm = itm.at[:, 1].add(self.word_agreement(hidden, text_ids))
         return {"hidden": hidden, "cls": hidden[:, 0], "itm_logits": itm}
 
     def similarity_term(self, itc_logit):
@@ -331,14 +320,6 @@ class GPTFace(nn.Module):
         text = self.itc_text(text_ids, deterministic, relaxed(slice(None, n_text)))
         image = self.itc_image(image_codes, deterministic, relaxed(slice(n_text, None)))
         return itm.at[:, 1].add(self.similarity_term(jnp.exp(self.itc_log_scale) * (text * image).sum(-1)))
-
-    def word_agreement(self, hidden, text_ids):
-        """(B,) sum over visible caption words w at position t of weight[w] * (log p(w | h_t) - offset[w])."""
-        logp = jax.nn.log_softmax(self.text_logits(text_hidden(hidden, self.config)), axis=-1)
-        own = jnp.take_along_axis(logp, text_ids[..., None], axis=-1)[..., 0]
-        visible = text_ids >= NUM_SPECIAL  # not [PAD], [UNK] or [MASK]
-        terms = self.itm_word_weight[text_ids] * (own - self.itm_word_offset[text_ids])
-        return jnp.where(visible, terms, 0.0).sum(-1)
 
     def _vocab_logits(self, hidden, table, bias, size: int):
         dtype = jnp.dtype(self.config.compute_dtype)

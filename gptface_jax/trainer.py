@@ -64,101 +64,6 @@ def open_pretokenized(config) -> tuple[ShardSource, ShardSource | None]:
     return train, ShardSource(config.data.pretokenized, "test")  # declared but unreadable: a DataError
 
 
-@dataclasses.dataclass(frozen=True)
-class SalientVocabulary:
-    """The image-informative token ids; for swap negatives their same-context partners and which
-    pieces start a word; for salient image examples the image codes each token informs."""
-
-    ids: tuple = ()
-    swap_pairs: tuple = ()        # ((token, (partner, ...)), ...)
-    codes: tuple = ()             # ((token, (image code, ...)), ...): the codes each token informs
-    word_start: tuple = ()        # per text id: does the piece start a word (SentencePiece "▁")?
-    corrective: tuple = ()        # ids whose visible occurrences in positives are scored (salient + swap words)
-
-
-SALIENT_FILE = "salient_tokens.json"
-
-
-def _vocabulary_record(v: SalientVocabulary) -> dict:
-    """The ids of `v` as JSON, so that a resumed run reads its lists back instead of recounting them."""
-    ints = lambda xs: [int(x) for x in xs]  # noqa: E731
-    return {"ids": ints(v.ids), "swap_pairs": [[int(t), ints(ps)] for t, ps in v.swap_pairs],
-            "codes": [[int(t), ints(cs)] for t, cs in v.codes], "word_start": ints(v.word_start),
-            "corrective": ints(v.corrective)}
-
-
-def _vocabulary_of_record(r: dict) -> SalientVocabulary:
-    return SalientVocabulary(tuple(r["ids"]), tuple((t, tuple(ps)) for t, ps in r["swap_pairs"]),
-                             tuple((t, tuple(cs)) for t, cs in r["codes"]), tuple(bool(x) for x in r["word_start"]),
-                             tuple(r["corrective"]))
-
-
-def salient_vocabulary(config, train_source: ShardSource, workdir: str, resuming: bool = False) -> SalientVocabulary:
-    """Counted from the first `curriculum.salient_sample` training examples (empty when none of the
-    warm-up, swap negatives and salient image examples is on), and written to the workdir.
-
-    Every process gets the same lists. A resumed run reads back the lists it was started with (the
-    "record" in the workdir's salient_tokens.json), so later changes to the counting rules never
-    change an interrupted run's objective; runs saved before the record existed are recounted.
-    """
-    path = os.path.join(workdir, SALIENT_FILE)
-    if resuming and os.path.isfile(path):
-        with open(path) as f:
-            record = json.load(f).get("record")
-        if record is not None:
-            return _vocabulary_of_record(record)
-    cur = config.curriculum
-    swap = config.loss.swap_negative_fraction > 0
-    image_mix = cur.salient_image_mix > 0
-    if cur.salient_steps == 0 and cur.salient_mix == 0 and not swap and not image_mix:
-        return SalientVocabulary()
-    from data_pipelines import informative_tokens
-    from data_pipelines.text_tokenizer import NUM_SPECIAL, TextTokenizer
-    from gptface_jax.pretokenize import TOKENIZER_FILE
-    text, image_codes = informative_tokens.load_sample(train_source, cur.salient_sample)
-    # one ranking serves both lists: the warm-up's words are its head, the swap words a longer head
-    swap_k = config.loss.swap_vocabulary if swap else 0
-    ranked = informative_tokens.informative_tokens(text, image_codes, vocab_size=config.text.vocab_size,
-                                                   codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL,
-                                                   k=max(cur.salient_tokens, swap_k))
-    ids = ranked[:cur.salient_tokens]
-    tokenizer_path = os.path.join(config.data.pretokenized, TOKENIZER_FILE)
-    tokenizer = TextTokenizer(tokenizer_path) if os.path.exists(tokenizer_path) else None
-    sp = tokenizer.sp if tokenizer is not None else None
-    pairs, word_start = {}, ()
-    if swap:
-        if tokenizer is None:
-            raise DataError(f"loss.swap_negative_fraction > 0 needs the text tokenizer at {tokenizer_path} "
-                            "(it tells whole words from pieces); rerun `gptface data pretokenize`")
-        starts = tokenizer.word_starts(config.text.vocab_size)
-        word_start = tuple(bool(x) for x in starts)
-        candidates = ranked[:max(swap_k, cur.salient_tokens)]
-        # with the images: no synonym partners ("hat" -> "cap" would be a negative that is true)
-        exclusive = informative_tokens.EXCLUSIVE if config.loss.swap_exclusive else None
-        pairs = informative_tokens.swap_partners(text, candidates, starts, image_codes=image_codes,
-                                                 max_cooccurrence=exclusive,
-                                                 symmetric=config.loss.swap_symmetric,
-                                                 codebook_size=config.vq.codebook_size)
-    codes = (informative_tokens.informative_codes(text, image_codes, ids, vocab_size=config.text.vocab_size,
-                                                  codebook_size=config.vq.codebook_size, num_special=NUM_SPECIAL)
-             if image_mix else {})
-    # a swap word must also be checked where it is true, or "shown 'man' -> predict 'woman'" is a shortcut
-    corrective = sorted({int(i) for i in ids} | set(pairs) | {p for ps in pairs.values() for p in ps})
-    vocabulary = SalientVocabulary(tuple(int(i) for i in ids), tuple((t, ps) for t, ps in sorted(pairs.items())),
-                                   tuple((t, cs) for t, cs in sorted(codes.items())), word_start, tuple(corrective))
-    if jax.process_index() == 0:
-        piece = (lambda i: sp.id_to_piece(int(i))) if sp is not None else str  # noqa: E731
-        with open(path, "w") as f:
-            json.dump({"ids": [int(i) for i in ids], "pieces": [piece(i) for i in ids] if sp is not None else [],
-                       "steps": cur.salient_steps, "mix": cur.salient_mix,
-                       "swap_partners": {piece(t): [piece(p) for p in ps] for t, ps in pairs.items()},
-                       "checked": [piece(i) for i in corrective] if swap else [],
-                       "image_codes": {piece(t): list(cs) for t, cs in codes.items()},
-                       "record": _vocabulary_record(vocabulary)},
-                      f, indent=1, ensure_ascii=False)
-    return vocabulary
-
-
 # --- 3. sharded state -----------------------------------------------------------------------------------------
 
 def codebook_embeddings(codebook: np.ndarray, width: int, seed: int, scale: float = 0.02) -> np.ndarray:
@@ -317,20 +222,11 @@ def _train(config, workdir: str) -> dict:
     tx = optimizer.make_optimizer(config)
     mc = model.config
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
-    vocabulary = salient_vocabulary(config, train_source, workdir, resuming=checkpointer.latest_step() is not None)
-    cur = config.curriculum
     batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
                                     grid=mc.image_grid, masking=masking_config(config),
                                     negative_fraction=config.loss.negative_fraction, hard_fraction=config.loss.hard_negative_fraction,
                                     caption_dropout=config.loss.caption_dropout,
                                     unmasked_fraction=config.masking.unmasked_fraction,
-                                    salient_tokens=vocabulary.ids,
-                                    swap_fraction=config.loss.swap_negative_fraction,
-                                    swap_corrective=config.loss.swap_corrective,
-                                    swap_pairs=vocabulary.swap_pairs, word_start=vocabulary.word_start,
-                                    corrective_tokens=vocabulary.corrective,
-                                    salient_steps=cur.salient_steps, salient_mix=cur.salient_mix,
-                                    salient_image_mix=cur.salient_image_mix, salient_codes=vocabulary.codes,
                                     seed=config.seed, shard=jax.process_index())
     batch_size = config.train.batch_size  # one batch per optimizer update; accumulation splits it in the step
     micro = batch_size // config.train.accum_steps
@@ -361,15 +257,12 @@ def _train(config, workdir: str) -> dict:
         micro_flops = transformer_train_flops(
             layers=mc.num_layers, width=mc.width, mlp=mc.mlp_dim, seq=mc.seq_len, batch=micro,
             text_vocab=mc.text_vocab, codebook=mc.codebook_size,
-            # the word-agreement ITM term runs the text head on every caption position as well
-            text_rows=(losses.capacity_rows(micro, mc.max_text_len, config.loss.text_capacity)
-                       + (micro * mc.max_text_len if mc.itm_agreement else 0)),
+            text_rows=losses.capacity_rows(micro, mc.max_text_len, config.loss.text_capacity),
             image_rows=losses.capacity_rows(micro, mc.image_grid ** 2, config.loss.image_capacity))
         rates = train_loop.Throughput(flops=micro_flops * config.train.accum_steps, xla_flops=compiled_flops(compiled),
                                       samples=batch_size, tokens=batch_size * mc.seq_len)
         evaluators = evaluators_lib.build(config.evals, {
-            "model": model, "mesh": mesh, "config": config, "test_source": test_source, "batch_size": micro,
-            "salient_tokens": batch_cfg.salient_tokens})
+            "model": model, "mesh": mesh, "config": config, "test_source": test_source, "batch_size": micro})
         writer = MetricWriter(workdir, start_step=int(state["step"]))
         state, step, metrics = train_loop.run(
             compiled, state, data_iter, to_device, config.train, checkpointer, writer, rates, evaluators,

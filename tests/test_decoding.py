@@ -225,19 +225,3 @@ def test_bad_configs_are_refused():
         DecodeConfig(repeat_penalty=-1.0).validate()
     with pytest.raises(ValueError, match="order"):
         DecodeConfig(order="random").validate()
-
-
-def test_guidance_follows_the_word_agreement_itm_term():
-    """With `itm_agreement` and the [CLS] head zeroed, the ITM score is the caption words' agreement
-    alone: guidance through it (the text head's word log-probabilities) still raises the score."""
-    import dataclasses
-    model = GPTFace(dataclasses.replace(CONFIG, itm_agreement=True))
-    rng = np.random.default_rng(0)
-    text = jnp.tile(jnp.asarray(rng.integers(5, 64, (4, 8)), jnp.int32), (4, 1))
-    image = jnp.tile(jnp.asarray(rng.integers(0, 32, (4, 16)), jnp.int32), (4, 1))
-    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), text, image))
-    p = dict(params["params"])
-    p["itm_head"] = jax.tree.map(jnp.zeros_like, p["itm_head"])
-    p["itm_word_weight"] = jnp.asarray(rng.uniform(0.5, 1.5, p["itm_word_weight"].shape), jnp.float32)
-    scores = _final_itm_scores(model, {"params": p}, text, image)
-    assert scores[8.0] > scores[0.0], scores

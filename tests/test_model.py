@@ -168,36 +168,3 @@ def test_model_flop_count_matches_xla_on_cpu():
                                       codebook=256, text_rows=losses.capacity_rows(b, 16, 0.25),
                                       image_rows=losses.capacity_rows(b, 64, 0.5))
     assert 0.85 < counted / xla < 1.15, (counted, xla)
-
-
-def test_word_agreement_itm_term():
-    """`itm_agreement` adds sum_t weight[w_t] * (log p(w_t | h_t) - offset[w_t]) over visible caption
-    words to the match logit: zero at init (the plain [CLS] head), and [MASK] / [PAD] never count."""
-    import dataclasses
-    from data_pipelines.text_tokenizer import MASK
-    config = dataclasses.replace(CONFIG, itm_agreement=True)
-    text, image = _inputs()
-    text = text.at[0, 2].set(MASK)
-    model = GPTFace(config)
-    variables = nn.meta.unbox(model.init(jax.random.PRNGKey(0), text, image))
-    plain = {"params": {k: v for k, v in variables["params"].items() if not k.startswith("itm_word")}}
-    np.testing.assert_array_equal(model.apply(variables, text, image)["itm_logits"],
-                                  GPTFace(CONFIG).apply(plain, text, image)["itm_logits"])
-
-    rng = np.random.default_rng(1)
-    params = dict(variables["params"])
-    params["itm_word_weight"] = jnp.asarray(rng.normal(size=params["itm_word_weight"].shape), jnp.float32)
-    params["itm_word_offset"] = jnp.asarray(rng.normal(size=params["itm_word_offset"].shape), jnp.float32)
-    out = model.apply({"params": params}, text, image)
-    logits = model.apply({"params": params}, text_hidden(out["hidden"], config), method=GPTFace.text_logits)
-    logp = np.asarray(jax.nn.log_softmax(logits, -1))
-    ids, w, o = np.asarray(text), np.asarray(params["itm_word_weight"]), np.asarray(params["itm_word_offset"])
-    expected = np.zeros(len(ids))
-    for b in range(ids.shape[0]):
-        for t in range(ids.shape[1]):
-            if ids[b, t] not in (PAD, MASK):
-                expected[b] += w[ids[b, t]] * (logp[b, t, ids[b, t]] - o[ids[b, t]])
-    cls = GPTFace(CONFIG).apply({"params": {k: v for k, v in params.items() if not k.startswith("itm_word")}},
-                                text, image)["itm_logits"]
-    np.testing.assert_allclose(out["itm_logits"][:, 1] - cls[:, 1], expected, rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(out["itm_logits"][:, 0], cls[:, 0])

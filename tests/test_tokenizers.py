@@ -46,21 +46,9 @@ def test_fixed_length_truncates_and_pads(text_model):
     assert lengths[1] == 12 and (ids[0, lengths[0]:] == tt.PAD).all()
 
 
-def test_word_starts_mark_word_heads_and_punctuation(text_model):
-    starts = text_model.word_starts(text_model.vocab_size + 10)
-    sp = text_model.sp
-    assert not starts[:tt.NUM_SPECIAL].any() and not starts[text_model.vocab_size:].any()
-    for i in range(tt.NUM_SPECIAL, text_model.vocab_size):
-        piece = sp.id_to_piece(i)
-        assert starts[i] == (piece.startswith("\u2581") or not any(ch.isalnum() for ch in piece)), piece
-    ids, n = text_model.encode(["a woman with blonde hair, smiling"], 16)
-    assert starts[ids[0, 0]]                                   # the first word starts a word
-
-
 def test_default_tokenizer_keeps_attribute_words_whole():
-    """Swap negatives replace whole words only, so a split attribute word can never be swapped. At
-    the size the configs ask for, unigram stops short of it and splits "young", "black", "older";
-    the default (BPE) gives every piece asked for and keeps the words whole (BENCHMARKS.md, session 8)."""
+    """At the size the configs ask for, unigram stops short of it and splits "young", "black", "older";
+    the default (BPE) gives every piece asked for and keeps the words whole (BENCHMARKS.md, "BPE by default")."""
     captions = [make_caption(sample_face(0, i), rng_for(0, i, 2)).text for i in range(1500)]
     words = ("young", "older", "elderly", "black", "brown", "red", "blond", "grey", "man", "woman", "lady",
              "smiling", "happy", "sad", "angry", "surprised", "neutral")

@@ -2,6 +2,7 @@
 logical axes, scan-over-layers and remat equal to the plain loop, checkpoints across layouts,
 the VQ trainer's NaN guard, and config fields checked by name."""
 import dataclasses
+import re
 
 import flax.linen as nn
 import jax
@@ -191,7 +192,6 @@ def test_unknown_or_retired_config_fields_are_refused_by_name():
 def test_every_config_field_is_read_by_the_library():
     """The experiment file's fields are the schema: each must be read somewhere (by name), or go."""
     import pathlib
-    import re
     root = pathlib.Path(__file__).resolve().parent.parent
     source = "\n".join(p.read_text() for d in ("gptface_jax", "data_pipelines") for p in (root / d).rglob("*.py"))
     for kind in ("pretrain", "vq"):
@@ -202,14 +202,27 @@ def test_every_config_field_is_read_by_the_library():
             assert re.search(rf"\.{leaf}\b|\[[\"']{leaf}[\"']\]", source), f"{kind} config field {path} is never read"
 
 
+@pytest.mark.parametrize("field,value", [("model.itm_agreement", True), ("loss.swap_negative_fraction", 0.5),
+                                         ("curriculum.salient_steps", 100)])
+def test_a_run_trained_with_a_retired_mechanism_is_refused_by_name(field, value):
+    old = _config().to_dict()
+    old.setdefault("curriculum", {})
+    section, leaf = field.split(".")
+    old[section][leaf] = value
+    with pytest.raises(config_lib.ConfigError, match=re.escape(f"{field}={value!r}") + ".*" + re.escape(config_lib.RETIRED_AT)):
+        config_lib.upgrade(old)
+    old[section][leaf] = config_lib.RETIRED_MECHANISMS[field]   # present but off: dropped, loads
+    config_lib.validate(config_lib.upgrade(old))
+
+
 def test_old_workdir_configs_are_upgraded_in_one_place():
     old = _config().to_dict()
     old["eval"] = {"every": 7, "max_examples": 50}
-    del old["evals"], old["model"]["remat"], old["model"]["itm_agreement"], old["train"]["b2"]
+    del old["evals"], old["model"]["remat"], old["train"]["b2"]
     old["model"]["param_dtype"] = "float32"
     old["mesh"]["logical_rules"] = [r for r in old["mesh"]["logical_rules"] if r[0] != "layers"]
     config = config_lib.upgrade(old)
     assert config.evals.to_dict() == {"itm": {"type": "itm", "every": 7, "max_examples": 50}}
-    assert (config.model.remat, config.model.itm_agreement, config.train.b2) == ("none", False, 0.98)
+    assert (config.model.remat, config.train.b2) == ("none", 0.98)
     assert "param_dtype" not in config.model and ("layers", None) in [tuple(r) for r in config.mesh.logical_rules]
     config_lib.validate(config)
