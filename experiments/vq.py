@@ -7,7 +7,7 @@ DESIGN.md's tiny sketch says 256 codes; at 8x8 tokens that capped held-out PSNR 
 tiny16: the same 64 px faces -> 16x16 codes (one level of 128 channels after the 4x4 patches), the
 base shape's token grid. In the same 10-minute budget it reaches 26.45 dB against 24.13 dB, and
 expression survives its reconstructions (a reader trained on them gets 0.75 on 5 classes, 0.49
-through 8x8 codes; BENCHMARKS.md, session 10).
+through 8x8 codes; BENCHMARKS.md, "16x16 codes keep expression").
 base: 256 px faces -> 16x16 codes from 1024 entries, the DESIGN.md base shape.
 """
 import ml_collections

@@ -55,7 +55,7 @@ def _text_tokenizer(workdir: Path, data_dir: Path, vocab_size: int) -> Path:
     return path
 
 
-VQ_STEPS = 400  # 150-300 s on 2 cores shared with other jobs (sessions 10-11)
+VQ_STEPS = 400  # 150-300 s on 2 cores shared with other jobs (demos of 2026-12-01)
 
 
 def _vq(workdir: Path, data_dir: Path, budget_s: float) -> dict:

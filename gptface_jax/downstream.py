@@ -7,7 +7,8 @@ chooses the weight decay, 'test' is scored once. Images are the dataset's face c
 the model's input size (area filter), tokenised by the checkpoint's own VQ tokenizer.
 
 Rows of the table: the checkpoint's [CLS] and mean-pooled image features; the same model shape
-at its initialisation (what pre-training bought); raw pixels downsampled to 16x16 RGB.
+at its initialisation (what pre-training bought); raw pixels downsampled to 16x16 RGB; the
+quantised VQ code vectors at every position (what the image tokens carry before any transformer).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import os
 
 import cv2
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines.errors import DataError
@@ -86,6 +88,14 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
     return np.stack(small).reshape(len(images), -1).astype(np.float32) / 255.0
 
 
+def code_vector_features(vq, codes: np.ndarray) -> np.ndarray:
+    """(N, grid, grid) VQ codes -> (N, grid*grid*code_dim): the quantised vectors the image tokens
+    stand for, every position; what the tokens carry before any transformer reads them."""
+    from gptface_jax.vq import VQModel
+    z = vq.model.apply({"params": vq.params}, jnp.asarray(codes), method=VQModel.lookup)
+    return np.asarray(z, np.float32).reshape(len(codes), -1)
+
+
 def initial_params(pretrained):
     """The model's parameters at initialisation, as the trainer draws them (same seed, same image-table init)."""
     from gptface_jax import trainer
@@ -108,7 +118,7 @@ def feature_table(pretrained, splits: dict, batch_size: int = 256) -> dict[str, 
     fn = features_lib.make_feature_fn(pretrained.model)
     init = initial_params(pretrained)
     rows: dict[str, dict[str, np.ndarray]] = {"gptface_cls": {}, "gptface_mean": {}, "random_init_cls": {},
-                                              "random_init_mean": {}, "pixels_16x16": {}}
+                                              "random_init_mean": {}, "pixels_16x16": {}, "vq_code_vectors": {}}
     for name, split in splits.items():
         codes = pretrained.image_codes(split["images"])
         trained = features_lib.extract(fn, pretrained.params, codes, batch_size)
@@ -117,6 +127,7 @@ def feature_table(pretrained, splits: dict, batch_size: int = 256) -> dict[str, 
             rows[f"gptface_{kind}"][name] = trained[kind]
             rows[f"random_init_{kind}"][name] = untrained[kind]
         rows["pixels_16x16"][name] = pixel_features(split["images"])
+        rows["vq_code_vectors"][name] = code_vector_features(pretrained.vq, codes.reshape(len(codes), *(pretrained.grid,) * 2))
     return rows
 
 

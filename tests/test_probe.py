@@ -45,7 +45,8 @@ def test_probe_table_on_a_checkpoint(trained_workdir, pretokenized, tmp_path):
     data = _synth_dir_of(pretokenized)
     report = downstream.probe(trained_workdir, data, str(tmp_path))
     rows = report["results"]
-    assert set(rows) == {"gptface_cls", "gptface_mean", "random_init_cls", "random_init_mean", "pixels_16x16"}
+    assert set(rows) == {"gptface_cls", "gptface_mean", "random_init_cls", "random_init_mean", "pixels_16x16",
+                         "vq_code_vectors"}
     for row in rows.values():
         assert 0.0 <= row["attribute_mean_accuracy"] <= 1.0 and 0.0 <= row["expression_accuracy"] <= 1.0
         assert len(row["attributes"]) == 16 and len(row["expression_per_class"]) == 5

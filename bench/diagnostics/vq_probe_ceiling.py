@@ -9,21 +9,13 @@ table (gptface eval probe). Same splits, probes and weight-decay choice as `gptf
 """
 import sys
 
-import jax.numpy as jnp
-import numpy as np
 
 from gptface_jax import downstream, vq_train
-from gptface_jax.vq import VQModel
 
 vq_dir, data = sys.argv[1], sys.argv[2]
 max_train = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
 vq = vq_train.load(vq_dir)
 splits = downstream.dataset_splits(data, vq.config.image_size, max_train)
-
-
-def code_vectors(codes):
-    z = vq.model.apply({"params": vq.params}, jnp.asarray(codes), method=VQModel.lookup)
-    return np.asarray(z, np.float32).reshape(len(codes), -1)
 
 
 rows = {"pixels_16x16": {}, "vq_reconstruction_pixels_16x16": {}, "vq_code_vectors": {}}
@@ -32,5 +24,5 @@ for name, split in splits.items():
     recon = vq.decode(codes)
     rows["pixels_16x16"][name] = downstream.pixel_features(split["images"])
     rows["vq_reconstruction_pixels_16x16"][name] = downstream.pixel_features(recon)
-    rows["vq_code_vectors"][name] = code_vectors(codes)
+    rows["vq_code_vectors"][name] = downstream.code_vector_features(vq, codes)
 print(downstream.markdown(downstream.run_probes(rows, splits), data))
