@@ -64,3 +64,8 @@ TASK_DEFAULTS = {
 
 def default_config(task: str) -> DecodeConfig:
     return DecodeConfig(**TASK_DEFAULTS.get(task, {}))
+
+
+def guidance_grid(guidances, cfg_scales) -> list[tuple[float, float]]:
+    """Every (ITM guidance lambda, classifier-free scale w) pair, the two composable switches."""
+    return [(float(g), float(w)) for w in cfg_scales for g in guidances]
