@@ -127,7 +127,8 @@ def feature_table(pretrained, splits: dict, batch_size: int = 256) -> dict[str, 
             rows[f"gptface_{kind}"][name] = trained[kind]
             rows[f"random_init_{kind}"][name] = untrained[kind]
         rows["pixels_16x16"][name] = pixel_features(split["images"])
-        rows["vq_code_vectors"][name] = code_vector_features(pretrained.vq, codes.reshape(len(codes), *(pretrained.grid,) * 2))
+        grid_codes = codes.reshape(len(codes), pretrained.grid, pretrained.grid)
+        rows["vq_code_vectors"][name] = code_vector_features(pretrained.vq, grid_codes)
     return rows
 
 

@@ -209,7 +209,8 @@ def test_a_run_trained_with_a_retired_mechanism_is_refused_by_name(field, value)
     old.setdefault("curriculum", {})
     section, leaf = field.split(".")
     old[section][leaf] = value
-    with pytest.raises(config_lib.ConfigError, match=re.escape(f"{field}={value!r}") + ".*" + re.escape(config_lib.RETIRED_AT)):
+    message = re.escape(f"{field}={value!r}") + ".*" + re.escape(config_lib.RETIRED_AT)
+    with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.upgrade(old)
     old[section][leaf] = config_lib.RETIRED_MECHANISMS[field]   # present but off: dropped, loads
     config_lib.validate(config_lib.upgrade(old))
