@@ -5,6 +5,9 @@ position is sampled; the most confident keep their sample and the rest are maske
 after step t a fraction cos(pi/2 * (t+1)/T) of each example's initially masked positions remains
 masked (at least one fewer per step, none after the last; `masked_after`). Confidence = log p(sample) + Gumbel
 noise annealed linearly to zero. Positions that were not masked at the start are never touched.
+`order="left_to_right"` keeps the leftmost positions instead, an equal share per step
+(`masked_after_linear`): one token per step when T equals the positions, as captions are written.
+For text, `repeat_penalty` is subtracted from the logit of every token the text already holds.
 
 ITM-gradient guidance (DESIGN.md section 3): the masked positions are relaxed to their expected
 embedding softmax(logits / tau) @ E, the pair is scored by the ITM head (match log-odds), and
