@@ -1,11 +1,12 @@
 # Quick start: `make demo` (the main job) and `make test`. Both create .venv on first use.
+# `make test-fast` skips the tests marked slow (about 2 minutes on 2 cores); `make lint` runs ruff.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 WORKDIR ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo quality test bench install clean
+.PHONY: demo quality test test-fast lint bench install clean
 
 # On a CPU-only machine, virtual JAX devices (one per core, up to 8, a power of two so the demo's
 # batches divide evenly) let data parallelism use every core.
@@ -14,7 +15,7 @@ CPU_DEVICES := $(shell $(PYTHON) -c 'import os; n = os.cpu_count() or 1; print(m
 demo: $(STAMP)
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface demo --workdir $(WORKDIR)
 
-# The 60-minute quality run (README, "The quality run"): 60k faces tokenized with the demo's
+# The 60-minute quality run (docs/model.md, "The quality run"): 60k faces tokenized with the demo's
 # tokenizers, `experiments/pretrain.py:quality`, then the held-out evaluations. Run `make demo` first.
 QUALITY ?= runs/quality
 quality: $(STAMP)
@@ -32,6 +33,12 @@ quality: $(STAMP)
 
 test: $(STAMP)
 	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 tests
+
+test-fast: $(STAMP)
+	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 -m "not slow and not gpu" tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/python bench/synthfaces.py

@@ -27,7 +27,8 @@ INSTALL_REQUIRES = [
 ]
 EXTRAS = {
     # scikit-image and matplotlib ship the real photos the face-pipeline tests use; scipy reads LFWA's .mat
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "matplotlib>=3.8", "scipy>=1.11"],
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "matplotlib>=3.8", "scipy>=1.11",
+             "ruff>=0.15,<1"],  # lint: pyproject.toml [tool.ruff]
     "beam": ["apache-beam>=2.60"],   # `gptface data ingest --beam-runner ...` for crawls of tens of millions
 }
 

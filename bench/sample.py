@@ -43,8 +43,8 @@ def main() -> int:
     import numpy as np
 
     from experiments import pretrain
-    from gptface_jax import decoding, regions
-    from gptface_jax.model import GPTFace, ModelConfig
+    from gptface_jax.generate import decoding, regions
+    from gptface_jax.models.transformer import GPTFace, ModelConfig
 
     config = pretrain.get_config("base")
     mc = dataclasses.replace(ModelConfig.from_config(config), num_layers=args.layers, dropout=0.0,
@@ -75,7 +75,8 @@ def main() -> int:
                 times.append(time.perf_counter() - start)
             t = float(np.median(times))
             rows.append({"task": task, "setting": label, "images_per_s": round(b / t, 3), "s_per_batch": round(t, 3),
-                         "forward_pass_equivalents": passes_per_image(cfg), "autoregressive_passes": int(mask[0].sum())})
+                         "forward_pass_equivalents": passes_per_image(cfg),
+                         "autoregressive_passes": int(mask[0].sum())})
             print(json.dumps(rows[-1]), flush=True)  # as measured: a time limit keeps what is done
     print(f"device: {jax.devices()[0].device_kind}; base width {mc.width}, {args.layers} layers, batch {b}, "
           f"{mc.attention} attention, {mc.residual_dtype} residual, "
@@ -83,12 +84,13 @@ def main() -> int:
     print(f"{'task':14s} {'setting':18s} {'images/s':>9s} {'x plain':>8s} {'passes':>7s} {'AR passes':>9s}")
     for r in rows:
         plain = next(p for p in rows if p["task"] == r["task"] and p["setting"] == "plain")
-        print(f"{r['task']:14s} {r['setting']:18s} {r['images_per_s']:9.3f} {r['images_per_s'] / plain['images_per_s']:8.2f} "
+        ratio = r["images_per_s"] / plain["images_per_s"]
+        print(f"{r['task']:14s} {r['setting']:18s} {r['images_per_s']:9.3f} {ratio:8.2f} "
               f"{r['forward_pass_equivalents']:7d} {r['autoregressive_passes']:9d}")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "sample.json").write_text(json.dumps({"device": jax.devices()[0].device_kind,
-                                                               "layers": args.layers, "batch": b, "rows": rows}, indent=1))
+        record = {"device": jax.devices()[0].device_kind, "layers": args.layers, "batch": b, "rows": rows}
+        (Path(args.out) / "sample.json").write_text(json.dumps(record, indent=1))
     return 0
 
 

@@ -45,7 +45,7 @@ def run_reference(layers: int, batch: int, mm: int, script: Path) -> tuple[float
 def model_flops(layers: int, batch: int, seq: int, masked_heads: bool) -> float:
     """The reference's own count (6 N tokens + attention + vocabulary heads), for a like-for-like MFU:
     the trainer's MFU count (metrics.transformer_train_flops) with the reference's head rows."""
-    from gptface_jax.metrics import transformer_train_flops
+    from gptface_jax.runtime.metrics import transformer_train_flops
     text_rows = (int(T_TXT * TEXT_FRACTION) if masked_heads else T_TXT) * batch
     image_rows = (int(T_IMG * IMAGE_FRACTION) if masked_heads else T_IMG) * batch
     return transformer_train_flops(layers=layers, width=D, mlp=F, seq=seq, batch=batch, text_vocab=V_TXT,
@@ -60,8 +60,9 @@ def compiled_step(layers: int, batch: int, dtype: str, attention: str, residual:
     import numpy as np
 
     from experiments import pretrain
-    from gptface_jax import optimizer, sharding, trainer
-    from gptface_jax.model import GPTFace, ModelConfig
+    from gptface_jax.models.transformer import GPTFace, ModelConfig
+    from gptface_jax.runtime import optimizer, sharding
+    from gptface_jax.train import trainer
 
     config = pretrain.get_config("base")
     with config.unlocked():
@@ -113,7 +114,7 @@ def time_steps(compiled, state, batch_arrays, steps: int) -> float:
 
 
 def our_step(layers: int, batch: int, dtype: str, attention: str, residual: str, steps: int) -> dict:
-    from gptface_jax.metrics import compiled_flops
+    from gptface_jax.runtime.metrics import compiled_flops
     compiled, state, batch_arrays, _ = compiled_step(layers, batch, dtype, attention, residual)
     flops = compiled_flops(compiled)
     t = time_steps(compiled, state, batch_arrays, steps)
@@ -204,7 +205,7 @@ def main() -> int:
             print(json.dumps(ours[-1]), flush=True)
         except Exception as e:  # e.g. a fused kernel this device lacks
             ours.append({"variant": f"ours {dtype} {attention} {residual[:4]}-residual", "error": repr(e)[:300]})
-    from gptface_jax.metrics import device_peak_flops
+    from gptface_jax.runtime.metrics import device_peak_flops
     device_peak = device_peak_flops()
     for r in reference:  # the reference rounds TFLOP/s to 0.1: recount from its step time (same formula)
         if "ms" in r:
@@ -222,7 +223,8 @@ def main() -> int:
     best_ours = min(ok_ours, key=lambda r: r["ms"]) if ok_ours else None
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; layers {args.layers}, batch {args.batch}; "
           f"measured bf16 matmul peak {peak} TFLOP/s")
-    print(f"{'source':10s} {'variant':44s} {'ms':>9s} {'xla TF/s':>9s} {'model TF/s':>10s} {'MFU(mm)':>8s} {'MFU(dev)':>8s}")
+    print(f"{'source':10s} {'variant':44s} {'ms':>9s} {'xla TF/s':>9s} {'model TF/s':>10s} "
+          f"{'MFU(mm)':>8s} {'MFU(dev)':>8s}")
     for r in rows:
         if "ms" not in r:
             print(f"{r['source']:10s} {r['variant']:44s} error: {r['error'][:80]}")

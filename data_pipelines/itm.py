@@ -5,7 +5,7 @@ their own (label 1). Random negatives shift captions by a random non-zero offset
 caption). Hard negatives (a `hard_fraction` of the negatives) take the in-batch caption that shares
 the most text tokens with the own caption, which is the closest wrong caption a crawl offers.
 ITM negatives mined from the contrastive similarities are drawn in the train step
-(`gptface_jax/negatives.py`).
+(`gptface_jax/train/negatives.py`).
 Masked modelling is scored on positives only, so negatives' masks are cleared by the caller.
 """
 from __future__ import annotations

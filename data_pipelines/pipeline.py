@@ -147,7 +147,8 @@ class PretrainingBatch(grain.transforms.MapWithIndex):
         positive = pairs["itm_label"].astype(bool)[:, None]
         dropped = (rng.random(len(positive)) < c.caption_dropout)[:, None]
         # Class-balanced ITM: whatever the negative fraction, positives and negatives weigh half each.
-        balance = np.where(positive[:, 0], 0.5 / max(1.0 - c.negative_fraction, 1e-6), 0.5 / max(c.negative_fraction, 1e-6))
+        balance = np.where(positive[:, 0], 0.5 / max(1.0 - c.negative_fraction, 1e-6),
+                           0.5 / max(c.negative_fraction, 1e-6))
         return {
             "text_inputs": np.where(dropped, PAD, masks["text_inputs"]).astype(np.int32),
             "image_inputs": np.where(masks["image_mask"], c.image_mask_id, batch["image_codes"]).astype(np.int32),

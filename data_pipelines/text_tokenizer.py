@@ -30,7 +30,7 @@ NUM_SPECIAL = len(SPECIAL_PIECES)
 
 # BPE, not unigram: at 1000 requested pieces unigram stops near 717 and splits attribute words
 # ("young", "black", "wavy") into pieces; BPE keeps them whole and gives every piece asked for
-# (BENCHMARKS.md, "BPE by default").
+# (docs/experiments.md, "BPE by default").
 DEFAULT_MODEL_TYPE = "bpe"
 
 

@@ -26,7 +26,7 @@ RECIPES = {
     # Align before fuse on the tiny shape: ITC on the unimodal passes (fan_in kernels, float32 compute;
     # see the fixed-batch table), ITM negatives mined from its similarities, the match logit reading
     # the unimodal similarity, batch 128, one hour on 2 cores. Needs data.pretokenized: 60k faces
-    # (README, "The quality run").
+    # (docs/model.md, "The quality run").
     "quality": ("tiny", {
         "model.kernel_init": "fan_in", "model.compute_dtype": "float32",
         "model.itc_dim": 128, "model.itm_similarity": True, "loss.itc_weight": 1.0,
@@ -132,12 +132,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.loss.caption_dropout = 0.1
     # Image-text contrastive loss on unimodal passes (needs model.itc_dim > 0): "softmax" (InfoNCE)
     # or "sigmoid" (SigLIP); captions identical to an image's own count as its positives. Softmax:
-    # at batch 128 the sigmoid loss did not even fit one fixed batch through the blocks (BENCHMARKS.md,
-    # "Align before fuse", 2026-12-02).
+    # at batch 128 the sigmoid loss did not even fit one fixed batch through the blocks (docs/experiments.md,
+    # "Align before fuse: what lets ITC learn", 2026-12-02).
     c.loss.itc_weight = 0.0
     c.loss.itc_kind = "softmax"
     # This share of the ITM negatives is re-drawn in the step from the ITC similarities: a wrong
-    # caption for the image or a wrong image for the caption, likelier the more alike (gptface_jax/negatives.py)
+    # caption for the image or a wrong image for the caption, likelier the more alike (gptface_jax/train/negatives.py)
     c.loss.mined_negative_fraction = 0.0
     # Vocabulary heads run on at most this fraction of a batch's text / image positions (masked
     # ones first). Expected masked fractions are ~0.12 / ~0.2 (positives only); overflow is logged.
@@ -159,12 +159,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 100 if tiny else 5_000
     c.train.keep_checkpoints = 3
     c.train.time_budget_s = 0.0           # > 0: stop when this wall-clock budget is spent (saved, evaluated)
-    # Divergence guard (gptface_jax/train_loop.py): stop, unsaved, when the loss passes k x its recent
+    # Divergence guard (gptface_jax/train/train_loop.py): stop, unsaved, when the loss passes k x its recent
     # median or the parameter norm k x its start (0: off). Learning rates that diverge fast stay finite
     # for a while; this keeps them out of the checkpoints.
     c.train.divergence_factor = 10.0
 
-    # Evaluators in the loop (gptface_jax/evaluators.py): each runs every `every` steps and at the end.
+    # Evaluators in the loop (gptface_jax/evals/evaluators.py): each runs every `every` steps and at the end.
     every = 500 if tiny else 10_000
     c.evals = ml_collections.ConfigDict()
     # held-out ITM on clean and weak pairs, and the cross-modal gains

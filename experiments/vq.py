@@ -7,7 +7,7 @@ DESIGN.md's tiny sketch says 256 codes; at 8x8 tokens that capped held-out PSNR 
 tiny16: the same 64 px faces -> 16x16 codes (one level of 128 channels after the 4x4 patches), the
 base shape's token grid. In the same 10-minute budget it reaches 26.45 dB against 24.13 dB, and
 expression survives its reconstructions (a reader trained on them gets 0.75 on 5 classes, 0.49
-through 8x8 codes; BENCHMARKS.md, "16x16 codes keep expression").
+through 8x8 codes; docs/experiments.md, "16x16 codes keep expression").
 base: 256 px faces -> 16x16 codes from 1024 entries, the DESIGN.md base shape.
 """
 import ml_collections
@@ -52,7 +52,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.l1_weight = 0.0 if tiny else 0.1  # PSNR is an L2 measure; L1 (sharper edges) cost 0.4 dB on tiny
     c.loss.l2_weight = 1.0
-    # Reconstruction weight inside named face regions (gptface_jax/regions.py, comma-separated),
+    # Reconstruction weight inside named face regions (gptface_jax/generate/regions.py, comma-separated),
     # 1 elsewhere, renormalised to mean 1: spends the codes' capacity where the facts are, e.g.
     # region="expression" (brows, eyes, mouth), which an unweighted 8x8 tokenizer blurs away.
     c.loss.region = ""
@@ -63,7 +63,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.steps = steps
     c.train.time_budget_s = 600.0 if tiny else 0.0  # stop early when the wall-clock budget is spent (0: off)
-    # Divergence guard (gptface_jax/train_loop.py): stop, unsaved, when the loss passes k x its recent
+    # Divergence guard (gptface_jax/train/train_loop.py): stop, unsaved, when the loss passes k x its recent
     # median or the parameter norm k x its start (0: off). Learning rates that diverge fast stay finite
     # for a while; this keeps them out of the checkpoints.
     c.train.divergence_factor = 10.0

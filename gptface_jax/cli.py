@@ -23,6 +23,7 @@ from data_pipelines.benchmarks import builder as benchmark_builder
 from data_pipelines.errors import DataError
 from data_pipelines.ingest import builder as ingest_builder
 from data_pipelines.synthfaces import builder
+from gptface_jax.runtime import layout
 
 
 def _stats(args: argparse.Namespace) -> None:
@@ -33,7 +34,7 @@ def _stats(args: argparse.Namespace) -> None:
 
 def _load_validated(rest: list[str], validate):
     """Config flags -> a validated config, or None after printing the one-message ConfigError."""
-    from gptface_jax import config_lib
+    from gptface_jax.runtime import config_lib
     try:
         return validate(config_lib.load(rest))
     except config_lib.ConfigError as e:
@@ -42,7 +43,7 @@ def _load_validated(rest: list[str], validate):
 
 
 def _config(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import config_lib
+    from gptface_jax.runtime import config_lib
 
     def validate(config):
         num_devices = None
@@ -50,7 +51,7 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
             import jax  # only the device count: nothing is compiled
             num_devices = jax.device_count()
         if "text" not in config:  # a VQ tokenizer config (experiments/vq.py) has no text section
-            from gptface_jax import vq_train
+            from gptface_jax.train import vq_train
             return vq_train.validate(config, num_devices)
         return config_lib.validate(config, num_devices)
 
@@ -63,7 +64,8 @@ def _config(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _run_training(train, config, workdir: str) -> int:
     """Runs a trainer; a NaN/Inf stop is exit code 3 with the kept checkpoint named, not a traceback."""
-    from gptface_jax import config_lib, train_loop
+    from gptface_jax.runtime import config_lib
+    from gptface_jax.train import train_loop
     try:
         result = train(config, workdir)
     except train_loop.NonFiniteLoss as e:
@@ -77,7 +79,7 @@ def _run_training(train, config, workdir: str) -> int:
 
 
 def _vq(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import vq_train
+    from gptface_jax.train import vq_train
     config = _load_validated(rest, vq_train.validate)
     if config is None:
         return 2
@@ -93,7 +95,8 @@ def _add_distributed_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import config_lib, sharding, trainer
+    from gptface_jax.runtime import config_lib, sharding
+    from gptface_jax.train import trainer
     config = _load_validated(rest, config_lib.validate)  # before any device is touched
     if config is None:
         return 2
@@ -102,7 +105,8 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _sweep(args: argparse.Namespace, rest: list[str]) -> int:
-    from gptface_jax import config_lib, sweeps
+    from gptface_jax import sweeps
+    from gptface_jax.runtime import config_lib
     try:
         return sweeps.main(rest, args.sweep, args.workdir, print_only=args.print, collect=args.collect)
     except config_lib.ConfigError as e:
@@ -115,7 +119,8 @@ def _edit_task(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from gptface_jax import editing, inference, regions
+    from gptface_jax.generate import editing, regions
+    from gptface_jax.serving import inference
     try:
         pretrained = inference.load(args.workdir)
         size, grid = pretrained.image_size, pretrained.grid
@@ -134,11 +139,13 @@ def _edit_task(args: argparse.Namespace) -> int:
                 if args.mask_on_photo:  # drawn on the whole photo: take the same crop as the face
                     from data_pipelines.ingest.faces import crop
                     pixels = crop(pixels[..., None].repeat(3, -1), photo.box, size)[..., 0]
-            names = [] if args.command == "inpaint" else (["lower-face"] if args.command == "remove-mask" else args.region)
+            fixed = {"inpaint": [], "remove-mask": ["lower-face"]}
+            names = fixed.get(args.command, args.region)
             mask = editing.token_mask_for(names, pixels, grid=grid, size=size)
         config = _decode_config(args)
         config.validate()
-        result = editing.edit(pretrained, photo, mask, args.text, seeds=args.seeds, guidances=args.guidance, config=config)
+        result = editing.edit(pretrained, photo, mask, args.text, seeds=args.seeds, guidances=args.guidance,
+                              config=config)
     except (DataError, regions.RegionError, ValueError) as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 2
@@ -155,7 +162,8 @@ def _caption(args: argparse.Namespace) -> int:
     import numpy as np
 
     from data_pipelines.text_tokenizer import PAD
-    from gptface_jax import decoding, editing, inference
+    from gptface_jax.generate import decoding, editing
+    from gptface_jax.serving import inference
     try:
         config = _decode_config(args)
         for g in args.guidance:
@@ -179,7 +187,7 @@ def _caption(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gptface_jax import export
+    from gptface_jax.serving import export
     manifest = export.export(args.workdir, args.out, platforms=tuple(args.platforms.split(",")))
     print(f"exported {manifest['parameters']:,} parameters and {len(manifest['files'])} files to {args.out} "
           f"(functions serialised for {args.platforms})")
@@ -187,26 +195,28 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from gptface_jax import downstream
+    from gptface_jax.evals import downstream
     report = downstream.probe(args.workdir, args.dataset, args.out, args.max_train, args.max_test)
     print(report["markdown"])
     return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from gptface_jax import finetune
+    from gptface_jax.evals import finetune
     r = finetune.finetune(args.workdir, args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
                           learning_rate=args.learning_rate, max_train=args.max_train, max_test=args.max_test,
                           init=args.init)
-    print(json.dumps({k: r[k] for k in ("init", "best_step", "test_attribute_mean_accuracy", "test_expression_accuracy")}))
+    print(json.dumps({k: r[k] for k in ("init", "best_step", "test_attribute_mean_accuracy",
+                                        "test_expression_accuracy")}))
     return 0
 
 
 def _eval_edits(args: argparse.Namespace) -> int:
-    from gptface_jax import edit_eval
-    from gptface_jax.decode_config import DecodeConfig
+    from gptface_jax.evals import edit_eval
+    from gptface_jax.generate.decode_config import DecodeConfig
     report = edit_eval.run(args.workdir, args.dataset, args.judge, args.out, guidances=tuple(args.guidance),
-                           cfg_scales=tuple(args.cfg_scale), faces_per_edit=args.faces, seed=args.seed, text_to_face_samples=args.samples,
+                           cfg_scales=tuple(args.cfg_scale), faces_per_edit=args.faces, seed=args.seed,
+                           text_to_face_samples=args.samples,
                            config=DecodeConfig(guidance_contrast=args.guidance_contrast, guide=args.guide))
     judge = report["judge"]
     print(f"judge: held-out attribute accuracy {judge['test']['attribute_mean_accuracy']:.3f}"
@@ -218,7 +228,8 @@ def _eval_edits(args: argparse.Namespace) -> int:
 
 def _eval_captions(args: argparse.Namespace) -> int:
     """Face-to-text on held-out faces, its stated facts judged; writes captions_eval.json in --out."""
-    from gptface_jax import caption_eval, inference
+    from gptface_jax.evals import caption_eval
+    from gptface_jax.serving import inference
     try:
         config = _decode_config(args)
         config.validate()
@@ -230,7 +241,7 @@ def _eval_captions(args: argparse.Namespace) -> int:
         return 2
     out = args.out or args.workdir
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "captions_eval.json"), "w") as f:
+    with open(os.path.join(out, layout.CAPTIONS_EVAL), "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps({k: v for k, v in report.items() if k != "examples"}, indent=1))
     for row in report["examples"]:
@@ -244,10 +255,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
-    from gptface_jax.decode_config import ORDERS, TASK_DEFAULTS, default_config
+    from gptface_jax.generate.decode_config import ORDERS, TASK_DEFAULTS, default_config
     defaults = default_config(task)
     guidances = [defaults.guidance] if "guidance" in TASK_DEFAULTS.get(task, {}) else [0.0, 2.0]
-    g = p.add_argument_group("sampling (defaults: docs in gptface_jax/decoding.py and decode_config.py)")
+    g = p.add_argument_group("sampling (defaults: docs in gptface_jax/generate/decoding.py and decode_config.py)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     g.add_argument("--guidance", type=float, nargs="+", default=guidances,
                    help=f"ITM-guidance strengths lambda (default {' '.join(f'{x:g}' for x in guidances)})")
@@ -265,7 +276,7 @@ def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _add_contrast_argument(p) -> None:
-    from gptface_jax.decode_config import GUIDES
+    from gptface_jax.generate.decode_config import GUIDES
     p.add_argument("--guidance-contrast", action="store_true",
                    help="ITM guidance on score(control, x) - score(blank control, x) (default: the plain score)")
     p.add_argument("--guide", choices=GUIDES, default="itm",
@@ -275,7 +286,7 @@ def _add_contrast_argument(p) -> None:
 
 def _decode_config(args: argparse.Namespace):
     """The sampling flags as a DecodeConfig (lambda is set per run from --guidance)."""
-    from gptface_jax.decode_config import DecodeConfig
+    from gptface_jax.generate.decode_config import DecodeConfig
     return DecodeConfig(steps=args.steps, temperature=args.temperature, guidance_steps=args.guidance_steps,
                         cfg_scale=args.cfg_scale, guidance_contrast=args.guidance_contrast, guide=args.guide,
                         order=args.order, repeat_penalty=args.repeat_penalty)
@@ -286,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="build, inspect and read datasets").add_subparsers(dest="data_command", required=True)
+    data = sub.add_parser("data", help="build, inspect and read datasets").add_subparsers(dest="data_command",
+                                                                                          required=True)
     p = data.add_parser("synth", help="write SynthFaces ArrayRecord shards")
     builder.add_arguments(p)
     p.set_defaults(func=builder.run)
@@ -297,11 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_builder.add_arguments(p)
     p.set_defaults(func=ingest_builder.run)
     p = data.add_parser("benchmark", help="CelebA / LFWA / RAF-DB / AffectNet from their official files",
-                        description=benchmark_builder.layouts_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description=benchmark_builder.layouts_help(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     benchmark_builder.add_arguments(p)
     p.set_defaults(func=benchmark_builder.run)
     p = data.add_parser("pretokenize", help="shards -> image codes + text ids for pre-training")
-    from gptface_jax import pretokenize
+    from gptface_jax.train import pretokenize
     pretokenize.add_arguments(p)
     p.set_defaults(func=pretokenize.run)
     p = data.add_parser("stats", help="label and caption-quality report of a SynthFaces split")
@@ -344,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--image", required=True)
             p.add_argument("--aligned", action="store_true", help="the image is already an aligned face crop")
         if name == "edit":
-            from gptface_jax.regions import region_names
+            from gptface_jax.generate.regions import region_names
             p.add_argument("--region", nargs="+", required=True, help=f"one or more of: {', '.join(region_names())}")
         if name == "inpaint":
             p.add_argument("--mask", required=True, help="PNG, white = re-draw; the crop's size (or --mask-on-photo)")
@@ -360,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_arguments(p, "caption")
     p.set_defaults(func=_caption)
 
-    p = sub.add_parser("export", help="a checkpoint -> one self-contained directory (safetensors, tokenizers, jax.export)")
+    p = sub.add_parser("export",
+                       help="a checkpoint -> one self-contained directory (safetensors, tokenizers, jax.export)")
     p.add_argument("--workdir", required=True, help="a `gptface train` workdir (its latest checkpoint)")
     p.add_argument("--out", required=True)
     p.add_argument("--platforms", default="cpu,cuda,tpu",
@@ -368,9 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     evaluation = sub.add_parser("eval", help="downstream evaluation").add_subparsers(dest="eval_command", required=True)
-    p = evaluation.add_parser("probe", help="linear probes (attributes, expression) with random-init and pixel baselines")
+    p = evaluation.add_parser("probe",
+                              help="linear probes (attributes, expression) with random-init and pixel baselines")
     p.add_argument("--workdir", required=True)
-    p.add_argument("--dataset", required=True, help="SynthFaces or a `gptface data benchmark` folder (train + test splits)")
+    p.add_argument("--dataset", required=True,
+                   help="SynthFaces or a `gptface data benchmark` folder (train + test splits)")
     p.add_argument("--out", default=None, help="where probe_<dataset>.json/.md go (default: the workdir)")
     p.add_argument("--max-train", type=int, default=0, help="use at most this many training faces (0: all)")
     p.add_argument("--max-test", type=int, default=0)
@@ -396,8 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_eval_captions)
     p = evaluation.add_parser("edits", help="edit success / preservation / ITM per edit type and guidance strength")
     p.add_argument("--workdir", required=True)
-    p.add_argument("--dataset", default=None, help="SynthFaces with a test split (default: the one pre-tokenized for W)")
-    p.add_argument("--judge", default=None, help="attribute-classifier folder (default W/judge; trained there if absent)")
+    p.add_argument("--dataset", default=None,
+                   help="SynthFaces with a test split (default: the one pre-tokenized for W)")
+    p.add_argument("--judge", default=None,
+                   help="attribute-classifier folder (default W/judge; trained there if absent)")
     p.add_argument("--out", default=None)
     p.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="ITM-guidance strengths lambda")
     p.add_argument("--cfg-scale", type=float, nargs="+", default=[0.0],

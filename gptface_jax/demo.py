@@ -1,7 +1,7 @@
 """The README's main job: the tiny end-to-end run on built-in SynthFaces data.
 
 Stages so far: synthesise the corpus -> contact sheet -> data report -> grain reader -> text
-tokenizer -> VQ image tokenizer (a short time budget; the quality run is in BENCHMARKS.md) ->
+tokenizer -> VQ image tokenizer (a short time budget; the quality run is in docs/experiments.md) ->
 pre-tokenized shards -> a short tiny pre-training run (metrics + checkpoint) -> edited faces for
 every task (edits/*.png). Each stage reuses its output when the workdir already has it, so a
 rerun resumes.
@@ -17,6 +17,7 @@ from data_pipelines.pipeline import ReaderConfig, image_text_dataset
 from data_pipelines.shards import ShardError, ShardSource, find_dataset_dir
 from data_pipelines.synthfaces import builder
 from data_pipelines.synthfaces.stats import split_report
+from gptface_jax.runtime import layout
 
 
 def _stage(name: str) -> None:
@@ -44,7 +45,7 @@ def _reader_throughput(source: ShardSource, batches: int = 20, batch_size: int =
 
 
 def _text_tokenizer(workdir: Path, data_dir: Path, vocab_size: int) -> Path:
-    path = workdir / "text_tokenizer.model"
+    path = workdir / layout.TOKENIZER
     if path.exists():
         print(f"reusing {path}")
     else:
@@ -60,11 +61,11 @@ VQ_STEPS = 400  # 150-300 s on 2 cores shared with other jobs (demos of 2026-12-
 
 def _vq(workdir: Path, data_dir: Path, budget_s: float) -> dict:
     from experiments import vq as vq_experiment
-    from gptface_jax import vq_train
+    from gptface_jax.train import vq_train
     vq_dir = workdir / "vq"
-    if (vq_dir / "vq_eval.json").exists():
+    if (vq_dir / layout.VQ_EVAL).exists():
         print(f"reusing {vq_dir}")
-        return json.loads((vq_dir / "vq_eval.json").read_text())
+        return json.loads((vq_dir / layout.VQ_EVAL).read_text())
     config = vq_experiment.get_config("tiny")
     config.data.dir = str(data_dir)
     config.train.steps = VQ_STEPS
@@ -77,7 +78,7 @@ def _vq(workdir: Path, data_dir: Path, budget_s: float) -> dict:
 
 
 def _pretokenize(workdir: Path, data_dir: Path, tokenizer: Path, max_len: int) -> Path:
-    from gptface_jax.pretokenize import pretokenize
+    from gptface_jax.train.pretokenize import pretokenize
     root = workdir / "pretokenized"
     try:
         path = find_dataset_dir(root)
@@ -89,7 +90,7 @@ def _pretokenize(workdir: Path, data_dir: Path, tokenizer: Path, max_len: int) -
 
 def _pretrain(workdir: Path, pre_dir: Path, steps: int) -> dict:
     from experiments import pretrain
-    from gptface_jax import trainer
+    from gptface_jax.train import trainer
     config = pretrain.get_config("tiny")
     config.data.pretokenized = str(pre_dir)
     config.train.steps = steps
@@ -103,8 +104,9 @@ def _edits(workdir: Path, data_dir: Path) -> dict:
     import numpy as np
 
     from data_pipelines.pipeline import decode_jpeg
-    from gptface_jax import editing, inference
-    from gptface_jax.decode_config import default_config
+    from gptface_jax.generate import editing
+    from gptface_jax.generate.decode_config import default_config
+    from gptface_jax.serving import inference
     pretrained = inference.load(str(workdir / "pretrain"))
     size, grid = pretrained.image_size, pretrained.grid
     face = decode_jpeg(ShardSource(data_dir, "test")[0]["image"])
@@ -120,7 +122,7 @@ def _edits(workdir: Path, data_dir: Path) -> dict:
     }
     out, scores = workdir / "edits", {}
     for name, (mask, text) in tasks.items():
-        config = default_config(name)  # the CLI's defaults (README, "Defaults")
+        config = default_config(name)  # the CLI's defaults (docs/generation.md)
         result = editing.edit(pretrained, photo, mask, text, seeds=(0, 1, 2), guidances=(0.0, 2.0), config=config)
         paths = editing.write_result(result, str(out), name)
         scores[name] = {f"guidance_{g:g}": float(np.mean([v for (s, gg), v in result.itm.items() if gg == g]))
@@ -165,7 +167,7 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 900.0, pretrain_step
     pre_dir = _pretokenize(workdir, data_dir, tokenizer, pretrain_config.text.max_len)
     print(f"{len(ShardSource(pre_dir, 'train'))} train examples as image codes + text ids in {pre_dir}")
 
-    _stage(f"8. GPTFace pre-training (tiny, {pretrain_steps} steps; the 60-minute quality run is in BENCHMARKS.md)")
+    _stage(f"8. GPTFace pre-training (tiny, {pretrain_steps} steps; the 60-minute quality run: make quality)")
     final = _pretrain(workdir, pre_dir, pretrain_steps)
     print(f"step {final['step']}: text loss {final['text_loss']:.3f}, image loss {final['image_loss']:.3f}, "
           f"held-out ITM accuracy clean {final.get('eval_itm_clean_accuracy', float('nan')):.3f} / "
@@ -176,7 +178,7 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 900.0, pretrain_step
     edits = _edits(workdir, data_dir)
 
     _stage("10. linear probes on frozen features (SynthFaces attributes and expression)")
-    from gptface_jax import downstream
+    from gptface_jax.evals import downstream
     probe = downstream.probe(str(workdir / "pretrain"), str(data_dir), str(workdir))
     print(probe["markdown"].split("\n\n| attribute")[0])
     probe_summary = {row: {k: r.get(k) for k in ("attribute_mean_accuracy", "expression_accuracy")}

@@ -20,9 +20,9 @@ import re
 import shlex
 import subprocess
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
-from gptface_jax import config_lib
+from gptface_jax.runtime import config_lib, layout
 
 TABLE_METRICS = ("step", "loss", "text_loss", "image_loss", "text_accuracy", "image_accuracy",
                  "eval_itm_clean_accuracy", "eval_itm_clean_auc", "eval_itm_weak_accuracy", "eval_itm_weak_auc")
@@ -117,7 +117,7 @@ def run(variants: list[dict]) -> dict[str, int]:
 def comparison(variants: list[dict], codes: dict[str, int] | None = None) -> list[dict]:
     rows = []
     for v in variants:
-        path = os.path.join(v["workdir"], "final_metrics.json")
+        path = os.path.join(v["workdir"], layout.FINAL_METRICS)
         row = {"variant": v["name"], **{k: format_value(x) for k, x in v["overrides"].items()}}
         if os.path.exists(path):
             with open(path) as f:
@@ -132,7 +132,8 @@ def comparison(variants: list[dict], codes: dict[str, int] | None = None) -> lis
 
 def markdown(rows: list[dict]) -> str:
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    cell = lambda x: f"{x:.4g}" if isinstance(x, float) else ("" if x is None else str(x))  # noqa: E731
+    def cell(x):
+        return f"{x:.4g}" if isinstance(x, float) else ("" if x is None else str(x))
     lines = ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
     lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
     return "\n".join(lines)

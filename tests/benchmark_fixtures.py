@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tests.crawl_fixtures import astronaut, grace_hopper, lfw_faces_and_non_faces
 from data_pipelines.benchmarks.lfwa import CELEBA_40
+from tests.crawl_fixtures import astronaut, grace_hopper, lfw_faces_and_non_faces
 
 
 def _faces(n: int, w: int, h: int) -> list[np.ndarray]:
@@ -49,7 +49,8 @@ def make_lfwa_mat(root: str, n: int = 6) -> dict:
     for name, img in zip(names, _faces(n, 250, 250)):
         _save(os.path.join(root, "lfw", name), img)
     labels = (np.random.default_rng(1).random((n, 40)) < 0.4).astype(np.uint8)
-    savemat(os.path.join(root, "lfw_att_40.mat"), {"name": np.array(names, dtype=object).reshape(-1, 1), "label": labels})
+    savemat(os.path.join(root, "lfw_att_40.mat"),
+            {"name": np.array(names, dtype=object).reshape(-1, 1), "label": labels})
     train, test = np.arange(1, n - 1), np.array([n - 1, n])  # 1-based, as released
     savemat(os.path.join(root, "indices_train_test.mat"), {"indices_img_train": train.reshape(-1, 1),
                                                            "indices_img_test": test.reshape(-1, 1)})
@@ -58,7 +59,8 @@ def make_lfwa_mat(root: str, n: int = 6) -> dict:
 
 def make_rafdb(root: str) -> dict:
     base = os.path.join(root, "basic")
-    rows = [("train_00001.jpg", 4), ("train_00002.jpg", 7), ("train_00003.jpg", 1), ("test_0001.jpg", 5), ("test_0002.jpg", 6)]
+    rows = [("train_00001.jpg", 4), ("train_00002.jpg", 7), ("train_00003.jpg", 1), ("test_0001.jpg", 5),
+            ("test_0002.jpg", 6)]
     for (name, _), img in zip(rows, _faces(len(rows), 100, 100)):
         _save(os.path.join(base, "Image", "aligned", name.replace(".jpg", "_aligned.jpg")), img)
     os.makedirs(os.path.join(base, "EmoLabel"), exist_ok=True)

@@ -25,8 +25,9 @@ def pretokenized(tmp_path_factory):
     from data_pipelines import text_tokenizer as tt
     from data_pipelines.synthfaces.attributes import rng_for, sample_face
     from data_pipelines.synthfaces.captions import make_caption
-    from gptface_jax import config_lib, vq_train
-    from gptface_jax.pretokenize import pretokenize
+    from gptface_jax.runtime import config_lib
+    from gptface_jax.train import vq_train
+    from gptface_jax.train.pretokenize import pretokenize
     root = tmp_path_factory.mktemp("pre")
     vq_cfg = config_lib.load([
         "--config", "experiments/vq.py:tiny", "--config.data.image_size=32", "--config.data.num_train=64",
@@ -43,7 +44,8 @@ def pretokenized(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_workdir(pretokenized, tmp_path_factory) -> str:
     """Two steps of a 1-layer GPTFace on the `pretokenized` data: a real checkpoint workdir."""
-    from gptface_jax import config_lib, trainer
+    from gptface_jax.runtime import config_lib
+    from gptface_jax.train import trainer
     workdir = tmp_path_factory.mktemp("trained") / "pretrain"
     fields = {"data.pretokenized": pretokenized, "data.image_size": 32, "vq.codebook_size": 16, "text.max_len": 16,
               "model.num_layers": 1, "model.width": 32, "model.num_heads": 4, "model.mlp_dim": 64,

@@ -116,10 +116,13 @@ def messy_crawl_members(include_huge: bool = True) -> tuple[list[tuple[str, byte
                                                      "url": "http://example.org"}), caption_ext="json",
         keep="Rear Admiral Grace Hopper & her uniform")
     for i in range(3):
-        add(f"00001{i}", jpeg(faces[i]), caption=f"Portrait n°{i} — café au lait", keep=f"Portrait n°{i} — café au lait")
+        add(f"00001{i}", jpeg(faces[i]), caption=f"Portrait n°{i} — café au lait",
+            keep=f"Portrait n°{i} — café au lait")
     add("000020", cmyk_jpeg(faces[6]), caption="CMYK print scan", keep="CMYK print scan")
-    add("000021", rgba_png(faces[7]), image_ext="png", caption="logo-like PNG with alpha", keep="logo-like PNG with alpha")
-    add("000022", exif_rotated_jpeg(faces[8]), caption="phone photo, rotated by EXIF", keep="phone photo, rotated by EXIF")
+    add("000021", rgba_png(faces[7]), image_ext="png", caption="logo-like PNG with alpha",
+        keep="logo-like PNG with alpha")
+    add("000022", exif_rotated_jpeg(faces[8]), caption="phone photo, rotated by EXIF",
+        keep="phone photo, rotated by EXIF")
     if include_huge:
         add("000023", huge_jpeg(faces[9]), caption="a 12000 x 12000 scan", keep="a 12000 x 12000 scan")
     add("000030", good_jpeg[: len(good_jpeg) // 2], caption="truncated download", reason="corrupt_image")

@@ -5,11 +5,11 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.benchmark_fixtures import make_affectnet, make_celeba, make_lfwa_mat, make_rafdb
 from data_pipelines.benchmarks import affectnet, celeba, lfwa, rafdb
 from data_pipelines.benchmarks.builder import build
 from data_pipelines.benchmarks.layout import LayoutError
 from data_pipelines.shards import ShardSource
+from tests.benchmark_fixtures import make_affectnet, make_celeba, make_lfwa_mat, make_rafdb
 
 
 def _records(path, split):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
-from gptface_jax import caption_eval
+from gptface_jax.evals import caption_eval
 
 
 def _split(males, hats=None):

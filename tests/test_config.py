@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from gptface_jax import config_lib
+from gptface_jax.runtime import config_lib
 
 PRETRAIN = "experiments/pretrain.py"
 
@@ -13,7 +13,8 @@ def _load(variant="tiny", *overrides):
     return config_lib.load(["--config", f"{PRETRAIN}:{variant}", *overrides])
 
 
-@pytest.mark.parametrize("variant,layers,width,grid", [("tiny", 4, 128, 8), ("tiny16", 4, 128, 16), ("base", 12, 768, 16),
+@pytest.mark.parametrize("variant,layers,width,grid",
+                         [("tiny", 4, 128, 8), ("tiny16", 4, 128, 16), ("base", 12, 768, 16),
                                                      ("large", 24, 1024, 16)])
 def test_variants_load_and_validate(variant, layers, width, grid):
     config = config_lib.validate(_load(variant), num_devices=8)
@@ -27,8 +28,9 @@ def test_recipes_change_only_their_fields(recipe):
     shape, fields = pretrain.RECIPES[recipe]
     config = config_lib.validate(_load(recipe, "--config.train.steps=2000"), num_devices=8)
     base = _load(shape, "--config.train.steps=2000").to_dict()
-    flat = lambda tree, p="": {k: v for key, value in tree.items() for k, v in (  # noqa: E731
-        flat(value, f"{p}{key}.").items() if isinstance(value, dict) else [(f"{p}{key}", value)])}
+    def flat(tree, p=""):
+        return {k: v for key, value in tree.items() for k, v in (
+            flat(value, f"{p}{key}.").items() if isinstance(value, dict) else [(f"{p}{key}", value)])}
     changed = {k for k, v in flat(config.to_dict()).items() if v != flat(base)[k]}
     assert changed == ({*fields} | {"variant"}) - {"train.steps"}
     with pytest.raises(AttributeError):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from data_pipelines.text_tokenizer import NUM_SPECIAL, PAD
-from gptface_jax import decoding
-from gptface_jax.decoding import DecodeConfig, masked_after
-from gptface_jax.model import GPTFace, ModelConfig, text_hidden
+from gptface_jax.generate import decoding
+from gptface_jax.generate.decoding import DecodeConfig, masked_after
+from gptface_jax.models.transformer import GPTFace, ModelConfig, text_hidden
 
 CONFIG = ModelConfig(text_vocab=64, codebook_size=32, max_text_len=8, image_grid=4, num_layers=2, width=32,
                      num_heads=4, mlp_dim=64, compute_dtype="float32")
@@ -65,7 +65,8 @@ def test_zero_guidance_is_plain_decoding_bit_for_bit(model_and_params):
     mask, key = _region_mask(), jax.random.PRNGKey(3)
     plain = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig())(params, text, image, mask, key)[1]
     zero = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(guidance=0.0, guidance_steps=3,
-                                                                     guidance_tau=0.5))(params, text, image, mask, key)[1]
+                                                                     guidance_tau=0.5))(params, text, image, mask,
+                                                                                        key)[1]
     np.testing.assert_array_equal(np.asarray(plain), np.asarray(zero))
     guided = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(guidance=5.0))(params, text, image, mask, key)[1]
     assert not np.array_equal(np.asarray(plain), np.asarray(guided))
@@ -91,7 +92,8 @@ def test_contrastive_guidance_raises_what_the_caption_adds(model_and_params):
         gains[lam] = float((decoding.itm_score(model, params, text, out)
                             - decoding.itm_score(model, params, empty, out)).mean())
         if lam == 0.0:
-            plain = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(steps=8))(params, text, image, mask, key)[1]
+            plain = decoding.make_decoder(model, decoding.IMAGE, DecodeConfig(steps=8))(params, text, image, mask,
+                                                                                        key)[1]
             np.testing.assert_array_equal(np.asarray(plain), np.asarray(out))
     assert gains[8.0] > gains[0.0], gains
 
@@ -157,7 +159,8 @@ def test_text_decoding_fills_captions_without_special_ids(model_and_params):
         # would draw every id of the table many times over otherwise)
         hot = DecodeConfig(steps=4, temperature=100.0, guidance=cfg.guidance, cfg_scale=cfg.cfg_scale)
         short, _ = decoding.make_decoder(model, decoding.TEXT, hot, text_vocab=12)(
-            params, jnp.tile(text_in, (16, 1)), jnp.tile(image, (16, 1)), jnp.tile(mask, (16, 1)), jax.random.PRNGKey(0))
+            params, jnp.tile(text_in, (16, 1)), jnp.tile(image, (16, 1)), jnp.tile(mask,
+                                                                                   (16, 1)), jax.random.PRNGKey(0))
         drawn = np.asarray(short)[np.tile(np.asarray(mask), (16, 1))]
         assert ((drawn >= NUM_SPECIAL) & (drawn < 12)).all() and len(np.unique(drawn)) == 12 - NUM_SPECIAL
         assert (out[~np.asarray(mask)] == PAD).all()
@@ -208,7 +211,7 @@ def test_repeat_penalty_keeps_every_token_of_a_caption_distinct(model_and_params
 
 def test_caption_defaults_reach_the_cli():
     from gptface_jax.cli import build_parser
-    from gptface_jax.decode_config import default_config
+    from gptface_jax.generate.decode_config import default_config
     args = build_parser().parse_args(["caption", "--workdir", "w", "--image", "x.png"])
     assert (args.order, args.temperature, args.repeat_penalty, args.guidance) == (
         "left_to_right", 0.5, default_config("caption").repeat_penalty, [3.0])

@@ -7,9 +7,9 @@ import pytest
 from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
-from gptface_jax import attribute_classifier, edit_eval, text_to_face_eval
-from gptface_jax.decode_config import guidance_grid
-from gptface_jax.downstream import load_labelled
+from gptface_jax.evals import attribute_classifier, edit_eval, text_to_face_eval
+from gptface_jax.evals.downstream import load_labelled
+from gptface_jax.generate.decode_config import guidance_grid
 
 
 def test_judge_learns_and_round_trips(synth_dir, tmp_path):
@@ -42,7 +42,8 @@ def test_eligible_faces_lack_the_target():
     assert not edit_eval.eligible(attrs, "hair_black").any()
     # an expression: another one, mouth not hidden by a mask; nothing without expression labels
     expression = np.array([3, 0, 1, 0])  # surprised, neutral, happy, neutral (masked)
-    np.testing.assert_array_equal(edit_eval.eligible(attrs, "surprised", expression=expression), [False, True, True, False])
+    np.testing.assert_array_equal(edit_eval.eligible(attrs, "surprised", expression=expression),
+                                  [False, True, True, False])
     assert not edit_eval.eligible(attrs, "surprised").any()
 
 
@@ -53,13 +54,15 @@ def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretoken
                            faces_per_edit=3, text_to_face_samples=4)
     assert report["dataset"] == data  # no folder given: the one the shards were made from
     rows = report["rows"]
-    assert {(r["guidance"], r["cfg_scale"]) for r in rows} == {(0.0, 0.0), (2.0, 0.0)} and len({r["edit"] for r in rows}) >= 3
+    assert {(r["guidance"], r["cfg_scale"]) for r in rows} == {(0.0, 0.0),
+                                                               (2.0, 0.0)} and len({r["edit"] for r in rows}) >= 3
     for r in rows:
         assert r["unchanged_tokens"] == 1.0          # the decoder never touches tokens outside the region
         assert r["psnr_outside"] > 15.0              # only the half-cell fade band differs there
         assert 0.0 <= r["success"] <= 1.0 and np.isfinite(r["itm"])
     generated = report["text_to_face"]
-    assert {(r["attribute"], r["guidance"]) for r in generated} == {(a, g) for a in text_to_face_eval.PROMPTS for g in (0.0, 2.0)}
+    wanted = {(a, g) for a in text_to_face_eval.PROMPTS for g in (0.0, 2.0)}
+    assert {(r["attribute"], r["guidance"]) for r in generated} == wanted
     assert report["judge"]["hair_colour_names"] == ["black", "brown", "blond", "red", "grey"]
     assert 0.0 <= report["judge"]["test"]["hair_colour_accuracy"] <= 1.0
     for r in generated:
@@ -70,14 +73,15 @@ def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretoken
 
 def test_text_to_face_lift_is_zero_when_the_caption_is_the_neutral_one(trained_workdir, monkeypatch):
     """Every caption's faces share the seed: the same caption twice gives the same faces, lift 0 exactly."""
-    from gptface_jax import inference
+    from gptface_jax.serving import inference
 
     class Judge:  # any deterministic function of the pixels will do: here, brightness
         def predict_all(self, images):
             bright = images.reshape(len(images), -1).mean(1)
             return {"attributes": np.repeat((bright > 118)[:, None], len(ATTRIBUTES), 1).astype(float)}
 
-    monkeypatch.setattr(text_to_face_eval, "PROMPTS", {"male": text_to_face_eval.NEUTRAL, "hat": "a person wearing a hat",
+    monkeypatch.setattr(text_to_face_eval, "PROMPTS",
+                        {"male": text_to_face_eval.NEUTRAL, "hat": "a person wearing a hat",
                                                        "hair:blond": "a person with blond hair"})
     rows = text_to_face_eval.evaluate(inference.load(trained_workdir), Judge(), guidances=(0.0,), cfg_scales=(0.0, 2.0),
                                       samples=6)

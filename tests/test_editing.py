@@ -8,7 +8,8 @@ import pytest
 from data_pipelines.errors import DataError
 from data_pipelines.synthfaces.attributes import sample_face
 from data_pipelines.synthfaces.render import render
-from gptface_jax import editing, inference, regions
+from gptface_jax.generate import editing, regions
+from gptface_jax.serving import inference
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +74,16 @@ def test_cli_edit_writes_pngs_and_refuses_bad_input(pretrained, tmp_path):
     args = ["edit", "--workdir", workdir, "--image", path, "--aligned", "--region", "mouth", "--text", "a smiling man",
             "--seeds", "0", "--guidance", "0", "1", "--steps", "4", "--out", str(out)]
     assert cli.main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["edit_grid.png", "edit_seed0_guidance0.png", "edit_seed0_guidance1.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["edit_grid.png", "edit_seed0_guidance0.png",
+                                                     "edit_seed0_guidance1.png"]
     bad = tmp_path / "bad"
     for change in (["--region", "ears"], ["--text", ""]):
         argv = list(args)
         argv[argv.index(change[0]) + 1] = change[1]
         argv[argv.index("--out") + 1] = str(bad)
         assert cli.main(argv) == 2
-    assert cli.main(["inpaint", "--workdir", workdir, "--image", path, "--aligned", "--mask", str(tmp_path / "none.png"),
+    assert cli.main(["inpaint", "--workdir", workdir, "--image", path, "--aligned", "--mask",
+                     str(tmp_path / "none.png"),
                      "--text", "a face", "--out", str(bad)]) == 2
     assert not bad.exists()
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from data_pipelines.errors import DataError
-from gptface_jax import export, features, inference
-from gptface_jax.exported import ExportError
-from gptface_jax.model import GPTFace
+from gptface_jax.models.transformer import GPTFace
+from gptface_jax.serving import export, features, inference
+from gptface_jax.serving.exported import ExportError
 
 # Run in a fresh interpreter from inside the export directory: only jax, numpy and safetensors.
 FRESH = """
@@ -25,7 +25,8 @@ feats = model.features(inputs["codes"])
 np.savez(sys.argv[2], cls=np.asarray(feats["cls"]), mean=np.asarray(feats["mean"]),
          itm=np.asarray(model.itm_score(inputs["text"], inputs["codes"])),
          codes=np.asarray(model.encode_images(inputs["images"])))
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("gptface_jax", "data_pipelines", "flax", "optax", "orbax"))))
+ours = ("gptface_jax", "data_pipelines", "flax", "optax", "orbax")
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ours)))
 """
 
 
@@ -114,7 +115,7 @@ def test_a_broken_export_names_what_is_wrong(exported_dir, tmp_path):
     (cut / "vq_params.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="vq_params.safetensors: unreadable"):
         export.load(str(cut))
-    from gptface_jax import exported
+    from gptface_jax.serving import exported
     with pytest.raises(ExportError, match="vq_params.safetensors: unreadable"):
         exported.load(str(cut))
 
@@ -146,7 +147,7 @@ def test_export_refuses_a_checkpoint_that_is_not_the_configs_model(trained_workd
 def test_flat_names_are_the_parameter_paths():
     flat = export.flatten({"block_0": {"attention": {"query": {"kernel": np.zeros((2, 3))}}}, "text_embed": np.ones(4)})
     assert sorted(flat) == ["block_0.attention.query.kernel", "text_embed"]
-    from gptface_jax.exported import unflatten
+    from gptface_jax.serving.exported import unflatten
     assert unflatten(flat)["block_0"]["attention"]["query"]["kernel"].shape == (2, 3)
 
 

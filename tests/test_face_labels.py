@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
-from gptface_jax.face_labels import holds, labels_as_predictions
+from gptface_jax.evals.face_labels import holds, labels_as_predictions
 
 
 def test_judge_predictions_negations_and_missing_heads():
@@ -14,8 +14,10 @@ def test_judge_predictions_negations_and_missing_heads():
     assert holds(predictions, "not:hair:red") is None  # no hair-colour head
     assert holds(predictions, "expression:happy") is None  # no expression head
     expression = np.array([[0.1, 0.6, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.6, 0.1]])  # happy, surprised
-    np.testing.assert_array_equal(holds({**predictions, "expression": expression}, "expression:surprised"), [False, True])
-    np.testing.assert_array_equal(holds({**predictions, "expression": expression}, "not:expression:surprised"), [True, False])
+    np.testing.assert_array_equal(holds({**predictions, "expression": expression}, "expression:surprised"),
+                                  [False, True])
+    np.testing.assert_array_equal(holds({**predictions, "expression": expression}, "not:expression:surprised"),
+                                  [True, False])
 
 
 def test_ground_truth_reads_like_a_judge_that_is_sure():

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from tests import crawl_fixtures as cf
 from data_pipelines.ingest.builder import ingest
 from data_pipelines.ingest.captions import CaptionOptions, clean_caption
 from data_pipelines.ingest.dedup import NearDuplicateIndex, hamming, phash
@@ -17,6 +16,7 @@ from data_pipelines.ingest.faces import FaceOptions, decode_image, face_crop
 from data_pipelines.ingest.process import IngestOptions, process_pair
 from data_pipelines.ingest.readers import RawPair, ReaderOptions
 from data_pipelines.shards import ShardSource
+from tests import crawl_fixtures as cf
 
 
 def _kept(rgb_images, options=IngestOptions(ReaderOptions("webdataset"))):
@@ -72,7 +72,8 @@ def test_size_guard_decodes_large_jpeg_reduced_and_refuses_large_png():
 
 
 def test_caption_cleaning():
-    assert clean_caption(b"  <p>Hello&nbsp;<b>world</b></p> see https://x.example/a?b=1 \n\t ok ") == "Hello world see ok"
+    raw = b"  <p>Hello&nbsp;<b>world</b></p> see https://x.example/a?b=1 \n\t ok "
+    assert clean_caption(raw) == "Hello world see ok"
     # escaped markup is markup: no literal <script> comes out, nor the code inside it, nor ANSI colours
     assert clean_caption("a &lt;script&gt;alert(1)&lt;/script&gt; smiling man") == "a smiling man"
     assert clean_caption("<style>p {color: red}</style>a woman <b>with</b> a hat") == "a woman with a hat"
@@ -184,7 +185,8 @@ def test_table_and_folder_readers_round_trip(tmp_path):
         source = ShardSource(path)
         return sorted(source[i]["caption"].decode() for i in range(len(source))), report
 
-    got, report = run([str(tmp_path / "crawl.parquet")], ReaderOptions("table", image_column="jpg", caption_column="text",
+    got, report = run([str(tmp_path / "crawl.parquet")],
+                      ReaderOptions("table", image_column="jpg", caption_column="text",
                                                                         key_column="uid"))
     assert got == sorted(captions.values()) and report["seen"] == 4
     got, report = run([str(tmp_path / "crawl.csv")], ReaderOptions("table", image_column="path", caption_column="alt"))
@@ -219,7 +221,8 @@ def test_beam_path_matches_local(messy_crawl, tmp_path):
                              beam_runner="DirectRunner")
     for key in ("seen", "kept", "dropped_by_reason", "fixed_on_the_way", "faces_per_image", "caption_words"):
         assert beam[key] == local[key], key
-    captions = lambda p: sorted(ShardSource(p)[i]["caption"] for i in range(len(ShardSource(p))))  # noqa: E731
+    def captions(p):
+        return sorted(ShardSource(p)[i]["caption"] for i in range(len(ShardSource(p))))
     assert captions(beam_path) == captions(local_path)
 
 

@@ -7,11 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from data_pipelines.text_tokenizer import MASK, PAD
-from gptface_jax import config_lib, evaluators, losses, negatives, sharding, trainer
-from gptface_jax.model import GPTFace
+from gptface_jax.evals import evaluators
+from gptface_jax.models import losses
+from gptface_jax.models.transformer import GPTFace
+from gptface_jax.runtime import config_lib, sharding
+from gptface_jax.train import negatives, trainer
 from tests.test_losses import CONFIG, _batch
 
 ITC = dataclasses.replace(CONFIG, itc_dim=16)
@@ -26,8 +30,8 @@ def _reference(text, image, captions, scale, bias, kind):
         z = logits + bias
         return float(np.mean([sum(-np.log(1 / (1 + np.exp(-(z[i, j] if pos[i, j] else -z[i, j])))) for j in range(n))
                               for i in range(n)]))
-    def ce(l, p):
-        logp = l - np.log(np.exp(l).sum(1, keepdims=True))
+    def ce(scores, p):
+        logp = scores - np.log(np.exp(scores).sum(1, keepdims=True))
         return float(np.mean([-(logp[i][p[i]]).mean() for i in range(n)]))
     return 0.5 * (ce(logits, pos) + ce(logits.T, pos.T))
 
@@ -35,7 +39,8 @@ def _reference(text, image, captions, scale, bias, kind):
 @pytest.mark.parametrize("kind", ["sigmoid", "softmax"])
 def test_itc_loss_matches_the_pairwise_reference_and_identical_captions_are_positives(kind):
     rng = np.random.default_rng(0)
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
     text, image = unit(rng.normal(size=(6, 8))), unit(rng.normal(size=(6, 8)))
     captions = rng.integers(5, 50, (6, 4))
     captions[4] = captions[1]  # a duplicate caption: rows 1 and 4 are each other's positives
@@ -79,7 +84,8 @@ def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
         init, _, shardings = trainer.state_shardings(model, tx, mesh, rules)
         state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
         spec = sharding.batch_spec(config)
-        place = lambda v: jax.device_put(v, NamedSharding(mesh, P(*spec, *([None] * (v.ndim - 1)))))  # noqa: E731
+        def place(v):
+            return jax.device_put(v, NamedSharding(mesh, P(*spec, *([None] * (v.ndim - 1)))))
         sharded = {k: place(v) for k, v in batch.items()}
         s_state, s_metrics = jax.jit(step, out_shardings=(shardings, sharding.replicated(mesh)))(state, sharded)
     single = jax.device_put(jax.device_get(init(jax.random.PRNGKey(0))), jax.devices()[0])

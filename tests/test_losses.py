@@ -10,8 +10,10 @@ from jax.sharding import NamedSharding
 
 from data_pipelines.itm import make_pairs, token_overlap
 from data_pipelines.masking import MaskingConfig, mask_batch
-from gptface_jax import config_lib, losses, sharding, trainer
-from gptface_jax.model import GPTFace, ModelConfig
+from gptface_jax.models import losses
+from gptface_jax.models.transformer import GPTFace, ModelConfig
+from gptface_jax.runtime import config_lib, sharding
+from gptface_jax.train import trainer
 
 CONFIG = ModelConfig(text_vocab=64, codebook_size=32, max_text_len=8, image_grid=4, num_layers=2, width=32,
                      num_heads=4, mlp_dim=64, compute_dtype="float32")
@@ -68,8 +70,10 @@ def _batch(b=8):
 def _loss_fn(model):
     def loss_fn(params, batch):
         out = model.apply(params, batch["text_inputs"], batch["image_inputs"])
-        text_fn = lambda h: model.apply(params, h, method=GPTFace.text_logits)  # noqa: E731
-        image_fn = lambda h: model.apply(params, h, method=GPTFace.image_logits)  # noqa: E731
+        def text_fn(h):
+            return model.apply(params, h, method=GPTFace.text_logits)
+        def image_fn(h):
+            return model.apply(params, h, method=GPTFace.image_logits)
         total, (metrics, _) = losses.milm_itm_loss(text_fn, image_fn, out, batch, max_text_len=8,
                                                    capacity_text=1.0, capacity_image=1.0)
         return total, metrics
@@ -110,9 +114,12 @@ def test_sharded_train_step_equals_single_device_step(shape):
         assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded_state["params"])) \
             or shape == (8, 1, 1)  # (8,1,1) is pure data parallelism: parameters replicated
         spec = sharding.batch_spec(config)
-        sharded_batch = {k: jax.device_put(v, NamedSharding(mesh, jax.sharding.PartitionSpec(*spec, *([None] * (v.ndim - 1)))))
+        sharded_batch = {k: jax.device_put(v,
+                                           NamedSharding(mesh,
+                                                         jax.sharding.PartitionSpec(*spec, *([None] * (v.ndim - 1)))))
                          for k, v in batch.items()}
-        s_state, s_metrics = jax.jit(step, out_shardings=(shardings, sharding.replicated(mesh)))(sharded_state, sharded_batch)
+        s_state, s_metrics = jax.jit(step, out_shardings=(shardings, sharding.replicated(mesh)))(sharded_state,
+                                                                                                 sharded_batch)
     state = jax.device_put(jax.device_get(init(jax.random.PRNGKey(0))), jax.devices()[0])
     new_state, metrics = jax.jit(step)(state, batch)
     np.testing.assert_allclose(float(s_metrics["loss"]), float(metrics["loss"]), rtol=1e-5)

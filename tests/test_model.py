@@ -7,8 +7,8 @@ import pytest
 from jax.sharding import NamedSharding
 
 from data_pipelines.text_tokenizer import PAD
-from gptface_jax import config_lib, sharding
-from gptface_jax.model import GPTFace, ModelConfig, gather_positions, image_hidden, text_hidden
+from gptface_jax.models.transformer import GPTFace, ModelConfig, gather_positions, image_hidden, text_hidden
+from gptface_jax.runtime import config_lib, sharding
 
 CONFIG = ModelConfig(text_vocab=64, codebook_size=32, max_text_len=8, image_grid=4, num_layers=2, width=32,
                      num_heads=4, mlp_dim=64, compute_dtype="float32")
@@ -121,7 +121,8 @@ def test_cudnn_attention_matches_einsum_with_padding():
     (la, ga), (lb, gb) = (jax.value_and_grad(loss)(variables, a) for a in ("einsum", "cudnn"))
     np.testing.assert_allclose(float(lb), float(la), rtol=2e-2)
     # one relative error over the whole gradient: per leaf, near-zero leaves (|g| ~ 1e-4) are all bf16 noise
-    flat = lambda g: jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(g)])  # noqa: E731
+    def flat(g):
+        return jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(g)])
     assert float(jnp.linalg.norm(flat(ga) - flat(gb)) / jnp.linalg.norm(flat(ga))) < 5e-2
 
 
@@ -132,20 +133,23 @@ def test_kernel_init_scales():
     wide = dataclasses.replace(CONFIG, width=128, mlp_dim=512)
     stds = {}
     for init in ("normal", "fan_in"):
-        params = nn.meta.unbox(GPTFace(dataclasses.replace(wide, kernel_init=init)).init(jax.random.PRNGKey(0), text, image))
+        params = nn.meta.unbox(GPTFace(dataclasses.replace(wide, kernel_init=init)).init(jax.random.PRNGKey(0), text,
+                                                                                         image))
         block = params["params"]["block_0"]
         stds[init] = {"query": float(jnp.std(block["attention"]["query"]["kernel"])),
                       "mlp_out": float(jnp.std(block["mlp_out"]["kernel"]))}
     np.testing.assert_allclose(list(stds["normal"].values()), [0.02, 0.02], rtol=0.05)
-    np.testing.assert_allclose([stds["fan_in"]["query"], stds["fan_in"]["mlp_out"]], [128 ** -0.5, 512 ** -0.5], rtol=0.05)
+    np.testing.assert_allclose([stds["fan_in"]["query"], stds["fan_in"]["mlp_out"]], [128 ** -0.5, 512 ** -0.5],
+                               rtol=0.05)
 
 
 def test_model_flop_count_matches_xla_on_cpu():
     """The MFU count (metrics.transformer_train_flops) against XLA's exact CPU cost analysis of the
     same forward + backward: matmuls dominate at this width, so the two agree within 15%."""
     import dataclasses
-    from gptface_jax import losses
-    from gptface_jax.metrics import compiled_flops, transformer_train_flops
+
+    from gptface_jax.models import losses
+    from gptface_jax.runtime.metrics import compiled_flops, transformer_train_flops
     config = dataclasses.replace(CONFIG, num_layers=2, width=256, num_heads=4, mlp_dim=1024, text_vocab=512,
                                  codebook_size=256, max_text_len=16, image_grid=8)
     model, b = GPTFace(config), 8
@@ -158,7 +162,8 @@ def test_model_flop_count_matches_xla_on_cpu():
     def loss(p):
         out = model.apply(p, text, image)
         total, _ = losses.milm_itm_loss(
-            lambda h: model.apply(p, h, method=GPTFace.text_logits), lambda h: model.apply(p, h, method=GPTFace.image_logits),
+            lambda h: model.apply(p, h, method=GPTFace.text_logits), lambda h: model.apply(p, h,
+                                                                                           method=GPTFace.image_logits),
             out, {"text_targets": text, "image_targets": image, "text_mask": text_mask, "image_mask": image_mask,
                   "itm_label": jnp.ones(b, jnp.int32)}, max_text_len=16, capacity_text=0.25, capacity_image=0.5)
         return total

@@ -1,8 +1,8 @@
 """MILM + ITM batches from pre-tokenized examples: masks on positives only, exact resume."""
 import numpy as np
 
-from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
 from data_pipelines.masking import TEXT_GENERATION
+from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
 from data_pipelines.text_tokenizer import MASK, PAD
 
 
@@ -38,10 +38,12 @@ def test_batches_mask_positives_only():
     np.testing.assert_array_equal(batch["image_inputs"][pos][~batch["image_mask"][pos]],
                                   batch["image_targets"][pos][~batch["image_mask"][pos]])
     # ... but negatives are corrupted alike, so masking cannot reveal the ITM label
-    masked_fraction = lambda rows: (batch["image_inputs"][rows] == 32).mean()  # noqa: E731
+    def masked_fraction(rows):
+        return (batch["image_inputs"][rows] == 32).mean()
     assert masked_fraction(negative) > 0.1 and masked_fraction(pos) > 0.1
     # unmasked text positions show the (paired) caption
-    assert (batch["text_inputs"][pos][~batch["text_mask"][pos]] == batch["text_targets"][pos][~batch["text_mask"][pos]]).all()
+    shown = ~batch["text_mask"][pos]
+    assert (batch["text_inputs"][pos][shown] == batch["text_targets"][pos][shown]).all()
     by_index = {r["index"]: r for r in source}
     for k in np.flatnonzero(~negative):  # positives keep their own caption
         np.testing.assert_array_equal(batch["text_targets"][k], by_index[int(batch["index"][k])]["text_ids"])
@@ -118,7 +120,8 @@ def test_unmasked_examples_show_whole_pairs():
 def test_fewer_negatives_leave_more_positives_and_itm_stays_balanced():
     import dataclasses
     config = dataclasses.replace(CONFIG, negative_fraction=0.25)
-    batches = [b for b, _ in zip(pretraining_dataset(_records(), ReaderConfig(batch_size=16, seed=1), config), range(6))]
+    batches = [b for b,
+               _ in zip(pretraining_dataset(_records(), ReaderConfig(batch_size=16, seed=1), config), range(6))]
     label = np.concatenate([b["itm_label"] for b in batches])
     weight = np.concatenate([b["itm_weight"] for b in batches])
     assert 0.15 < (label == 0).mean() < 0.35

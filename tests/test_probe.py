@@ -6,8 +6,8 @@ import pytest
 
 from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardError
-from gptface_jax import downstream
-from gptface_jax.probe import Split, probe_attributes, probe_classes
+from gptface_jax.evals import downstream
+from gptface_jax.evals.probe import Split, probe_attributes, probe_classes
 
 
 def _linear_data(rng, n, d=24, attributes=3, classes=4):
@@ -75,7 +75,7 @@ def test_probe_errors_name_the_problem(trained_workdir, tmp_path):
 
 
 def test_finetune_trains_the_whole_model_and_reports_test_accuracy(trained_workdir, pretokenized, tmp_path):
-    from gptface_jax import finetune
+    from gptface_jax.evals import finetune
     result = finetune.finetune(trained_workdir, _synth_dir_of(pretokenized), str(tmp_path), steps=24, batch_size=16,
                                learning_rate=3e-3, eval_every=8)
     history = result["history"]
@@ -87,9 +87,10 @@ def test_finetune_trains_the_whole_model_and_reports_test_accuracy(trained_workd
 
 
 def test_finetune_baseline_starts_from_the_initialisation(trained_workdir, pretokenized, tmp_path):
-    from gptface_jax import finetune
-    run = lambda init: finetune.finetune(trained_workdir, _synth_dir_of(pretokenized), str(tmp_path), steps=8,  # noqa: E731
-                                         batch_size=16, learning_rate=3e-3, eval_every=8, init=init)
+    from gptface_jax.evals import finetune
+    def run(init):
+        return finetune.finetune(trained_workdir, _synth_dir_of(pretokenized), str(tmp_path), steps=8, batch_size=16,
+                                 learning_rate=3e-3, eval_every=8, init=init)
     pretrained, random = run("pretrained"), run("random")
     assert random["init"] == "random" and (tmp_path / "finetune_synth_faces_random_init.json").exists()
     # same data, steps and head: only the body's starting point differs, and it shows

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gptface_jax.regions import REGIONS, RegionError, pixel_to_token_mask, region_mask
+from gptface_jax.generate.regions import REGIONS, RegionError, pixel_to_token_mask, region_mask
 
 
 @pytest.mark.parametrize("grid", [8, 16])
@@ -11,7 +11,8 @@ def test_regions_cover_their_rows_and_columns(grid):
         assert region_mask(name, grid).any(), name
     mouth = region_mask("mouth", grid)
     rows, cols = np.nonzero(mouth)
-    centre = lambda i: (i + 0.5) / grid  # noqa: E731
+    def centre(i):
+        return (i + 0.5) / grid
     assert all(0.62 <= centre(r) < 0.8 for r in rows) and all(0.3 <= centre(c) < 0.7 for c in cols)
     # every cell whose centre is in the box is included
     expected = sum(1 for r in range(grid) for c in range(grid)
@@ -24,7 +25,8 @@ def test_regions_cover_their_rows_and_columns(grid):
 
 def test_region_masks_at_8_and_16_agree_in_image_space():
     for name in REGIONS:
-        centroid = lambda m: (np.argwhere(m) + 0.5).mean(0) / m.shape[0]  # noqa: E731
+        def centroid(m):
+            return (np.argwhere(m) + 0.5).mean(0) / m.shape[0]
         assert np.abs(centroid(region_mask(name, 8)) - centroid(region_mask(name, 16))).max() <= 0.125, name
 
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import pretrain
-from gptface_jax import sharding
+from gptface_jax.runtime import sharding
 
 
 def test_run_in_batches_pads_keeps_order_and_cuts_back():

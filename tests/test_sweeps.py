@@ -2,7 +2,7 @@
 import pytest
 
 from gptface_jax import sweeps
-from gptface_jax.config_lib import ConfigError
+from gptface_jax.runtime.config_lib import ConfigError
 
 
 def test_product_and_zip():
@@ -23,7 +23,8 @@ def test_declared_sweeps_plan_and_print(tmp_path, capsys):
     assert len(variants) == 4 and len({v["workdir"] for v in variants}) == 4
     assert sweeps.main(flags, "masking", str(tmp_path), print_only=True) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("gptface train --config experiments/pretrain.py:tiny") for line in lines)
+    assert len(lines) == 2
+    assert all(line.startswith("gptface train --config experiments/pretrain.py:tiny") for line in lines)
     assert "--config.masking.text_ratio=0.25 --config.masking.image_ratio=0.5" in lines[1]
     assert "--config.train.steps=70" in lines[0]
 

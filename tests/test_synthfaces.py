@@ -114,7 +114,8 @@ def test_label_correlations_are_plausible():
     faces = [sample_face(1, i) for i in range(3000)]
     beards = [f.attributes["male"] for f in faces if f.attributes["beard"]]
     assert beards and all(beards)
-    rate = lambda key: np.mean([f.attributes[key] for f in faces])  # noqa: E731
+    def rate(key):
+        return np.mean([f.attributes[key] for f in faces])
     for a in ATTRIBUTES:
         assert 0.03 < rate(a) < 0.8, a
     assert all(f.attributes["smiling"] for f in faces if EXPRESSIONS[f.expression] == "happy")

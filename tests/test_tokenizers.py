@@ -12,8 +12,11 @@ from data_pipelines.errors import DataError, OptionError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import rng_for, sample_face
 from data_pipelines.synthfaces.captions import make_caption
-from gptface_jax import config_lib, optimizer, regions, vq_train
-from gptface_jax.vq import VQConfig, VQModel
+from gptface_jax.generate import regions
+from gptface_jax.models.vq import VQConfig, VQModel
+from gptface_jax.runtime import config_lib, optimizer
+from gptface_jax.serving import image_tokenizer
+from gptface_jax.train import vq_train
 
 EXTRA_TEXT = ["Portrait d'une femme souriante, café crème", "日本語のキャプション、笑顔の女性", "Ελληνικά πρόσωπο",
               "Ünterwegs in Berlin 😀", "literal <mask> and [CLS] in a caption"]
@@ -48,7 +51,7 @@ def test_fixed_length_truncates_and_pads(text_model):
 
 def test_default_tokenizer_keeps_attribute_words_whole():
     """At the size the configs ask for, unigram stops short of it and splits "young", "black", "older";
-    the default (BPE) gives every piece asked for and keeps the words whole (BENCHMARKS.md, "BPE by default")."""
+    the default (BPE) gives every piece asked for and keeps the words whole (docs/experiments.md, "BPE by default")."""
     captions = [make_caption(sample_face(0, i), rng_for(0, i, 2)).text for i in range(1500)]
     words = ("young", "older", "elderly", "black", "brown", "red", "blond", "grey", "man", "woman", "lady",
              "smiling", "happy", "sad", "angry", "surprised", "neutral")
@@ -102,7 +105,7 @@ def _encoded_shape_and_size(variant: str, size: int):
     x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
     params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))["params"])
     codes = jax.eval_shape(lambda p, x: model.apply({"params": p}, x, method=VQModel.encode), params, x)
-    return codes.shape, sum(np.prod(l.shape) for l in jax.tree.leaves(params))
+    return codes.shape, sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params))
 
 
 def test_base_shapes_without_running_them():
@@ -160,7 +163,7 @@ def _vq_config(tmp_path, **overrides):
 def test_training_learns_and_resumes_exactly(tmp_path):
     full = _vq_config(tmp_path, **{"train.steps": 6, "data.dir": ""})
     scores = vq_train.train(full, str(tmp_path / "full"))
-    from gptface_jax.metrics import read_metrics
+    from gptface_jax.runtime.metrics import read_metrics
     rows = [r for r in read_metrics(str(tmp_path / "full")) if "loss" in r]
     assert rows[-1]["loss"] < rows[0]["loss"]  # the loss falls
     assert os.path.exists(tmp_path / "full" / "reconstructions.png")
@@ -170,24 +173,24 @@ def test_training_learns_and_resumes_exactly(tmp_path):
     shutil.copytree(tmp_path / "full", tmp_path / "resumed")
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "6")
     vq_train.train(full, str(tmp_path / "resumed"))
-    a, b = vq_train.load(str(tmp_path / "full")), vq_train.load(str(tmp_path / "resumed"))
+    a, b = image_tokenizer.load(str(tmp_path / "full")), image_tokenizer.load(str(tmp_path / "resumed"))
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-    fresh = vq_train.load(str(tmp_path / "full"))
+    fresh = image_tokenizer.load(str(tmp_path / "full"))
     assert any(not np.allclose(np.asarray(x), np.asarray(y)) for x, y in
                zip(jax.tree.leaves(fresh.params), jax.tree.leaves(vq_train.init_state(
                    VQModel(a.config), optimizer.make_optimizer(full), full, jax.random.PRNGKey(0))["params"])))
 
 
 def test_pretokenized_shards_match_direct_calls(tmp_path, text_model):
-    from gptface_jax.pretokenize import pretokenize
+    from gptface_jax.train.pretokenize import pretokenize
     cfg = _vq_config(tmp_path, **{"train.steps": 2})
     vq_train.train(cfg, str(tmp_path / "vq"))
     model_path = tmp_path / "text.model"
     model_path.write_bytes(text_model.proto)
     out = pretokenize(str(tmp_path / "vq" / "data"), str(model_path), str(tmp_path / "vq"), str(tmp_path / "pre"),
                       max_len=16, batch_size=16)
-    vq = vq_train.load(str(tmp_path / "vq"))
+    vq = image_tokenizer.load(str(tmp_path / "vq"))
     for split in ("train", "test"):
         faces, pre = ShardSource(str(tmp_path / "vq" / "data"), split), ShardSource(out, split)
         assert len(pre) == len(faces)
@@ -212,15 +215,15 @@ def test_pretokenized_shards_match_direct_calls(tmp_path, text_model):
 def test_vq_that_does_not_match_the_config_is_rejected(tmp_path):
     cfg = _vq_config(tmp_path, **{"train.steps": 1, "train.warmup_steps": 0})
     vq_train.train(cfg, str(tmp_path / "vq"))
-    vq = vq_train.load(str(tmp_path / "vq"))
+    vq = image_tokenizer.load(str(tmp_path / "vq"))
     with pytest.raises(DataError, match="codebook size 16 but the config says vq.codebook_size=256"):
         vq.check_matches(image_size=32, codebook_size=256)
     with pytest.raises(DataError, match="image size 32 but the config says data.image_size=64"):
         vq.check_matches(image_size=64, codebook_size=16)
     with pytest.raises(DataError, match="not a VQ workdir"):
-        vq_train.load(str(tmp_path))
+        image_tokenizer.load(str(tmp_path))
     # the pre-training config's sizes are checked before any shard is written
-    from gptface_jax.pretokenize import pretokenize
+    from gptface_jax.train.pretokenize import pretokenize
     model = tmp_path / "text.model"
     captions = [make_caption(sample_face(0, i), rng_for(0, i, 2)).text for i in range(400)]
     model.write_bytes(tt.train(captions, vocab_size=600))

@@ -9,9 +9,10 @@ import optax
 import pytest
 
 from data_pipelines.errors import DataError
-from gptface_jax import config_lib, optimizer, train_loop, trainer
-from gptface_jax.checkpoints import CheckpointMismatch, Checkpointer
-from gptface_jax.metrics import read_metrics
+from gptface_jax.runtime import config_lib, optimizer
+from gptface_jax.runtime.checkpoints import Checkpointer, CheckpointMismatch
+from gptface_jax.runtime.metrics import read_metrics
+from gptface_jax.train import train_loop, trainer
 
 
 def _config(data, **overrides):
@@ -19,7 +20,8 @@ def _config(data, **overrides):
               "model.num_layers": 2, "model.width": 32, "model.num_heads": 4, "model.mlp_dim": 64,
               "train.batch_size": 16, "train.warmup_steps": 2, "train.log_every": 2, "train.checkpoint_every": 4,
               "mesh.shape": "(2,2,2)", "train.learning_rate": 3e-3, **overrides}
-    return config_lib.load(["--config", "experiments/pretrain.py:tiny", *(f"--config.{k}={v}" for k, v in fields.items())])
+    return config_lib.load(["--config", "experiments/pretrain.py:tiny",
+                            *(f"--config.{k}={v}" for k, v in fields.items())])
 
 
 def test_losses_fall_and_resume_reproduces(pretokenized, tmp_path, capsys):
@@ -41,7 +43,8 @@ def test_losses_fall_and_resume_reproduces(pretokenized, tmp_path, capsys):
     assert (tmp_path / "resumed" / "checkpoints_unreadable" / "8").is_dir()
     a = read_metrics(str(tmp_path / "full"))
     b = read_metrics(str(tmp_path / "resumed"))
-    loss = lambda rows, step: [r["loss"] for r in rows if r.get("step") == step and "loss" in r][-1]  # noqa: E731
+    def loss(rows, step):
+        return [r["loss"] for r in rows if r.get("step") == step and "loss" in r][-1]
     for step in (6, 8):  # steps after the resume see the same batches, masks and parameters
         np.testing.assert_allclose(loss(b, step), loss(a, step), rtol=1e-5)
     # the killed run's rows past the restored step 4 are gone: each step once, from the run that resumed

@@ -12,9 +12,10 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
-from gptface_jax import config_lib, optimizer, sharding, trainer
-from gptface_jax.checkpoints import Checkpointer
-from gptface_jax.model import GPTFace, ModelConfig, stack_layers, unstack_layers
+from gptface_jax.models.transformer import GPTFace, ModelConfig, stack_layers, unstack_layers
+from gptface_jax.runtime import config_lib, optimizer, sharding
+from gptface_jax.runtime.checkpoints import Checkpointer
+from gptface_jax.train import trainer
 from tests.test_losses import CONFIG, _batch, _loss_fn
 
 
@@ -109,7 +110,7 @@ def test_scan_over_layers_and_remat_equal_the_loop():
         model = GPTFace(dataclasses.replace(CONFIG, remat=remat, scan_layers=scan))
         p = stack_layers(params) if scan else params
         assert jax.tree.structure(p) == jax.tree.structure(_init(model, batch))
-        loss, grads = jax.value_and_grad(lambda q: _loss_fn(model)(q, batch)[0])(p)
+        loss, grads = jax.value_and_grad(lambda q, model=model: _loss_fn(model)(q, batch)[0])(p)
         np.testing.assert_allclose(float(loss), float(reference[0]), rtol=1e-6)
         for a, b in zip(jax.tree.leaves(unstack_layers(grads) if scan else grads), jax.tree.leaves(reference[1])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
@@ -151,7 +152,7 @@ def _restore_everything(workdir):
 
 
 def test_vq_trainer_stops_on_nan_and_keeps_a_finite_checkpoint(tmp_path):
-    from gptface_jax import train_loop, vq_train
+    from gptface_jax.train import train_loop, vq_train
     args = ["--config", "experiments/vq.py:tiny", "--config.data.image_size=32", "--config.data.num_train=32",
             "--config.data.num_test=16", "--config.vq.codebook_size=16", "--config.vq.code_dim=8",
             "--config.vq.channels=(8,16)", "--config.train.batch_size=16", "--config.train.steps=30",

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from gptface_jax import config_lib, inference, trainer, workdir_lock
+from gptface_jax.runtime import config_lib, layout, workdir_lock
+from gptface_jax.serving import inference
+from gptface_jax.train import trainer
 
 
 def test_a_second_run_on_a_held_workdir_refuses_and_writes_nothing(pretokenized, tmp_path):
@@ -18,7 +20,7 @@ def test_a_second_run_on_a_held_workdir_refuses_and_writes_nothing(pretokenized,
     with workdir_lock.exclusive(str(workdir)):
         with pytest.raises(workdir_lock.WorkdirBusy, match=rf"in use by another run \(pid {os.getpid()} on "):
             trainer.train(config, str(workdir))
-    assert sorted(os.listdir(workdir)) == [workdir_lock.LOCK_FILE]
+    assert sorted(os.listdir(workdir)) == [layout.LOCK]
 
 
 def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):

@@ -17,17 +17,20 @@ import numpy as np
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.captions import mentioned_facts
 from data_pipelines.synthfaces.eval_pairs import clean_pairs, visible_verdict
-from gptface_jax import inference, itm_eval
+from gptface_jax.evals import itm_eval
+from gptface_jax.runtime import sharding
+from gptface_jax.serving import inference, scorers
 
 workdir = sys.argv[1]
 config, model, params = inference.load_params(workdir, int(sys.argv[2]) if len(sys.argv) > 2 else None)
 split = itm_eval.load_split(ShardSource(config.data.pretokenized, "test", verify=False), config.evals.itm.max_examples)
 pairs = clean_pairs(split["captions"], split["attributes"], split["hair_colour"], split["expression"])
-score = jax.jit(lambda t, i: model.apply(params, t, i)["itm_logits"])
-logits = np.concatenate([np.asarray(score(split["text_ids"][pairs["caption"][k:k + 100]],
-                                          split["image_codes"][pairs["image"][k:k + 100]]))
-                         for k in range(0, len(pairs["label"]), 100)])
-correct = (logits[:, 1] > logits[:, 0]) == (pairs["label"] == 1)
+mesh = sharding.make_mesh(config, jax.devices()[:1])
+params = jax.device_put(params, sharding.replicated(mesh))
+# the project's match logit (the fusion head plus, with model.itm_similarity, the unimodal similarity)
+prob = itm_eval.match_probabilities(scorers.itm_scorer(model, mesh), params, split["text_ids"][pairs["caption"]],
+                                    split["image_codes"][pairs["image"]], mesh, config, batch_size=100)
+correct = (prob > 0.5) == (pairs["label"] == 1)
 hits, totals, only_hits, only_totals = (collections.Counter() for _ in range(4))
 for row in np.flatnonzero(pairs["label"] == 0):
     i, j = pairs["image"][row], pairs["caption"][row]

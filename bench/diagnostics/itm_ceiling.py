@@ -3,7 +3,7 @@
     python bench/diagnostics/itm_ceiling.py SYNTH_DIR [VQ_WORKDIR ...] [--no-rendered] [--max-train N] [--steps N]
 
 A reader that knew the captions' grammar perfectly and only had to look at the face: the pixel
-judge (gptface_jax.attribute_classifier) predicts every fact, and a pair is scored by
+judge (gptface_jax.evals.attribute_classifier) predicts every fact, and a pair is scored by
 sum over the caption's stated facts of log P(fact holds | image). The judge is fitted twice, on the
 rendered faces and on each tokenizer's VQ reconstructions (what the transformer's image tokens stand for), and
 scored on the same held-out clean pairs that `gptface train` evaluates (eval_pairs.clean_pairs over
@@ -13,11 +13,12 @@ import argparse
 
 import numpy as np
 
+from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, HAIR_COLOURS
 from data_pipelines.synthfaces.captions import mentioned_facts
 from data_pipelines.synthfaces.eval_pairs import clean_pairs
-from data_pipelines.shards import ShardSource
-from gptface_jax import attribute_classifier, downstream, itm_eval, vq_train
+from gptface_jax.evals import attribute_classifier, downstream, itm_eval
+from gptface_jax.serving import image_tokenizer
 
 _BALD, _HAT = ATTRIBUTES.index("bald"), ATTRIBUTES.index("hat")
 
@@ -54,7 +55,7 @@ def held_out_accuracy(scores: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
 
 
 def main(data: str, vq_dirs: list[str], rendered: bool, max_train: int, steps: int) -> None:
-    size = vq_train.load(vq_dirs[0]).config.image_size if vq_dirs else 64
+    size = image_tokenizer.load(vq_dirs[0]).config.image_size if vq_dirs else 64
     train = downstream.load_labelled(data, "train", size, max_train)
     test = downstream.load_labelled(data, "test", size, 1000)
     source = ShardSource(data, "test")
@@ -67,7 +68,7 @@ def main(data: str, vq_dirs: list[str], rendered: bool, max_train: int, steps: i
     for vq_dir in vq_dirs:
         views[f"VQ reconstructions ({vq_dir})"] = (
             lambda vq: lambda: (vq.decode(vq.encode(train["images"])), vq.decode(vq.encode(test["images"]))))(
-                vq_train.load(vq_dir))
+                image_tokenizer.load(vq_dir))
     print(f"{len(pairs['label'])} clean pairs from {len(captions)} held-out faces; judges fitted on "
           f"{len(train['images'])} faces, {steps} steps\n")
     print("| judge trained and scored on | clean ITM accuracy (held-out threshold) | AUC | "

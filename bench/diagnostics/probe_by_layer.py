@@ -18,8 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines.text_tokenizer import PAD
-from gptface_jax import downstream, inference, sharding
-from gptface_jax.model import Block, image_hidden
+from gptface_jax.evals import downstream
+from gptface_jax.models.transformer import Block, image_hidden
+from gptface_jax.runtime import sharding
+from gptface_jax.serving import inference
 
 workdir, data = sys.argv[1], sys.argv[2]
 max_train = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
@@ -56,7 +58,7 @@ rows = {}
 for label, params in (("gptface", pretrained.params), ("random_init", downstream.initial_params(pretrained))):
     for name, split in splits.items():
         codes = np.asarray(pretrained.image_codes(split["images"]), np.int32)
-        (states,) = sharding.run_in_batches(lambda c: (fn(params, c),), [codes], 256)
+        (states,) = sharding.run_in_batches(lambda c, params=params: (fn(params, c),), [codes], 256)
         for depth in range(config.num_layers + 1):
             rows.setdefault(f"{label}_{row}_depth{depth}", {})[name] = np.asarray(states[:, depth])
 print(downstream.markdown(downstream.run_probes(rows, splits), data).split("\n\n| attribute")[0])

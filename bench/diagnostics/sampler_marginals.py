@@ -16,9 +16,11 @@ import jax
 import numpy as np
 
 from data_pipelines.text_tokenizer import PAD
-from gptface_jax import attribute_classifier, decoding, face_labels, inference, text_to_face_eval
-from gptface_jax.decode_config import DecodeConfig
-from gptface_jax.downstream import load_labelled
+from gptface_jax.evals import attribute_classifier, face_labels, text_to_face_eval
+from gptface_jax.evals.downstream import load_labelled
+from gptface_jax.generate import decoding
+from gptface_jax.generate.decode_config import DecodeConfig
+from gptface_jax.serving import inference
 
 JUDGED = ["male", "smiling", "eyeglasses", "beard", "hat", "surgical_mask", "hair:black", "hair:blond"]
 SETTINGS = {  # name: DecodeConfig overrides

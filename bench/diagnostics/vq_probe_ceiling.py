@@ -9,12 +9,12 @@ table (gptface eval probe). Same splits, probes and weight-decay choice as `gptf
 """
 import sys
 
-
-from gptface_jax import downstream, vq_train
+from gptface_jax.evals import downstream
+from gptface_jax.serving import image_tokenizer
 
 vq_dir, data = sys.argv[1], sys.argv[2]
 max_train = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
-vq = vq_train.load(vq_dir)
+vq = image_tokenizer.load(vq_dir)
 splits = downstream.dataset_splits(data, vq.config.image_size, max_train)
 
 

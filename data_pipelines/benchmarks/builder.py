@@ -20,13 +20,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from data_pipelines.errors import OptionError
 from data_pipelines import schema
 from data_pipelines.benchmarks import affectnet, celeba, lfwa, rafdb
 from data_pipelines.benchmarks.layout import Benchmark, Item
-from data_pipelines.parallel import ordered_map
+from data_pipelines.errors import OptionError
 from data_pipelines.ingest.errors import DropRecord
 from data_pipelines.ingest.faces import CropBox, crop, crop_box, decode_image
+from data_pipelines.parallel import ordered_map
 from data_pipelines.synthfaces.generate import encode_jpeg
 
 READERS = {"celeba": celeba.read, "lfwa": lfwa.read, "rafdb": rafdb.read, "affectnet": affectnet.read}

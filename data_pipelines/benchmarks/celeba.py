@@ -19,7 +19,8 @@ NAME = "celeba"
 SPLITS = {0: "train", 1: "validation", 2: "test"}
 
 
-def read_attribute_list(path: str, name: str, expected_attributes: int | None = 40) -> tuple[list[str], dict[str, np.ndarray]]:
+def read_attribute_list(path: str, name: str, expected_attributes: int | None = 40) -> tuple[list[str],
+                                                                                             dict[str, np.ndarray]]:
     """Parses the CelebA attribute-list format (shared by LFWA's text release)."""
     with open(path, encoding="utf-8") as f:
         lines = [line.rstrip("\n") for line in f if line.strip()]
@@ -46,10 +47,14 @@ def read_attribute_list(path: str, name: str, expected_attributes: int | None = 
 
 def read(manual_dir: str) -> Benchmark:
     root = find_root(manual_dir, "img_align_celeba", NAME, ("", "celeba", "CelebA"))
-    attr_path = next((p for p in (os.path.join(root, "list_attr_celeba.txt"), os.path.join(root, "Anno", "list_attr_celeba.txt"))
-                      if os.path.isfile(p)), None) or require_file(root, "list_attr_celeba.txt", "the attribute list", NAME)
-    part_path = next((p for p in (os.path.join(root, "list_eval_partition.txt"), os.path.join(root, "Eval", "list_eval_partition.txt"))
-                      if os.path.isfile(p)), None) or require_file(root, "list_eval_partition.txt", "the partition list", NAME)
+    attr_path = next((p for p in (os.path.join(root, "list_attr_celeba.txt"),
+                                  os.path.join(root, "Anno", "list_attr_celeba.txt"))
+                      if os.path.isfile(p)), None) or require_file(root, "list_attr_celeba.txt", "the attribute list",
+                                                                   NAME)
+    part_path = next((p for p in (os.path.join(root, "list_eval_partition.txt"),
+                                  os.path.join(root, "Eval", "list_eval_partition.txt"))
+                      if os.path.isfile(p)), None) or require_file(root, "list_eval_partition.txt",
+                                                                   "the partition list", NAME)
     images = require_dir(root, "img_align_celeba", "the aligned images", NAME)
     names, labels = read_attribute_list(attr_path, NAME)
     splits: dict[str, list[Item]] = {s: [] for s in SPLITS.values()}

@@ -19,7 +19,8 @@ EXPRESSIONS = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "
 def read(manual_dir: str) -> Benchmark:
     root = find_root(manual_dir, "EmoLabel", NAME, ("", "basic"))
     labels_path = require_file(root, os.path.join("EmoLabel", "list_patition_label.txt"), "the label list", NAME)
-    aligned = next((p for p in (os.path.join(root, "Image", "aligned"), os.path.join(root, "aligned")) if os.path.isdir(p)),
+    aligned = next((p for p in (os.path.join(root, "Image", "aligned"),
+                                os.path.join(root, "aligned")) if os.path.isdir(p)),
                    None) or require_dir(root, os.path.join("Image", "aligned"), "the aligned images", NAME)
     splits: dict[str, list[Item]] = {"train": [], "test": []}
     missing = 0
@@ -33,7 +34,8 @@ def read(manual_dir: str) -> Benchmark:
                                   f"got {line.strip()[:80]!r}")
             split = parts[0].split("_")[0]
             if split not in splits:
-                raise LayoutError(f"{NAME}: {labels_path} line {number}: {parts[0]} starts with neither train_ nor test_")
+                raise LayoutError(f"{NAME}: {labels_path} line {number}: {parts[0]} starts with neither "
+                                  "train_ nor test_")
             stem, ext = os.path.splitext(parts[0])
             path = os.path.join(aligned, f"{stem}_aligned{ext}")
             if not os.path.isfile(path):

@@ -21,13 +21,12 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
 from data_pipelines import schema
-from data_pipelines.parallel import ordered_map
 from data_pipelines.ingest.captions import CaptionOptions
 from data_pipelines.ingest.dedup import NearDuplicateIndex
 from data_pipelines.ingest.errors import DUPLICATE
@@ -35,6 +34,7 @@ from data_pipelines.ingest.faces import FaceOptions
 from data_pipelines.ingest.process import IngestOptions, Outcome, process_pair, process_unit
 from data_pipelines.ingest.readers import FORMATS, InputError, ReaderOptions, list_units, read_unit
 from data_pipelines.ingest.report import IngestReport
+from data_pipelines.parallel import ordered_map
 
 REPORT_NAME = "ingest_report.json"
 
@@ -59,9 +59,10 @@ class CrawledFacesConfig(tfds.core.BuilderConfig):
 
     @classmethod
     def create(cls, inputs, options: IngestOptions, workers: int = 0, use_beam: bool = False,
-               report_path: str = "") -> "CrawledFacesConfig":
+               report_path: str = "") -> CrawledFacesConfig:
         options.validate()
-        digest = hashlib.sha1(json.dumps([sorted(map(os.path.abspath, inputs)), repr(options)]).encode()).hexdigest()[:10]
+        digest = hashlib.sha1(json.dumps([sorted(map(os.path.abspath, inputs)),
+                                          repr(options)]).encode()).hexdigest()[:10]
         return cls(name=f"{options.reader.format}_px{options.faces.image_size}_{digest}", inputs=tuple(inputs),
                    options=options, workers=workers, use_beam=use_beam, report_path=report_path)
 

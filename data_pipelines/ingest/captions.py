@@ -7,8 +7,7 @@ import re
 import unicodedata
 
 from data_pipelines.errors import OptionError
-from data_pipelines.ingest.errors import (CAPTION_NOT_UTF8, CAPTION_TOO_SHORT, EMPTY_CAPTION,
-                                          MISSING_CAPTION, DropRecord)
+from data_pipelines.ingest.errors import CAPTION_NOT_UTF8, CAPTION_TOO_SHORT, EMPTY_CAPTION, MISSING_CAPTION, DropRecord
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 # Script and style elements: their text is code, not caption (dropped with the tags)
@@ -27,7 +26,8 @@ class CaptionOptions:
 
     def validate(self) -> None:
         if not 0 <= self.min_chars <= self.max_chars:
-            raise OptionError(f"caption limits need 0 <= min_chars <= max_chars, got {self.min_chars}, {self.max_chars}")
+            raise OptionError("caption limits need 0 <= min_chars <= max_chars, "
+                              f"got {self.min_chars}, {self.max_chars}")
 
 
 def clean_caption(raw: bytes | str | None, options: CaptionOptions = CaptionOptions()) -> str:

@@ -19,8 +19,17 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from data_pipelines.errors import OptionError
-from data_pipelines.ingest.errors import (CORRUPT_IMAGE, EMPTY_FILE, FACE_TOO_SMALL, IMAGE_TOO_LARGE,
-                                          IMAGE_TOO_SMALL, NO_FACE, TOO_BLURRY, TOO_MANY_FACES, DropRecord)
+from data_pipelines.ingest.errors import (
+    CORRUPT_IMAGE,
+    EMPTY_FILE,
+    FACE_TOO_SMALL,
+    IMAGE_TOO_LARGE,
+    IMAGE_TOO_SMALL,
+    NO_FACE,
+    TOO_BLURRY,
+    TOO_MANY_FACES,
+    DropRecord,
+)
 
 
 @dataclasses.dataclass(frozen=True)

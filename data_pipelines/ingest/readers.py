@@ -17,7 +17,7 @@ import glob
 import json
 import os
 import tarfile
-from typing import Iterator
+from collections.abc import Iterator
 
 from data_pipelines.errors import DataError, OptionError
 from data_pipelines.ingest.errors import MISSING_CAPTION, MISSING_IMAGE, TRUNCATED_ARCHIVE, UNREADABLE_METADATA

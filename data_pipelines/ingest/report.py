@@ -44,7 +44,8 @@ class IngestReport:
             self.caption_words[_bucket(outcome.caption_words)] += 1
 
     def to_dict(self) -> dict:
-        order = lambda c: dict(sorted(c.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+"))))  # noqa: E731
+        def order(c):
+            return dict(sorted(c.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+"))))
         return {
             "seen": self.seen, "kept": self.kept, "dropped": sum(self.dropped.values()),
             "dropped_by_reason": dict(sorted(self.dropped.items())),

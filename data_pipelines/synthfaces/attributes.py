@@ -45,7 +45,7 @@ class Face:
     def attribute_vector(self) -> np.ndarray:
         return np.array([int(self.attributes[a]) for a in ATTRIBUTES], np.int8)
 
-    def replace(self, **attributes: bool) -> "Face":
+    def replace(self, **attributes: bool) -> Face:
         unknown = set(attributes) - set(ATTRIBUTES)
         if unknown:
             raise KeyError(f"unknown SynthFaces attribute(s) {sorted(unknown)}; known: {ATTRIBUTES}")

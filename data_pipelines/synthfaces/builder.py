@@ -13,12 +13,12 @@ import functools
 import math
 import os
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 import tensorflow_datasets as tfds
 
-from data_pipelines.errors import OptionError
 from data_pipelines import schema
+from data_pipelines.errors import OptionError
 from data_pipelines.parallel import ordered_map
 from data_pipelines.synthfaces.attributes import ATTRIBUTES, EXPRESSIONS, HAIR_COLOURS
 from data_pipelines.synthfaces.captions import CaptionConfig
@@ -38,7 +38,7 @@ class SynthFacesConfig(tfds.core.BuilderConfig):
 
     @classmethod
     def create(cls, num_train: int, num_test: int, image_size: int, seed: int,
-               caption: CaptionConfig = CaptionConfig(), workers: int = 0) -> "SynthFacesConfig":
+               caption: CaptionConfig = CaptionConfig(), workers: int = 0) -> SynthFacesConfig:
         if num_train < 1 or num_test < 0:
             raise OptionError(f"SynthFaces needs num_train >= 1 and num_test >= 0, got {num_train}, {num_test}")
         if image_size < 16:

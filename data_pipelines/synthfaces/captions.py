@@ -176,7 +176,8 @@ def make_caption(face: Face, r: np.random.Generator, config: CaptionConfig = Cap
     if not clauses:
         template = "{Subj}" if r.random() < 0.5 else "photo of {subj}"
     desc = _join(clauses, r)
-    text = template.format(subj=subj, Subj=subj[0].upper() + subj[1:], desc=desc, suffix=_SUFFIXES[r.integers(len(_SUFFIXES))],
+    text = template.format(subj=subj, Subj=subj[0].upper() + subj[1:], desc=desc,
+                           suffix=_SUFFIXES[r.integers(len(_SUFFIXES))],
                            hashtags=" ".join(r.choice(_HASHTAGS, size=2, replace=False)))
     if r.random() < 0.15:
         text = text.lower()

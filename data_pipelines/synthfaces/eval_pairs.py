@@ -32,7 +32,8 @@ def clean_pairs(captions, attributes, hair_colours, expressions, seed: int = 0) 
     n = len(captions)
     rng = np.random.default_rng(seed)
     facts = [mentioned_facts(c) for c in captions]
-    verdict = lambda i, j: visible_verdict(facts[j], attributes[i], hair_colours[i], expressions[i])  # noqa: E731
+    def verdict(i, j):
+        return visible_verdict(facts[j], attributes[i], hair_colours[i], expressions[i])
     positives = [i for i in range(n) if (lambda t, f: t >= 2 and f == 0)(*verdict(i, i))]
     negatives = []
     for i in rng.permutation(n):

@@ -320,7 +320,8 @@ def render(face: Face, size: int) -> np.ndarray:
 
     if at["moustache"]:
         lip_top = my - 0.1
-        cv.poly(_arc(P(-mw - 0.1, lip_top + 0.06 - curve * 0.5), P(0, lip_top - 0.16), P(mw + 0.1, lip_top + 0.06 - curve * 0.5))
+        cv.poly(_arc(P(-mw - 0.1, lip_top + 0.06 - curve * 0.5), P(0, lip_top - 0.16),
+                     P(mw + 0.1, lip_top + 0.06 - curve * 0.5))
                 + _arc(P(mw + 0.02, lip_top - curve * 0.5), P(0, lip_top - 0.02), P(-mw - 0.02, lip_top - curve * 0.5)),
                 beard_colour)
 
@@ -390,7 +391,8 @@ def render(face: Face, size: int) -> np.ndarray:
             cv.poly([P(-1.22, brim - 0.12, False), P(1.22, brim - 0.12, False), P(1.22, brim + 0.1, False),
                      P(-1.22, brim + 0.1, False)], band)
         else:  # cap with a visor
-            dome = [P(1.12 * math.cos(t), brim + 0.85 * math.sin(t), False) for t in np.linspace(math.pi, 2 * math.pi, 24)]
+            dome = [P(1.12 * math.cos(t), brim + 0.85 * math.sin(t), False) for t in np.linspace(math.pi, 2 * math.pi,
+                                                                                                 24)]
             cv.poly(dome, hat)
             cv.poly(_curve(P(-0.9, brim, False), P(0.25, brim + 0.3, False), P(1.4, brim - 0.05, False))
                     + [P(1.2, brim - 0.12, False), P(-0.9, brim - 0.08, False)], band)

@@ -1,0 +1,70 @@
+"""Decoding settings: what `decoding` runs and what the CLI offers, kept free of jax.
+
+The CLI builds its parser (and `--help`) from these defaults without importing jax; `decoding`
+runs them. One place says which task samples with classifier-free guidance by default.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+GUIDES = ("itm", "itc", "both")
+ORDERS = ("confidence", "left_to_right")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    steps: int = 12                  # T
+    temperature: float = 1.0         # sampling temperature
+    confidence_noise: float = 4.5    # Gumbel scale on the confidence at step 0, annealed to 0
+    guidance: float = 0.0            # lambda: ITM-gradient guidance strength (0: off)
+    guidance_steps: int = 1          # K refinement steps per decoding step
+    guidance_tau: float = 1.0        # softmax temperature of the expected-embedding relaxation
+    cfg_scale: float = 0.0           # classifier-free guidance w (0: off)
+    # ITM guidance on score(control, x) - score(blank control, x): what the control signal adds to
+    # how match-like x looks whatever the caption (off: the plain match log-odds)
+    guidance_contrast: bool = False
+    # what the guidance gradient follows: "itm" (the fused match log-odds), "itc" (the unimodal
+    # embeddings' similarity; needs ITC heads) or "both" (the two normalised gradients added)
+    guide: str = "itm"
+    # which masked positions are kept each step: "confidence" (MaskGIT: the most confident, on a
+    # cosine schedule) or "left_to_right" (the leftmost, an equal share per step: one token per
+    # step when steps == positions, as an autoregressive captioner writes)
+    order: str = "confidence"
+    # text only: subtracted from the logit of every token the text already holds (0: off), so a
+    # caption does not say "with with" (the repetition penalty of Keskar et al. 2019, additive)
+    repeat_penalty: float = 0.0
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.guidance_steps < 1:
+            raise ValueError(f"steps={self.steps} and guidance_steps={self.guidance_steps} must be >= 1")
+        if self.temperature <= 0 or self.guidance_tau <= 0:
+            raise ValueError("temperature and guidance_tau must be > 0")
+        if min(self.guidance, self.cfg_scale, self.confidence_noise, self.repeat_penalty) < 0:
+            raise ValueError("guidance, cfg_scale, confidence_noise and repeat_penalty must be >= 0")
+        if self.guide not in GUIDES:
+            raise ValueError(f"guide={self.guide!r} must be one of {GUIDES}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order={self.order!r} must be one of {ORDERS}")
+
+
+# Per-task defaults; every other field keeps the dataclass default.
+# - generate: text-to-face follows its caption far more with w = 3 (docs/experiments.md, both
+#   guidance switches on run a4). Edits, inpainting, mask removal and captioning keep w = 0: it pushes along every
+#   caption word, "without a mask" included.
+# - caption: one token per step left to right at temperature 0.5, no token twice, ITM guidance 3.
+#   MaskGIT order at temperature 1 wrote word salad ("posing posing"): on run q3's model 46% of
+#   stated facts true, 22.5% of captions with a repeat; this sampler 74%, none (BENCHMARKS.md,
+#   "Face-to-text sampler").
+TASK_DEFAULTS = {
+    "generate": {"cfg_scale": 3.0},
+    "caption": {"order": "left_to_right", "temperature": 0.5, "repeat_penalty": 10.0, "guidance": 3.0},
+}
+
+
+def default_config(task: str) -> DecodeConfig:
+    return DecodeConfig(**TASK_DEFAULTS.get(task, {}))
+
+
+def guidance_grid(guidances, cfg_scales) -> list[tuple[float, float]]:
+    """Every (ITM guidance lambda, classifier-free scale w) pair, the two composable switches."""
+    return [(float(g), float(w)) for w in cfg_scales for g in guidances]

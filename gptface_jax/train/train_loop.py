@@ -1,0 +1,149 @@
+"""The one training loop, shared by pre-training and the VQ tokenizer.
+
+    state, step, metrics = train_loop.run(step_fn, state, batches, config.train, checkpointer, writer, ...)
+
+Per step: one batch, one compiled step. Every `log_every` steps (and on checkpoint steps and the
+last step) the metrics are fetched, checked finite (the NaN/Inf guard: a bad step is never saved,
+so the last checkpoint is the last good state) and written with throughput over the window since
+the last log. The divergence guard (`train.divergence_factor` k, 0: off) stops the run, also before a
+save, when the logged loss exceeds k x the median of the run's recent logged losses or the
+parameter norm exceeds k x its value at the start: finite but exploding weights are never kept
+either. Evaluators run at their own cadence; checkpoints carry the input pipeline's state; a
+wall-clock budget (`train.time_budget_s`, 0: none) may end the run early; the final state is
+always saved.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import jax
+import optax
+from tqdm import tqdm
+
+from gptface_jax.evals.evaluators import Evaluator
+from gptface_jax.runtime.metrics import throughput
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN/Inf; the last good checkpoint is kept."""
+
+
+class Diverged(NonFiniteLoss):
+    """Training diverged (a loss spike or exploding weights) while still finite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class DivergenceGuard:
+    """Flags a logged step whose loss or parameter norm has run away (see the module doc)."""
+    factor: float
+    start_param_norm: float
+    window: int = 50
+    min_history: int = 5
+    losses: list = dataclasses.field(default_factory=list)
+
+    def problem(self, loss: float | None, param_norm: float) -> str | None:
+        if not self.factor:
+            return None
+        if param_norm > self.factor * self.start_param_norm:
+            return (f"the parameter norm {param_norm:.4g} is over {self.factor:g}x its start "
+                    f"{self.start_param_norm:.4g}")
+        if loss is not None:
+            recent = sorted(self.losses[-self.window:])
+            if len(recent) >= self.min_history:
+                median = recent[len(recent) // 2]
+                if median > 0 and loss > self.factor * median:
+                    return f"the loss {loss:.4g} is over {self.factor:g}x its recent median {median:.4g}"
+            self.losses.append(loss)
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """What one step processes, for the logged rates."""
+    flops: float                     # model FLOPs per step (analytic or XLA's)
+    xla_flops: float                 # XLA's cost analysis of the compiled step
+    samples: int
+    tokens: int = 0
+    sample_name: str = "samples"     # logged as <sample_name>_per_s
+
+
+def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, checkpointer, writer,
+        rates: Throughput, evaluators: tuple[Evaluator, ...] = (), desc: str = "train",
+        postfix: Callable[[dict], dict] = lambda m: {}, primary: bool = True):
+    """Steps `state` from its own `state['step']` to `train.steps`; returns (state, step, last metrics)."""
+    step = int(state["step"])
+    budget = train.time_budget_s
+    started = window_start = time.perf_counter()
+    window_steps, metrics = 0, {}
+    guard = DivergenceGuard(train.divergence_factor, _norm(state["params"]))
+    bar = tqdm(total=train.steps, initial=step, desc=desc, unit="step", mininterval=5, disable=not primary)
+    while step < train.steps:
+        new_state, metrics = step_fn(state, to_device(next(data_iter)))
+        step += 1
+        window_steps += 1
+        bar.update(1)
+        saving = step % train.checkpoint_every == 0
+        out_of_time = bool(budget) and time.perf_counter() - started > budget
+        if saving or out_of_time or step % train.log_every == 0 or step == train.steps:
+            metrics = jax.device_get(metrics)
+            check_finite(metrics, step, checkpointer)
+            check_divergence(guard, metrics, new_state, step, checkpointer)
+            elapsed = time.perf_counter() - window_start
+            logged = throughput(rates.flops, elapsed / window_steps, jax.device_count())
+            logged["xla_tflops_per_device"] = rates.xla_flops * window_steps / elapsed / jax.device_count() / 1e12
+            logged[f"{rates.sample_name}_per_s"] = window_steps * rates.samples / elapsed
+            if rates.tokens:
+                logged["tokens_per_s"] = window_steps * rates.tokens / elapsed
+            writer.write(step, {**metrics, **logged})
+            bar.set_postfix(postfix(metrics))
+            window_start, window_steps = time.perf_counter(), 0
+        state = new_state
+        for evaluator in evaluators:
+            if step % evaluator.every == 0 and step != train.steps:
+                writer.write(step, evaluator.run(state["params"]))
+        if saving:  # metrics were checked finite just above
+            checkpointer.save(step, state, data_iter.get_state())
+        if out_of_time:
+            print(f"time budget of {budget:.0f} s spent at step {step}", flush=True)
+            break
+    bar.close()
+    if checkpointer.latest_step() != step:
+        checkpointer.save(step, state, data_iter.get_state(), force=True)
+    return state, step, metrics
+
+
+def check_finite(metrics: dict, step: int, checkpointer) -> None:
+    if all(math.isfinite(float(v)) for v in metrics.values()):
+        return
+    checkpointer.close()
+    raise NonFiniteLoss(f"non-finite metrics at step {step}: { {k: float(v) for k, v in metrics.items()} }; the last "
+                        f"good checkpoint (step {checkpointer.latest_step()}) is kept in {checkpointer.directory}")
+
+
+_tree_norm = jax.jit(optax.tree.norm)  # one compiled reduction over sharded leaves, not an eager op per leaf
+
+
+def _norm(params) -> float:
+    return float(jax.device_get(_tree_norm(params)))
+
+
+def check_divergence(guard: DivergenceGuard, metrics: dict, state: dict, step: int, checkpointer) -> None:
+    param_norm = float(metrics["param_norm"]) if "param_norm" in metrics else _norm(state["params"])
+    problem = guard.problem(float(metrics["loss"]) if "loss" in metrics else None, param_norm)
+    if problem is None:
+        return
+    checkpointer.close()
+    raise Diverged(f"training diverged at step {step}: {problem} (train.divergence_factor="
+                   f"{guard.factor:g}); the last good checkpoint (step {checkpointer.latest_step()}) is kept in "
+                   f"{checkpointer.directory}")
+
+
+def evaluate_all(evaluators: tuple[Evaluator, ...], params) -> dict:
+    """Every evaluator once (the end of a run)."""
+    scores = {}
+    for evaluator in evaluators:
+        scores.update(evaluator.run(params))
+    return scores
