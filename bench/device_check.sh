@@ -11,7 +11,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheel install failed"; exit 1; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/pins .whl/pins/*.whl
-if PYTHONPATH=/tmp/pins:$PYTHONPATH python3 -c "from gptface_jax import trainer, decoding" 2>"$OUT/pins_import.txt"; then
+if PYTHONPATH=/tmp/pins:$PYTHONPATH python3 -c "from gptface_jax.train import trainer; from gptface_jax.generate import decoding" 2>"$OUT/pins_import.txt"; then
   export PYTHONPATH=/tmp/pins:$PYTHONPATH; echo "using pinned flax/optax/orbax"
 else
   echo "pinned flax/optax/orbax do not import here; using the image's ($(tail -1 "$OUT/pins_import.txt"))"

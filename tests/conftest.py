@@ -53,3 +53,13 @@ def trained_workdir(pretokenized, tmp_path_factory) -> str:
     trainer.train(config_lib.load(["--config", "experiments/pretrain.py:tiny",
                                    *(f"--config.{k}={v}" for k, v in fields.items())]), str(workdir))
     return str(workdir)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped where JAX has no GPU (`make test-fast` leaves them out too)."""
+    import jax
+    if jax.devices()[0].platform != "gpu":
+        skip = pytest.mark.skip(reason="needs a GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)

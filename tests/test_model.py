@@ -106,7 +106,7 @@ def test_bfloat16_residual_stream_stays_close_to_float32():
     assert 0 < err < 0.05, err
 
 
-@pytest.mark.skipif(jax.devices()[0].platform != "gpu", reason="cuDNN fused attention needs a GPU")
+@pytest.mark.gpu  # cuDNN fused attention
 def test_cudnn_attention_matches_einsum_with_padding():
     """On a GPU: cuDNN attention (bf16, padded captions) gives the einsum path's outputs and gradients."""
     import dataclasses

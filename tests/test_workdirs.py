@@ -25,7 +25,7 @@ def test_a_second_run_on_a_held_workdir_refuses_and_writes_nothing(pretokenized,
 
 def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from gptface_jax import workdir_lock\n"
+        "import sys, time; from gptface_jax.runtime import workdir_lock\n"
         f"with workdir_lock.exclusive({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(600)")],
         stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     assert holder.stdout.readline().strip() == "held"
