@@ -23,6 +23,7 @@ from data_pipelines.benchmarks import builder as benchmark_builder
 from data_pipelines.errors import DataError
 from data_pipelines.ingest import builder as ingest_builder
 from data_pipelines.synthfaces import builder
+from gptface_jax.generate.decode_config import GUIDANCE_SWEEP
 from gptface_jax.runtime import layout
 
 
@@ -255,9 +256,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
-    from gptface_jax.generate.decode_config import ORDERS, TASK_DEFAULTS, default_config
-    defaults = default_config(task)
-    guidances = [defaults.guidance] if "guidance" in TASK_DEFAULTS.get(task, {}) else [0.0, 2.0]
+    from gptface_jax.generate.decode_config import ORDERS, default_config, default_guidances
+    defaults, guidances = default_config(task), default_guidances(task)
     g = p.add_argument_group("sampling (defaults: docs in gptface_jax/generate/decoding.py and decode_config.py)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     g.add_argument("--guidance", type=float, nargs="+", default=guidances,
@@ -417,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", default=None,
                    help="attribute-classifier folder (default W/judge; trained there if absent)")
     p.add_argument("--out", default=None)
-    p.add_argument("--guidance", type=float, nargs="+", default=[0.0, 2.0], help="ITM-guidance strengths lambda")
+    p.add_argument("--guidance", type=float, nargs="+", default=list(GUIDANCE_SWEEP),
+                   help="ITM-guidance strengths lambda")
     p.add_argument("--cfg-scale", type=float, nargs="+", default=[0.0],
                    help="classifier-free guidance scales w; every (lambda, w) pair is evaluated")
     p.add_argument("--faces", type=int, default=16, help="held-out faces per edit type")

@@ -12,14 +12,14 @@ flags.FLAGS.mark_as_parsed()
 from data_pipelines.synthfaces import builder  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # built once for the whole tests package
 def synth_dir(tmp_path_factory) -> str:
     """A small SynthFaces dataset shared by the read-side tests (2 train shards, 1 test shard)."""
     root = tmp_path_factory.mktemp("synth")
     return builder.build(str(root), num=96, num_test=16, image_size=64, seed=3, workers=1, num_shards=2)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # built once for the whole tests package
 def pretokenized(tmp_path_factory):
     """A tiny VQ (32 px, 16 codes) + SentencePiece model, and SynthFaces pre-tokenized with them."""
     from data_pipelines import text_tokenizer as tt
@@ -41,7 +41,7 @@ def pretokenized(tmp_path_factory):
                        max_len=16, batch_size=16)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # built once for the whole tests package
 def trained_workdir(pretokenized, tmp_path_factory) -> str:
     """Two steps of a 1-layer GPTFace on the `pretokenized` data: a real checkpoint workdir."""
     from gptface_jax.runtime import config_lib

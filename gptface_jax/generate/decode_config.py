@@ -53,7 +53,7 @@ class DecodeConfig:
 #   caption word, "without a mask" included.
 # - caption: one token per step left to right at temperature 0.5, no token twice, ITM guidance 3.
 #   MaskGIT order at temperature 1 wrote word salad ("posing posing"): on run q3's model 46% of
-#   stated facts true, 22.5% of captions with a repeat; this sampler 74%, none (BENCHMARKS.md,
+#   stated facts true, 22.5% of captions with a repeat; this sampler 74-78%, none (BENCHMARKS.md,
 #   "Face-to-text sampler").
 TASK_DEFAULTS = {
     "generate": {"cfg_scale": 3.0},
@@ -63,6 +63,15 @@ TASK_DEFAULTS = {
 
 def default_config(task: str) -> DecodeConfig:
     return DecodeConfig(**TASK_DEFAULTS.get(task, {}))
+
+
+# The guidance strengths a command tries by default: its own lambda where it has one, else a plain
+# and a guided result side by side.
+GUIDANCE_SWEEP = (0.0, 2.0)
+
+
+def default_guidances(task: str) -> list[float]:
+    return [default_config(task).guidance] if "guidance" in TASK_DEFAULTS.get(task, {}) else list(GUIDANCE_SWEEP)
 
 
 def guidance_grid(guidances, cfg_scales) -> list[tuple[float, float]]:

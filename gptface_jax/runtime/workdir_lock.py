@@ -4,6 +4,10 @@ Two runs on one workdir would interleave their checkpoints, config and metrics a
 success, so the second one refuses, naming the holder. The lock is `fcntl.flock`: the kernel drops
 it when the holding process ends however it ends (kill -9 included), so a dead run's lock is simply
 taken over; the file keeps the last holder's pid, host and start time for the message.
+
+In a multi-process job process 0 holds the lock for the job (`for_job`) and tells every process
+whether it got it, so a refused job stops on every host instead of leaving the others waiting
+for process 0 at their first collective.
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ import json
 import os
 import socket
 import time
+
+import jax
+import numpy as np
 
 from data_pipelines.errors import DataError
 from gptface_jax.runtime import layout
@@ -50,3 +57,26 @@ def exclusive(workdir: str):
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def for_job(workdir: str):
+    """`exclusive` for a whole (multi-process) job: process 0 takes the lock, every process learns the
+    outcome, and every process raises WorkdirBusy when it was refused."""
+    if jax.process_count() == 1:
+        with exclusive(workdir):
+            yield
+        return
+    from jax.experimental import multihost_utils
+    with contextlib.ExitStack() as stack:
+        refusal = ""
+        if jax.process_index() == 0:
+            try:
+                stack.enter_context(exclusive(workdir))
+            except WorkdirBusy as e:
+                refusal = str(e)
+        held = multihost_utils.broadcast_one_to_all(np.int32(not refusal))
+        if not int(held):
+            raise WorkdirBusy(refusal or f"{os.path.abspath(workdir)} is in use by another run "
+                                         "(process 0 of this job was refused its lock)")
+        yield

@@ -61,23 +61,7 @@ class Pretrained:
         if not path:
             raise DataError("the pre-tokenized shards do not name the SynthFaces data they came from; "
                             "pass the dataset folder (--dataset)")
-        return path
-
-
-def stored_path(workdir: str, path: str) -> str:
-    """A path from a workdir's config.json, absolute. Workdirs store absolute paths; older ones stored
-    them relative to the directory training ran from, which is found as the nearest ancestor of the
-    workdir holding the path, so such a workdir also works from any directory."""
-    if not path or os.path.isabs(path):
-        return path
-    here = os.path.abspath(workdir)
-    while True:
-        if os.path.exists(os.path.join(here, path)):
-            return os.path.join(here, path)
-        parent = os.path.dirname(here)
-        if parent == here:
-            return os.path.abspath(path)
-        here = parent
+        return layout.locate(path, self.config.data.pretokenized)
 
 
 def load_params(workdir: str, step: int | None = None) -> tuple:
@@ -89,7 +73,7 @@ def load_params(workdir: str, step: int | None = None) -> tuple:
     from gptface_jax.runtime import config_lib
     with open(path) as f:
         config = config_lib.upgrade(json.load(f))
-    config.data.pretokenized = stored_path(workdir, config.data.pretokenized)
+    config.data.pretokenized = layout.locate(config.data.pretokenized, workdir)
     # inference runs the plain loop of blocks (checkpoints of scanned runs are converted on restore)
     config.model.scan_layers, config.model.remat = False, "none"
     model = GPTFace(ModelConfig.from_config(config))
@@ -107,7 +91,7 @@ def load(workdir: str) -> Pretrained:
     config, model, params = load_params(workdir)
     data = config.data.pretokenized
     source = ShardSource(data, "train", verify=False)
-    vq_dir = source.metadata.get("vq_workdir")
+    vq_dir = layout.locate(source.metadata.get("vq_workdir", ""), data)
     if not vq_dir or not os.path.isdir(vq_dir):
         raise DataError(f"{data}: its VQ tokenizer {vq_dir!r} is gone; the image tokens cannot be decoded")
     return Pretrained(config, model, params, TextTokenizer(os.path.join(data, layout.TOKENIZER)),

@@ -9,7 +9,7 @@ abstract target's shardings.
 """
 from __future__ import annotations
 
-import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -184,13 +184,14 @@ def make_train_step(model: GPTFace, tx, config):
 
 def train(config, workdir: str) -> dict:
     config_lib.validate(config, jax.device_count())
-    # one run per workdir (process 0 holds the lock for the job)
-    with workdir_lock.exclusive(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+    # one run per workdir (process 0 holds the lock for the whole job)
+    with workdir_lock.for_job(workdir):
         return _train(config, workdir)
 
 
 def _train(config, workdir: str) -> dict:
     primary = jax.process_index() == 0
+    config = copy.deepcopy(config)  # the caller's config stays as given
     # stored absolute: the workdir's config.json then works from any directory
     config.data.pretokenized = os.path.abspath(config.data.pretokenized) if config.data.pretokenized else ""
     train_source, test_source = open_pretokenized(config)

@@ -9,7 +9,6 @@ A rerun with the same workdir resumes from the latest checkpoint, input pipeline
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -205,8 +204,8 @@ def make_train_step(model: VQModel, tx, config):
 
 def train(config, workdir: str) -> dict:
     validate(config, jax.device_count())
-    # one run per workdir (process 0 holds the lock for the job)
-    with workdir_lock.exclusive(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+    # one run per workdir (process 0 holds the lock for the whole job)
+    with workdir_lock.for_job(workdir):
         return _train(config, workdir)
 
 
