@@ -55,11 +55,17 @@ def trained_workdir(pretokenized, tmp_path_factory) -> str:
     return str(workdir)
 
 
+# Fixtures that train a tokenizer or a model first: every test using one is `slow`.
+TRAINING_FIXTURES = {"pretokenized", "trained_workdir"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` are skipped where JAX has no GPU (`make test-fast` leaves them out too)."""
+    """Tests that need a trained model are marked `slow`; tests marked `gpu` are skipped where JAX
+    has no GPU (`make test-fast` leaves out both)."""
     import jax
-    if jax.devices()[0].platform != "gpu":
-        skip = pytest.mark.skip(reason="needs a GPU")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip)
+    skip_gpu = None if jax.devices()[0].platform == "gpu" else pytest.mark.skip(reason="needs a GPU")
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if skip_gpu and "gpu" in item.keywords:
+            item.add_marker(skip_gpu)

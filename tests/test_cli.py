@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -13,6 +14,7 @@ def _gptface(*args, check=True):
     return proc
 
 
+@pytest.mark.slow
 def test_synth_then_preview(tmp_path):
     out = tmp_path / "data"
     _gptface("data", "synth", "--num", "40", "--num-test", "4", "--image-size", "64", "--out", str(out),

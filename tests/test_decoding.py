@@ -98,6 +98,7 @@ def test_contrastive_guidance_raises_what_the_caption_adds(model_and_params):
     assert gains[8.0] > gains[0.0], gains
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", [decoding.IMAGE, decoding.TEXT])
 def test_itc_guidance_at_zero_is_plain_decoding_and_raises_the_similarity(modality):
     """guide='itc' follows the unimodal embeddings' similarity: lambda = 0 is bit-exact plain decoding,
@@ -146,6 +147,7 @@ def _final_itm_scores(model, params, text, image) -> dict:
     return scores
 
 
+@pytest.mark.slow
 def test_text_decoding_fills_captions_without_special_ids(model_and_params):
     model, params, text, image = model_and_params
     mask = jnp.asarray(np.arange(8)[None] < np.array([[8], [5], [3], [1]]))

@@ -11,6 +11,8 @@ from gptface_jax.evals import attribute_classifier, edit_eval, text_to_face_eval
 from gptface_jax.evals.downstream import load_labelled
 from gptface_jax.generate.decode_config import guidance_grid
 
+pytestmark = pytest.mark.slow  # the module trains a judge and a model first
+
 
 def test_judge_learns_and_round_trips(synth_dir, tmp_path):
     judge = attribute_classifier.train(synth_dir, str(tmp_path / "judge"), steps=60, batch_size=32)

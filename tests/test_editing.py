@@ -66,6 +66,7 @@ def test_bad_inputs_get_one_clear_error_and_write_nothing(pretrained, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_edit_writes_pngs_and_refuses_bad_input(pretrained, tmp_path):
     from gptface_jax import cli
     workdir = pretrained.workdir

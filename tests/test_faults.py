@@ -30,13 +30,22 @@ def _cli_flags(data, **overrides) -> list[str]:
     return ["--config", "experiments/pretrain.py:tiny", *(f"--config.{k}={v}" for k, v in fields.items())]
 
 
+RESUMABLE = {"train.steps": 8, "train.checkpoint_every": 4, "model.dropout": 0.1}  # dropout on: masks resume too
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(pretokenized, tmp_path_factory):
+    """The 8-step run the interrupted ones are compared with: (workdir, final metrics)."""
+    workdir = tmp_path_factory.mktemp("uninterrupted") / "full"
+    final = trainer.train(_config(pretokenized, **RESUMABLE), str(workdir))
+    return workdir, final
+
+
 @pytest.mark.slow
-def test_a_run_killed_mid_save_resumes_to_the_same_losses(pretokenized, tmp_path):
+def test_a_run_killed_mid_save_resumes_to_the_same_losses(pretokenized, uninterrupted, tmp_path):
     """kill -9 as the step-4 checkpoint is being written (async save), then the same command again."""
-    overrides = {"train.steps": 8, "train.checkpoint_every": 4, "model.dropout": 0.1}
-    trainer.train(_config(pretokenized, **overrides), str(tmp_path / "full"))
     workdir = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "gptface_jax.cli", "train", *_cli_flags(pretokenized, **overrides),
+    proc = subprocess.Popen([sys.executable, "-m", "gptface_jax.cli", "train", *_cli_flags(pretokenized, **RESUMABLE),
                              "--workdir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -46,8 +55,8 @@ def test_a_run_killed_mid_save_resumes_to_the_same_losses(pretokenized, tmp_path
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before its step-4 save: nothing was killed"
-    trainer.train(_config(pretokenized, **overrides), str(workdir))
-    full, resumed = _losses(tmp_path / "full"), _losses(workdir)
+    trainer.train(_config(pretokenized, **RESUMABLE), str(workdir))
+    full, resumed = _losses(uninterrupted[0]), _losses(workdir)
     assert sorted(resumed) == sorted(full)
     for step in full:
         np.testing.assert_allclose(resumed[step], full[step], rtol=1e-5)
@@ -114,6 +123,7 @@ def test_locate_finds_recorded_paths_after_a_move(tmp_path, monkeypatch):
     assert layout.locate("/old/site/demo/pretokenized/v1", str(workdir)) == str(tmp_path / "runs/demo/pretokenized/v1")
 
 
+@pytest.mark.slow
 def test_a_workdir_moved_with_its_data_loads_from_anywhere(trained_workdir, pretokenized, tmp_path, monkeypatch):
     """A demo-like tree (pretrain/, pretokenized/, vq/) whose files record where it was, moved elsewhere."""
     old = tmp_path / "old" / "demo"
@@ -148,10 +158,12 @@ def pathlib_parent(path: str, sibling: str) -> str:
 
 
 @pytest.mark.slow
-def test_a_corrupt_latest_checkpoint_is_skipped_and_a_changed_model_refused(pretokenized, tmp_path, capsys):
+def test_a_corrupt_latest_checkpoint_is_skipped_and_a_changed_model_refused(pretokenized, uninterrupted, tmp_path,
+                                                                            capsys):
     """With dropout on: the resumed steps draw the same masks as the uninterrupted run."""
-    config = _config(pretokenized, **{"train.steps": 8, "model.dropout": 0.1})
-    final = trainer.train(config, str(tmp_path / "full"))
+    config = _config(pretokenized, **RESUMABLE)
+    shutil.copytree(uninterrupted[0], tmp_path / "full")
+    final = uninterrupted[1]
     rows = [r for r in read_metrics(str(tmp_path / "full")) if "text_loss" in r]
     assert rows[-1]["text_loss"] < rows[0]["text_loss"] and rows[-1]["image_loss"] < rows[0]["image_loss"]
     assert {"tflops_per_device", "xla_tflops_per_device", "samples_per_s", "tokens_per_s"} <= set(rows[-1])

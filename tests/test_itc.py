@@ -54,6 +54,7 @@ def test_itc_loss_matches_the_pairwise_reference_and_identical_captions_are_posi
     assert 0.0 <= float(metrics["itc_i2t_accuracy"]) <= 1.0
 
 
+@pytest.mark.slow
 def test_unimodal_passes_see_no_token_of_the_other_modality():
     model = GPTFace(ITC)
     batch = _batch()
@@ -69,6 +70,7 @@ def test_unimodal_passes_see_no_token_of_the_other_modality():
     assert not np.allclose(np.asarray(i1), np.asarray(embed(text, (image + 7) % CONFIG.codebook_size)[1]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(2, 2, 2)])
 def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape):
     """ITC contrasts the global batch: sharding its rows must not change the loss or the update."""

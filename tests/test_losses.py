@@ -80,6 +80,7 @@ def _loss_fn(model):
     return loss_fn
 
 
+@pytest.mark.slow
 def test_losses_fall_on_a_fixed_batch():
     model = GPTFace(CONFIG)
     batch = {k: jnp.asarray(v) for k, v in _batch().items()}
@@ -97,6 +98,7 @@ def test_losses_fall_on_a_fixed_batch():
     assert float(metrics["itm_accuracy"]) == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(8, 1, 1), (2, 2, 2), (1, 4, 2)])
 def test_sharded_train_step_equals_single_device_step(shape):
     """The trainer's step (loss, clipping, AdamW update) on a mesh == the same step on one device."""

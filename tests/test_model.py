@@ -143,6 +143,7 @@ def test_kernel_init_scales():
                                rtol=0.05)
 
 
+@pytest.mark.slow
 def test_model_flop_count_matches_xla_on_cpu():
     """The MFU count (metrics.transformer_train_flops) against XLA's exact CPU cost analysis of the
     same forward + backward: matmuls dominate at this width, so the two agree within 15%."""

@@ -19,6 +19,7 @@ def _same(batches_a, batches_b):
         assert list(a["caption"]) == list(b["caption"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_restored_iterator_yields_the_batches_that_followed(synth_dir, workers):
     source = ShardSource(synth_dir, "train")

@@ -17,6 +17,7 @@ def _linear_data(rng, n, d=24, attributes=3, classes=4):
     return x, y, c
 
 
+@pytest.mark.slow
 def test_probe_reads_linear_labels_and_stays_at_chance_on_shuffled_ones():
     rng = np.random.default_rng(0)
     (xt, yt, ct), (xv, yv, cv), (xs, ys, cs) = (_linear_data(rng, n) for n in (600, 200, 400))
@@ -41,6 +42,7 @@ def test_unknown_labels_are_left_out():
     assert acc[0] > 0.9 and np.isnan(acc[2])
 
 
+@pytest.mark.slow
 def test_probe_table_on_a_checkpoint(trained_workdir, pretokenized, tmp_path):
     data = _synth_dir_of(pretokenized)
     report = downstream.probe(trained_workdir, data, str(tmp_path))
@@ -74,6 +76,7 @@ def test_probe_errors_name_the_problem(trained_workdir, tmp_path):
         downstream.probe(trained_workdir, no_test)
 
 
+@pytest.mark.slow
 def test_finetune_trains_the_whole_model_and_reports_test_accuracy(trained_workdir, pretokenized, tmp_path):
     from gptface_jax.evals import finetune
     result = finetune.finetune(trained_workdir, _synth_dir_of(pretokenized), str(tmp_path), steps=24, batch_size=16,
@@ -86,6 +89,7 @@ def test_finetune_trains_the_whole_model_and_reports_test_accuracy(trained_workd
     assert json.load(open(tmp_path / "finetune_synth_faces.json"))["best_step"] == result["best_step"]
 
 
+@pytest.mark.slow
 def test_finetune_baseline_starts_from_the_initialisation(trained_workdir, pretokenized, tmp_path):
     from gptface_jax.evals import finetune
     def run(init):

@@ -83,6 +83,7 @@ def _tiny_vq(**kw) -> VQConfig:
                        "patch": 4, "res_blocks": 1, "beta": 0.25, "dtype": "float32", **kw})
 
 
+@pytest.mark.slow
 def test_encode_decode_shapes():
     for cfg, grid in ((_tiny_vq(), 4), (VQConfig(image_size=64, downsample=16, codebook_size=32, code_dim=8,
                                                  channels=(8, 8, 16, 16, 16), patch=1, res_blocks=1, beta=0.25,
@@ -119,6 +120,7 @@ def test_tiny16_gives_the_base_grid_at_64_px():
     assert _encoded_shape_and_size("tiny", 64)[0] == (2, 8, 8)
 
 
+@pytest.mark.slow
 def test_straight_through_gradients_reach_the_encoder():
     model = VQModel(_tiny_vq())
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 32, 32, 3), minval=-1, maxval=1)
@@ -160,6 +162,7 @@ def _vq_config(tmp_path, **overrides):
     return vq_train.validate(config_lib.load(args), jax.device_count())
 
 
+@pytest.mark.slow
 def test_training_learns_and_resumes_exactly(tmp_path):
     full = _vq_config(tmp_path, **{"train.steps": 6, "data.dir": ""})
     scores = vq_train.train(full, str(tmp_path / "full"))
@@ -182,6 +185,7 @@ def test_training_learns_and_resumes_exactly(tmp_path):
                    VQModel(a.config), optimizer.make_optimizer(full), full, jax.random.PRNGKey(0))["params"])))
 
 
+@pytest.mark.slow
 def test_pretokenized_shards_match_direct_calls(tmp_path, text_model):
     from gptface_jax.train.pretokenize import pretokenize
     cfg = _vq_config(tmp_path, **{"train.steps": 2})
@@ -212,6 +216,7 @@ def test_pretokenized_shards_match_direct_calls(tmp_path, text_model):
     np.testing.assert_array_equal(vq.decode(codes, batch_size=3), vq.decode(codes))
 
 
+@pytest.mark.slow
 def test_vq_that_does_not_match_the_config_is_rejected(tmp_path):
     cfg = _vq_config(tmp_path, **{"train.steps": 1, "train.warmup_steps": 0})
     vq_train.train(cfg, str(tmp_path / "vq"))
@@ -239,6 +244,7 @@ def test_bad_vq_config_is_reported_before_compiling():
         vq_train.validate(config_lib.load(["--config", "experiments/vq.py:tiny", "--config.vq.channels=(8,16,32)"]))
 
 
+@pytest.mark.slow
 def test_patch_gan_switches_on_after_its_warm_up():
     config = config_lib.load(["--config", "experiments/vq.py:tiny", "--config.data.image_size=32",
                               "--config.vq.codebook_size=16", "--config.vq.code_dim=8", "--config.vq.channels=(8,16)",

@@ -35,6 +35,7 @@ def _losses(workdir):
     return {r["step"]: r["loss"] for r in read_metrics(str(workdir)) if "loss" in r}
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     """Saved on a (2,2,2) mesh, resumed on (1,4,2): the next losses match the uninterrupted run.
 
@@ -62,6 +63,7 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     assert {"eval_caption_image_gain", "eval_image_caption_gain", "eval_retrieval_i2t_r5"} <= set(final)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(pretokenized, tmp_path):
     """Two CPU processes joined by jax.distributed train like one process over the same 4 devices."""
     import os
@@ -96,6 +98,7 @@ def test_two_processes_match_one(pretokenized, tmp_path):
     assert Checkpointer(str(tmp_path / "two")).latest_step() == 6
 
 
+@pytest.mark.slow
 def test_two_variant_sweep_runs_and_compares(pretokenized, tmp_path, capsys):
     from gptface_jax import sweeps
     flags = ["--config", "experiments/pretrain.py:tiny", f"--config.data.pretokenized={pretokenized}",

@@ -34,6 +34,7 @@ def _state(model, tx, batch):
     return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
 
+@pytest.mark.slow
 def test_dropout_runs_in_training_and_zero_dropout_is_the_deterministic_step():
     batch = {k: jnp.asarray(v) for k, v in _batch().items()}
     tx = optax.sgd(0.0)
@@ -53,6 +54,7 @@ def test_dropout_runs_in_training_and_zero_dropout_is_the_deterministic_step():
     assert abs(first - deterministic_loss) > 1e-3 and abs(later - first) > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accum", [4])
 def test_accumulated_step_equals_one_step_on_the_whole_batch(accum):
     batch = {k: jnp.asarray(v) for k, v in _batch(16).items()}
@@ -100,6 +102,7 @@ def test_optimizer_moments_get_their_parameters_shardings_when_shapes_collide():
     assert moments == 2 * len(param_specs)
 
 
+@pytest.mark.slow
 def test_scan_over_layers_and_remat_equal_the_loop():
     batch = {k: jnp.asarray(v) for k, v in _batch().items()}
     loop = GPTFace(CONFIG)
@@ -151,6 +154,7 @@ def _restore_everything(workdir):
     return step, state
 
 
+@pytest.mark.slow
 def test_vq_trainer_stops_on_nan_and_keeps_a_finite_checkpoint(tmp_path):
     from gptface_jax.train import train_loop, vq_train
     args = ["--config", "experiments/vq.py:tiny", "--config.data.image_size=32", "--config.data.num_train=32",
