@@ -121,6 +121,9 @@ def test_locate_finds_recorded_paths_after_a_move(tmp_path, monkeypatch):
     assert layout.locate("/gone/away/data", str(workdir)) == "/gone/away/data"
     # recorded at /old/site/demo/...: the whole demo tree now lives under tmp_path/runs
     assert layout.locate("/old/site/demo/pretokenized/v1", str(workdir)) == str(tmp_path / "runs/demo/pretokenized/v1")
+    # a relative path comes back absolute, found from the workdir, even where the current directory has it
+    monkeypatch.chdir(tmp_path)
+    assert layout.locate("runs/demo/pretokenized", str(workdir)) == str(tmp_path / "runs/demo/pretokenized")
 
 
 @pytest.mark.slow

@@ -44,7 +44,7 @@ def _ancestors(path: str):
 def locate(recorded: str, near: str) -> str:
     """A path a workdir or dataset recorded, found again from `near` (that workdir or dataset).
 
-    - As recorded, when it exists.
+    - As recorded, when it is absolute and exists.
     - A relative path (older workdirs stored them relative to where training ran) is looked for
       from `near` and each of its ancestors.
     - An absolute path that is gone is looked for by its trailing components, longest first,
@@ -53,7 +53,7 @@ def locate(recorded: str, near: str) -> str:
       `/new/mine/pretokenized/...` beside `/new/mine/pretrain`.
     What cannot be found is returned as recorded, for the caller's error to name.
     """
-    if not recorded or os.path.exists(recorded):
+    if not recorded or (os.path.isabs(recorded) and os.path.exists(recorded)):
         return recorded
     parts = [p for p in recorded.split(os.sep) if p]
     if not os.path.isabs(recorded):
