@@ -118,3 +118,14 @@ def test_cli_config_validates_a_vq_config_too(capsys):
     assert cli.main(["config", "--no-check-devices", "--config", "experiments/vq.py:tiny",
                      "--config.train.grad_clip=-1"]) == 2
     assert "train.grad_clip=-1" in capsys.readouterr().err
+
+
+def test_every_evaluator_the_schema_allows_has_a_builder():
+    """config_lib validates `evals` from its schema; the evaluators room builds them. The two agree,
+    so a config that validates never meets an unknown evaluator type at build time."""
+    from gptface_jax.evals import evaluators
+    from gptface_jax.serving import features
+    assert set(evaluators.REGISTRY) == set(config_lib.EVALUATORS)
+    assert features.FEATURES == config_lib.IMAGE_FEATURES
+    with pytest.raises(KeyError, match="no entry in config_lib.EVALUATORS"):
+        evaluators.register("not_in_the_schema")

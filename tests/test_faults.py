@@ -132,7 +132,7 @@ def test_a_workdir_moved_with_its_data_loads_from_anywhere(trained_workdir, pret
     old = tmp_path / "old" / "demo"
     data = old / "pretokenized"
     shutil.copytree(pretokenized, data)
-    vq_dir = pathlib_parent(pretokenized, "vq")
+    vq_dir = _beside_an_ancestor(pretokenized, "vq")
     shutil.copytree(vq_dir, old / "vq")
     shutil.copytree(trained_workdir, old / "pretrain", ignore=shutil.ignore_patterns(layout.LOCK))
     config = json.loads((old / "pretrain" / layout.CONFIG).read_text())
@@ -152,7 +152,7 @@ def test_a_workdir_moved_with_its_data_loads_from_anywhere(trained_workdir, pret
     assert codes.shape == (1, pretrained.grid ** 2)
 
 
-def pathlib_parent(path: str, sibling: str) -> str:
+def _beside_an_ancestor(path: str, sibling: str) -> str:
     """The `sibling` folder beside the nearest ancestor of `path` that has one."""
     here = os.path.abspath(path)
     while not os.path.isdir(os.path.join(here, sibling)):
