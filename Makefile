@@ -1,12 +1,13 @@
 # Quick start: `make demo` (the main job) and `make test`. Both create .venv on first use.
-# `make test-fast` skips the tests marked slow (about 2 minutes on 2 cores); `make lint` runs ruff.
+# `make test-fast` skips the tests marked slow (about 2 minutes on 2 cores); `make lint` runs ruff;
+# `make test-torch` installs the [torch] extra and runs the PyTorch reference's tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 WORKDIR ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo quality test test-fast lint bench install clean
+.PHONY: demo quality test test-fast test-torch lint bench install clean
 
 # On a CPU-only machine, virtual JAX devices (one per core, up to 8, a power of two so the demo's
 # batches divide evenly) let data parallelism use every core.
@@ -36,6 +37,16 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 -m "not slow and not gpu" tests
+
+# The PyTorch reference's tests, with the [torch] extra installed first (CPU torch, about 0.8 GB in the
+# venv); `make test` skips them where torch is missing.
+TORCH_STAMP := $(VENV)/.installed-torch
+test-torch: $(TORCH_STAMP)
+	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q tests/test_torch_model.py
+
+$(TORCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,torch]'
+	touch $(TORCH_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -29,7 +29,10 @@ EXTRAS = {
     # scikit-image and matplotlib ship the real photos the face-pipeline tests use; scipy reads LFWA's .mat
     "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "matplotlib>=3.8", "scipy>=1.11",
              "ruff>=0.15,<1"],  # lint: pyproject.toml [tool.ruff]
-    "beam": ["apache-beam>=2.60"],   # `gptface data ingest --beam-runner ...` for crawls of tens of millions
+    "beam": ["apache-beam>=2.60"],
+    # The PyTorch reference of an export (gptface_jax/serving/torch_model.py). Pinned to the release whose
+    # CPU wheel the development image carries: an unpinned torch pulls PyPI's CUDA build (several GB).
+    "torch": ["torch==2.13.0"],   # `gptface data ingest --beam-runner ...` for crawls of tens of millions
 }
 
 setup(

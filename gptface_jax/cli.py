@@ -188,11 +188,21 @@ def _caption(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from gptface_jax.serving import export
+    if args.torch_check and importlib.util.find_spec("torch") is None:  # before minutes of export work
+        print("gptface export: --torch-check needs PyTorch: pip install -e '.[torch]'", file=sys.stderr)
+        return 2
     manifest = export.export(args.workdir, args.out, platforms=tuple(args.platforms.split(",")))
     print(f"exported {manifest['parameters']:,} parameters and {len(manifest['files'])} files to {args.out} "
           f"(functions serialised for {args.platforms})")
-    return 0
+    if not args.torch_check:
+        return 0
+    from gptface_jax.serving import torch_check
+    differences = torch_check.compare(args.out)
+    print(torch_check.report(differences, args.torch_tolerance))
+    return 0 if max(differences.values()) <= args.torch_tolerance else 1
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -379,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--platforms", default="cpu,cuda,tpu",
                    help="comma-separated platforms the jax.export functions are serialised for (cpu, cuda, tpu)")
+    p.add_argument("--torch-check", action="store_true",
+                   help="load the export into the PyTorch reference (torch_model.py) and report its largest "
+                        "difference from JAX per function on a fixed batch (needs the [torch] extra)")
+    p.add_argument("--torch-tolerance", type=float, default=1e-5,
+                   help="--torch-check exits 1 when a relative difference is above this")
     p.set_defaults(func=_export)
 
     evaluation = sub.add_parser("eval", help="downstream evaluation").add_subparsers(dest="eval_command", required=True)

@@ -151,6 +151,15 @@ def test_flat_names_are_the_parameter_paths():
     assert unflatten(flat)["block_0"]["attention"]["query"]["kernel"].shape == (2, 3)
 
 
+def test_scalar_parameters_keep_their_shape(tmp_path):
+    """The ITC logit scale and bias are 0-d: written as (1,), the export would not load its own model."""
+    from safetensors.numpy import load_file, save_file
+    flat = export.flatten({"itc_log_scale": jax.numpy.float32(2.3), "itc_bias": np.array(-10.0, np.float32)})
+    assert {k: v.shape for k, v in flat.items()} == {"itc_log_scale": (), "itc_bias": ()}
+    save_file(flat, str(tmp_path / "p.safetensors"))
+    assert load_file(str(tmp_path / "p.safetensors"))["itc_log_scale"].shape == ()
+
+
 def test_manifest_lists_the_platforms_and_an_unknown_platform_is_an_error(trained_workdir, exported_dir, tmp_path):
     with open(os.path.join(exported_dir, "manifest.json")) as f:
         manifest = json.load(f)

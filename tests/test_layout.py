@@ -49,3 +49,20 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from gptface_jax.train import trainer\n    from gptface_jax.models import vq\n")
     assert [room_of(m) for _, m in imported_modules(path)] == ["train", "models"]
+
+
+# The export's standalone readers travel into the export directory: what each may import there.
+READER_IMPORTS = {"export_format.py": {"json", "os", "numpy", "sentencepiece"},
+                  "exported.py": {"os", "jax", "numpy", "safetensors", "export_format"},
+                  "torch_model.py": {"json", "math", "os", "torch", "safetensors", "export_format"}}
+
+
+@pytest.mark.parametrize("reader", sorted(READER_IMPORTS))
+def test_export_readers_import_nothing_of_the_package(reader):
+    tops = set()
+    for node in ast.walk(ast.parse((PACKAGE / "serving" / reader).read_text())):
+        if isinstance(node, ast.Import):
+            tops |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            tops |= {a.name for a in node.names} if node.level else {node.module.split(".")[0]}
+    assert tops - {"__future__"} <= READER_IMPORTS[reader], f"{reader} imports {sorted(tops - READER_IMPORTS[reader])}"

@@ -8,6 +8,8 @@
     DIR/{features,itm_score,vq_encode,vq_decode}.jaxexport
                                `jax.export` serialisations, symbolic batch size, parameters as inputs
     DIR/exported.py            a reader that needs only jax, numpy and safetensors
+    DIR/torch_model.py         a PyTorch reference of the same functions (torch, numpy, safetensors)
+    DIR/export_format.py       what both readers share (numpy only)
 
 `load(DIR)` is the in-package reader: it rebuilds the Flax model from config.json and places the
 parameters on a mesh of whatever devices are present (data parallel over all of them), so an
@@ -29,11 +31,12 @@ from safetensors.numpy import load_file, save_file
 from data_pipelines.errors import DataError
 from gptface_jax.models.transformer import GPTFace, ModelConfig, abstract_variables
 from gptface_jax.runtime import config_lib, layout, sharding
+from gptface_jax.serving import export_format, image_tokenizer
 from gptface_jax.serving import exported as reader
 from gptface_jax.serving import features as features_lib
-from gptface_jax.serving import image_tokenizer
 
 PLATFORMS = ("cpu", "cuda", "tpu")
+READERS = ("exported.py", "torch_model.py", "export_format.py")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
@@ -48,7 +51,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
         elif isinstance(value, jax.ShapeDtypeStruct):  # abstract trees (shape checks) stay abstract
             flat[name] = value
         else:
-            flat[name] = np.ascontiguousarray(np.asarray(value))
+            flat[name] = np.array(value, order="C")  # not ascontiguousarray: it makes scalars (1,)
     return flat
 
 
@@ -104,7 +107,8 @@ def export(workdir: str, out_dir: str, compute_dtype: str = "float32", platforms
         json.dump(dataclasses.asdict(pretrained.vq.config), f, indent=1)
     shutil.copy(os.path.join(pretrained.config.data.pretokenized, layout.TOKENIZER),
                 os.path.join(staging, "text_tokenizer.model"))
-    shutil.copy(reader.__file__, os.path.join(staging, "exported.py"))
+    for module in READERS:  # the standalone readers travel with the weights
+        shutil.copy(os.path.join(os.path.dirname(__file__), module), os.path.join(staging, module))
 
     b = jax.export.symbolic_shape("b")[0]
     def spec(shape, dtype):
@@ -206,12 +210,9 @@ def _checked_tensors(directory: str, name: str, expected: dict, described_by: st
         stored = load_file(os.path.join(directory, name))
     except Exception as e:  # safetensors' errors for cut or foreign files
         raise DataError(f"{directory}/{name}: unreadable ({type(e).__name__}: {e})") from None
-    problems = [f"{k}: missing" for k in sorted(set(expected) - set(stored))]
-    problems += [f"{k}: not in the model" for k in sorted(set(stored) - set(expected))]
-    problems += [f"{k}: stored {stored[k].dtype}{list(stored[k].shape)}, {described_by} builds "
-                 f"{np.dtype(expected[k].dtype)}{list(expected[k].shape)}"
-                 for k in sorted(set(stored) & set(expected))
-                 if stored[k].shape != expected[k].shape or stored[k].dtype != np.dtype(expected[k].dtype)]
+    problems = export_format.tensor_mismatches(
+        {k: (v.shape, str(v.dtype)) for k, v in stored.items()},
+        {k: (v.shape, str(np.dtype(v.dtype))) for k, v in expected.items()}, described_by)
     if problems:
         raise DataError(f"{directory}: {name} does not match {described_by} ({len(problems)} problems): "
                         + "; ".join(problems[:5]))

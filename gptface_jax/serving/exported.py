@@ -9,50 +9,25 @@
 
 It imports nothing from the training package: the functions are `jax.export` serialisations
 (StableHLO, any batch size) and the weights are safetensors files with flat '.'-joined names.
-`text_ids` needs sentencepiece (the tokenizer model ships in the directory).
+`text_ids` (captions -> ids) needs sentencepiece (the tokenizer model ships in the directory);
+`export_format.py`, copied beside this file, says what the directory holds.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
 import numpy as np
 from safetensors.numpy import load_file
 
-FORMAT = "gptface-export/1"
-MANIFEST = "manifest.json"
+try:  # inside the package
+    from . import export_format
+except ImportError:  # copied into an export directory beside export_format.py
+    import export_format
+
+FORMAT, MANIFEST = export_format.FORMAT, export_format.MANIFEST
+ExportError, read_manifest, unflatten = export_format.ExportError, export_format.read_manifest, export_format.unflatten
 FUNCTIONS = ("features", "itm_score", "vq_encode", "vq_decode")
-
-
-class ExportError(ValueError):
-    """An export directory that cannot be used as written."""
-
-
-def unflatten(flat: dict) -> dict:
-    """{'a.b.c': x} -> {'a': {'b': {'c': x}}}."""
-    tree: dict = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
-
-
-def read_manifest(directory: str) -> dict:
-    path = os.path.join(directory, MANIFEST)
-    if not os.path.isfile(path):
-        raise ExportError(f"{directory}: not a GPTFace export (no {MANIFEST}); write one with `gptface export`")
-    with open(path) as f:
-        manifest = json.load(f)
-    if manifest.get("format") != FORMAT:
-        raise ExportError(f"{path}: format {manifest.get('format')!r}, this reader understands {FORMAT!r}")
-    missing = [name for name in manifest["files"] if not os.path.isfile(os.path.join(directory, name))]
-    if missing:
-        raise ExportError(f"{directory}: the export is incomplete, missing {', '.join(sorted(missing))}")
-    return manifest
 
 
 def _tensors(path: str) -> dict:
@@ -74,7 +49,7 @@ class Exported:
         for name in FUNCTIONS:
             with open(path(f"{name}.jaxexport"), "rb") as f:
                 self._functions[name] = jax.export.deserialize(bytearray(f.read()))
-        self._sp = None
+        self.text_ids = export_format.CaptionIds(directory, self.manifest["max_text_len"])
 
     @property
     def image_size(self) -> int:
@@ -99,17 +74,6 @@ class Exported:
         grid = int(self.manifest["image_grid"])
         return self._functions["vq_decode"].call(self.vq_params,
                                                  np.asarray(image_codes, np.int32).reshape(-1, grid, grid))
-
-    def text_ids(self, texts: list[str]) -> np.ndarray:
-        """Captions -> (B, max_text_len) ids, PAD (0) after each caption, as the model was trained."""
-        if self._sp is None:
-            import sentencepiece as spm
-            self._sp = spm.SentencePieceProcessor(model_file=os.path.join(self.directory, "text_tokenizer.model"))
-        length = int(self.manifest["max_text_len"])
-        ids = np.zeros((len(texts), length), np.int32)
-        for row, pieces in enumerate(self._sp.encode(list(texts))):
-            ids[row, :min(len(pieces), length)] = pieces[:length]
-        return ids
 
 
 def load(directory: str) -> Exported:
