@@ -36,7 +36,6 @@ from data_pipelines.ingest.errors import (
     DropRecord,
 )
 
-
 DETECTORS = ("haar", "blazeface")
 
 
