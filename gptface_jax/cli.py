@@ -177,11 +177,8 @@ def _detector(choice: str) -> str:
 
 def _caption(args: argparse.Namespace) -> int:
     """One caption per (guidance, seed), each line prefixed with both."""
-    import jax
-    import numpy as np
 
-    from data_pipelines.text_tokenizer import PAD
-    from gptface_jax.generate import decoding, editing
+    from gptface_jax.generate import captioning, editing
     from gptface_jax.serving import inference
     try:
         config = _decode_config(args)
@@ -193,16 +190,22 @@ def _caption(args: argparse.Namespace) -> int:
     except (DataError, ValueError) as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 2
-    codes = pretrained.image_codes(photo.crop[None])
-    length = min(args.length, pretrained.model.config.max_text_len)
-    mask = np.arange(pretrained.model.config.max_text_len)[None] < length
-    text = np.where(mask, 0, PAD).astype(np.int32)
-    for g in args.guidance:
-        decoder = decoding.make_decoder(pretrained.model, decoding.TEXT, dataclasses.replace(config, guidance=g),
-                                        text_vocab=pretrained.tokenizer.vocab_size)
-        for seed in args.seeds:
-            out, _ = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
-            print(f"guidance {g:g} seed {seed}: {pretrained.tokenizer.decode(np.asarray(out)[0, :length])[0]}")
+    for g, seed, text in captioning.caption(pretrained, photo.crop, config, args.guidance, args.seeds, args.length):
+        print(f"guidance {g:g} seed {seed}: {text}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import importlib.util
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        print("gptface serve needs the [serve] extra: pip install -e '.[serve]'", file=sys.stderr)
+        return 2
+    from gptface_jax.serving import web
+    try:
+        web.serve(args.workdir, args.host, args.port, _detector(args.detector))
+    except DataError as e:
+        print(f"gptface: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -403,6 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=12, help="caption tokens to generate")
     _add_sampling_arguments(p, "caption")
     p.set_defaults(func=_caption)
+
+    p = sub.add_parser("serve", help="a local web page: edit uploaded or held-out faces, text-to-face, captions")
+    p.add_argument("--workdir", required=True, help="a `gptface train` workdir")
+    p.add_argument("--host", default="127.0.0.1", help="the address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=8321)
+    _add_detector_argument(p)
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("export",
                        help="a checkpoint -> one self-contained directory (safetensors, tokenizers, jax.export)")

@@ -120,3 +120,18 @@ def test_the_upscaled_edit_gets_the_photos_sharpness():
     upscaled_only = cv2.warpAffine(soft, to_photo, photo.original.shape[1::-1], flags=cv2.INTER_CUBIC)
     target = detail(photo.original, ring)
     assert abs(detail(plain, region) - target) < abs(detail(upscaled_only, region) - target)
+
+
+@needs_blazeface
+def test_ingestion_aligns_with_the_same_keypoints():
+    from data_pipelines.ingest.faces import decode_image
+    from data_pipelines.ingest.process import IngestOptions, process_pair
+    from data_pipelines.ingest.readers import RawPair, ReaderOptions
+    options = IngestOptions(ReaderOptions("webdataset"), faces=FaceOptions(detector="blazeface", align=True,
+                                                                           image_size=128))
+    options.validate()
+    photo = cf.jpeg(cf.astronaut())
+    crop = decode_image(process_pair(RawPair("astronaut", photo, "an astronaut"), options).record["image"])
+    direct = face_crop(decode_image(photo), FaceOptions(detector="blazeface", align=True, image_size=128)).image
+    assert crop.shape == (128, 128, 3)
+    assert np.abs(crop.astype(int) - direct.astype(int)).mean() < 3  # the record's crop is stored as JPEG

@@ -99,9 +99,10 @@ def test_losses_fall_on_a_fixed_batch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 2, 2), (1, 4, 2)])
+@pytest.mark.parametrize("shape", [(2, 2, 2), (1, 4, 2)])
 def test_sharded_train_step_equals_single_device_step(shape):
-    """The trainer's step (loss, clipping, AdamW update) on a mesh == the same step on one device."""
+    """The trainer's step (loss, clipping, AdamW update) on a mesh == the same step on one device. (Pure data
+    parallelism, (8, 1, 1), is what the trainer's own tests run on.)"""
     config = config_lib.load(["--config", "experiments/pretrain.py:tiny", f"--config.mesh.shape={shape}"])
     mesh = sharding.make_mesh(config)
     rules = sharding.logical_rules(config)
@@ -113,8 +114,7 @@ def test_sharded_train_step_equals_single_device_step(shape):
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         init, _, shardings = trainer.state_shardings(model, tx, mesh, rules)
         sharded_state = jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(0))
-        assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded_state["params"])) \
-            or shape == (8, 1, 1)  # (8,1,1) is pure data parallelism: parameters replicated
+        assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded_state["params"]))
         spec = sharding.batch_spec(config)
         sharded_batch = {k: jax.device_put(v,
                                            NamedSharding(mesh,

@@ -1,2 +1,2 @@
 """Generation: MaskGIT decoding with ITM/ITC and classifier-free guidance, its per-task defaults,
-face editing and the named face regions. Imports `models` and `runtime`."""
+face editing, captioning and the named face regions. Imports `models` and `runtime`."""

@@ -220,6 +220,17 @@ def make_decoder(model: GPTFace, modality: str, config: DecodeConfig, text_vocab
                                                                    modality, config, text_vocab))
 
 
+def cached_decoder(cache: dict | None, model: GPTFace, modality: str, config: DecodeConfig,
+                   text_vocab: int | None = None):
+    """`make_decoder`, kept in `cache` (a long-lived server's dict) so each (modality, config) compiles once."""
+    if cache is None:
+        return make_decoder(model, modality, config, text_vocab)
+    key = (modality, config, text_vocab)
+    if key not in cache:
+        cache[key] = make_decoder(model, modality, config, text_vocab)
+    return cache[key]
+
+
 def itm_score(model: GPTFace, params, text, image):
     """Match log-odds of whole pairs."""
     itm = model.apply(params, text, image, method=GPTFace.match_logits)

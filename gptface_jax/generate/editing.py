@@ -15,6 +15,7 @@ input leaves no partial output.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 
@@ -59,6 +60,12 @@ def load_photo(path: str, size: int, aligned: bool = False, detector: str = "haa
             data = f.read()
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror}") from e
+    return photo_from_bytes(data, size, aligned, detector, name=path)
+
+
+def photo_from_bytes(data: bytes, size: int, aligned: bool = False, detector: str = "haar",
+                     name: str = "the image") -> Photo:
+    """`load_photo` on an encoded image's bytes (an upload): the same decode guards, the same crop."""
     try:
         rgb = decode_image(data)
         if aligned:
@@ -73,8 +80,20 @@ def load_photo(path: str, size: int, aligned: bool = False, detector: str = "haa
         found = face_crop(rgb, options)
     except DropRecord as e:
         hint = " (pass --aligned if the image is already a face crop)" if e.reason == "no_face" else ""
-        raise DataError(f"{path}: {e}{hint}") from e
+        raise DataError(f"{name}: {e}{hint}") from e
     return Photo(rgb, found.image, found.transform)
+
+
+def mask_from_bytes(data: bytes, size: int) -> np.ndarray:
+    """A painted mask (PNG or JPEG; white, or opaque where it has alpha, = re-draw) resized to the crop."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"the mask is not an image ({type(e).__name__})") from None
+    plane = np.asarray(image.getchannel("A") if "A" in image.getbands() else image.convert("L"))
+    return cv2.resize(plane, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def token_mask_for(region_names=(), pixel_mask: np.ndarray | None = None, *, grid: int, size: int) -> np.ndarray:
@@ -91,18 +110,20 @@ def token_mask_for(region_names=(), pixel_mask: np.ndarray | None = None, *, gri
 
 
 def edit(pretrained, photo: Photo, token_mask: np.ndarray, text: str, seeds=(0, 1, 2), guidances=(0.0, 2.0),
-         config: DecodeConfig = DecodeConfig()) -> EditResult:
-    """Re-decodes the masked tokens of `photo.crop` for `text`, once per (seed, guidance)."""
+         config: DecodeConfig = DecodeConfig(), cache: dict | None = None) -> EditResult:
+    """Re-decodes the masked tokens of `photo.crop` for `text`, once per (seed, guidance). A long-lived
+    caller passes `cache` (a dict) so each decoding config compiles once."""
     text_ids = pretrained.text_ids([text])
     codes = pretrained.image_codes(photo.crop[None])
     mask = np.asarray(token_mask, bool).reshape(1, -1)
     seeds = list(seeds)
     in_crop = Photo.of_crop(photo.crop)  # results keep pixels outside the edit
     crops, itm, pasted = {}, {}, {}
-    score = jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i))
+    score = (cache if cache is not None else {}).setdefault(
+        "itm_score", jax.jit(lambda p, t, i: decoding.itm_score(pretrained.model, p, t, i)))
     for guidance in guidances:
-        decoder = decoding.make_decoder(pretrained.model, decoding.IMAGE,
-                                        dataclasses.replace(config, guidance=float(guidance)))
+        decoder = decoding.cached_decoder(cache, pretrained.model, decoding.IMAGE,
+                                          dataclasses.replace(config, guidance=float(guidance)))
         # one call per seed, so a seed's result does not depend on which other seeds were asked for
         out = np.concatenate([np.asarray(decoder(pretrained.params, text_ids, codes, mask, jax.random.PRNGKey(s))[1])
                               for s in seeds])
