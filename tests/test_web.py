@@ -15,8 +15,8 @@ from tests import crawl_fixtures as cf
 pytest.importorskip("fastapi", reason="the [serve] extra is not installed: pip install -e '.[serve]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the [test] extra)")
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                                reason="no browser: apt-get install chromium chromium-driver (.ci/run does)")
+needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                   reason="no browser: apt-get install chromium chromium-driver (.ci/run does)")
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -30,6 +30,18 @@ def test_numbers_are_parsed_or_refused_by_name():
         web.numbers("a", int, "seeds")
     with pytest.raises(ValueError, match=r"lambda: every value must lie in \[0, 20\]"):
         web.numbers("-1", float, "lambda", 0, 20)
+
+
+def test_the_studio_compiles_each_decoding_config_once(trained_workdir):
+    studio = web.Studio(trained_workdir, detector="haar", held_out=2)
+    photo = studio.photo(None, 1)
+    first = studio.edit(photo, ["mouth"], None, "a smiling woman", [0], [0.0, 2.0], 0.0, 4)
+    compiled = dict(studio.cache)
+    second = studio.edit(photo, ["eyes"], None, "a man", [1], [0.0, 2.0], 0.0, 4)
+    assert studio.cache == compiled and len(compiled) == 3  # two guidance strengths + the match score
+    assert len(first["pasted"]) == len(second["pasted"]) == 2
+    with pytest.raises(ValueError, match="held-out face 7 does not exist"):
+        studio.photo(None, 7)
 
 
 def _free_port() -> int:
@@ -71,6 +83,7 @@ def browser():
     driver.quit()
 
 
+@needs_browser
 def test_the_page_edits_an_uploaded_photo_and_reports_bad_input(server, browser, tmp_path):
     photo, not_an_image = tmp_path / "astronaut.png", tmp_path / "notes.txt"
     cv2.imwrite(str(photo), cv2.cvtColor(cf.astronaut(), cv2.COLOR_RGB2BGR))
