@@ -33,7 +33,7 @@ quality: $(STAMP)
 		--dataset $(QUALITY)/data --max-train 5000
 
 test: $(STAMP)
-	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 tests
+	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 --durations=15 tests  # the slowest, for keeping it near 12 min
 
 test-fast: $(STAMP)
 	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 -m "not slow and not gpu" tests
