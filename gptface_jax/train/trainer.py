@@ -101,71 +101,120 @@ def make_train_step(model: GPTFace, tx, config):
 
     With train.accum_steps = k the batch is cut into k micro-batches (every k-th row, so each
     device keeps its own rows) and the gradients are summed in a lax.scan; every masked-modelling
-    and ITM loss is normalised by the whole batch's counts, so without ITC the update equals one step
-    on the whole batch (ITC contrasts the pairs of each micro-batch: its negatives are per micro-batch). Dropout masks
-    draw from model.dropout_rng(seed, step): a resumed run draws the same ones.
+    and ITM loss is normalised by the whole batch's counts, so the update equals one step on the
+    whole batch. ITC stays a whole-batch loss too (GradCache, Gao et al. 2021): a first pass embeds
+    every row without gradients, the loss, its mined negatives and the match logits' similarities
+    come from all of them, and each micro-batch then pulls the loss's gradient with respect to its
+    own rows' embeddings back through its unimodal passes. Dropout masks draw from
+    model.dropout_rng(seed, step): a resumed run draws the same ones.
     """
     c = model.config
     w = config.loss
     k = config.train.accum_steps
+    itc_names = ("itc_log_scale", "itc_bias")
 
-    def loss_fn(params, batch, rng, normalisers, share=1.0):
-        """`share`: this micro-batch's part of a whole-batch mean (1/k under accumulation) for ITC."""
-        extra = {}
-        if w.itc_weight > 0:  # every image with its own clean caption, before fusion
-            text_emb, image_emb = model.apply(params, batch["caption_ids"], batch["image_targets"], deterministic=False,
-                                              rngs={"dropout": jax.random.fold_in(rng, 1)},
-                                              method=GPTFace.itc_embeddings)
-            p = params["params"]
-            itc, itc_metrics = losses.itc_loss(text_emb, image_emb, batch["caption_ids"], p["itc_log_scale"],
-                                               p["itc_bias"], w.itc_kind)
-            extra = {name: share * v for name, v in itc_metrics.items()}
-            if w.mined_negative_fraction > 0:
-                batch, mined = negatives.mine(jax.random.fold_in(rng, 2), batch, text_emb, image_emb,
-                                              jnp.exp(p["itc_log_scale"]), w.mined_negative_fraction, c.image_mask_id)
-                extra.update({name: share * v for name, v in mined.items()})
-        out = model.apply(params, batch["text_inputs"], batch["image_inputs"], deterministic=False,
-                          rngs={"dropout": rng})
+    def embed(params, batch, rng):
+        """Every row's own clean caption and image through the unimodal passes: (text, image) (B, E)."""
+        return model.apply(params, batch["caption_ids"], batch["image_targets"], deterministic=False,
+                           rngs={"dropout": jax.random.fold_in(rng, 1)}, method=GPTFace.itc_embeddings)
+
+    def contrastive(itc_params, text_emb, image_emb, batch, rng):
+        """ITC over the given rows, the ITM negatives mined from it and each ITM row's similarity logit:
+        (itc, (metrics, batch with the mined rows and "similarity_logit"))."""
+        itc, metrics = losses.itc_loss(text_emb, image_emb, batch["caption_ids"], itc_params["itc_log_scale"],
+                                       itc_params["itc_bias"], w.itc_kind)
+        scale = jnp.exp(itc_params["itc_log_scale"])
+        if w.mined_negative_fraction > 0:
+            batch, mined = negatives.mine(jax.random.fold_in(rng, 2), batch, text_emb, image_emb, scale,
+                                          w.mined_negative_fraction, c.image_mask_id)
+            metrics = {**metrics, **mined}
         if c.itm_similarity:  # the match logit also reads the shown pair's unimodal similarity
             caption_row, image_row = negatives.shown_rows(batch)
             cosine = (text_emb[jnp.maximum(caption_row, 0)] * image_emb[image_row]).sum(-1)
             # ITM learns only how far to trust ITC: its pairwise BCE on the embeddings is SigLIP's
             # common-mode gradient, which kept ITC at log(batch) for 350 steps (run q2, docs/experiments.md)
-            logit = jax.lax.stop_gradient(jnp.exp(params["params"]["itc_log_scale"]) * cosine)
-            term = model.apply(params, jnp.where(caption_row >= 0, logit, 0.0), method=GPTFace.similarity_term)
+            logit = jax.lax.stop_gradient(scale * cosine)
+            batch = {**batch, "similarity_logit": jnp.where(caption_row >= 0, logit, 0.0)}
+        return itc, (metrics, batch)
+
+    def loss_fn(params, batch, rng, normalisers):
+        """The loss to differentiate and its metrics ("loss": the objective's value).
+
+        Without "itc_grad_text" in `batch` the rows are the whole batch and ITC is computed here;
+        with it (a micro-batch) ITC enters as <cached gradient, embedding>, whose gradient is the
+        whole-batch loss's for these rows; its value and metrics come from `gradients`."""
+        contrastive_part, reported, extra = 0.0, 0.0, {}
+        if w.itc_weight > 0:
+            text_emb, image_emb = embed(params, batch, rng)
+            if "itc_grad_text" in batch:
+                contrastive_part = ((batch["itc_grad_text"] * text_emb).sum()
+                                    + (batch["itc_grad_image"] * image_emb).sum())
+            else:
+                itc_params = {name: params["params"][name] for name in itc_names}
+                contrastive_part, (extra, batch) = contrastive(itc_params, text_emb, image_emb, batch, rng)
+                reported = contrastive_part
+        out = model.apply(params, batch["text_inputs"], batch["image_inputs"], deterministic=False,
+                          rngs={"dropout": rng})
+        if c.itm_similarity:
+            term = model.apply(params, batch["similarity_logit"], method=GPTFace.similarity_term)
             out = {**out, "itm_logits": out["itm_logits"].at[:, 1].add(term)}
-            extra["itm_similarity_gain"] = share * params["params"]["itm_similarity_gain"]
         total, (metrics, _) = losses.milm_itm_loss(
             lambda h: model.apply(params, h, method=GPTFace.text_logits),
             lambda h: model.apply(params, h, method=GPTFace.image_logits),
             out, batch, max_text_len=c.max_text_len, capacity_text=w.text_capacity, capacity_image=w.image_capacity,
             weights=(w.text_weight, w.image_weight, w.itm_weight), normalisers=normalisers)
         if w.itc_weight > 0:
-            total = total + share * w.itc_weight * itc
-            metrics = {**metrics, **extra, "loss": total}
+            metrics = {**metrics, **extra, "loss": total + w.itc_weight * reported}
+            total = total + w.itc_weight * contrastive_part
         return total, metrics
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
+    def split(batch):
+        return jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+
+    def cached_contrastive(params, batch, rng):
+        """Pass 1 of an accumulated step: every row embedded micro-batch by micro-batch (no gradient),
+        then the whole batch's ITC with its gradients. Returns the batch (mined rows, similarity logits,
+        the cached embedding gradients), the ITC parameters' gradients, the loss and its metrics."""
+        def one(_, xs):
+            i, micro_batch = xs
+            return None, embed(params, micro_batch, jax.random.fold_in(rng, i))
+        _, (text_emb, image_emb) = jax.lax.scan(one, None, (jnp.arange(k), split(batch)))
+        text_emb, image_emb = (jax.lax.stop_gradient(e.swapaxes(0, 1).reshape(-1, e.shape[-1]))
+                               for e in (text_emb, image_emb))  # back to batch order (row j * k + i)
+        itc_params = {name: params["params"][name] for name in itc_names}
+        (itc, (metrics, batch)), (g_params, g_text, g_image) = jax.value_and_grad(
+            contrastive, argnums=(0, 1, 2), has_aux=True)(itc_params, text_emb, image_emb, batch, rng)
+        return {**batch, "itc_grad_text": g_text, "itc_grad_image": g_image}, g_params, itc, metrics
+
     def gradients(params, batch, rng):
         if k == 1:
             (_, metrics), grads = grad_fn(params, batch, rng, None)
-            return grads, metrics
-        normalisers = losses.accumulation_normalisers(batch, k, w.text_capacity, w.image_capacity)
-        micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+        else:
+            if w.itc_weight > 0:
+                batch, itc_grads, itc, itc_metrics = cached_contrastive(params, batch, rng)
+            normalisers = losses.accumulation_normalisers(batch, k, w.text_capacity, w.image_capacity)
+            micro = split(batch)
 
-        def add(total, xs):
-            i, micro_batch = xs
-            (_, metrics), grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, i), normalisers, 1.0 / k)
-            return jax.tree.map(jnp.add, total, (grads, metrics)), None
-        (_, metric_shapes), grad_shapes = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), rng,
-                                                         normalisers, 1.0 / k)
-        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (grad_shapes, metric_shapes))
-        (grads, metrics), _ = jax.lax.scan(add, zeros, (jnp.arange(k), micro))
-        # losses and accuracies were normalised by the whole batch: their sums are the batch's values;
-        # overflow counts are per micro-batch: their mean
-        metrics = {**metrics, "text_overflow": metrics["text_overflow"] / k,
-                   "image_overflow": metrics["image_overflow"] / k}
+            def add(total, xs):
+                i, micro_batch = xs
+                (_, metrics), grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, i), normalisers)
+                return jax.tree.map(jnp.add, total, (grads, metrics)), None
+            (_, metric_shapes), grad_shapes = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), rng,
+                                                             normalisers)
+            zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (grad_shapes, metric_shapes))
+            (grads, metrics), _ = jax.lax.scan(add, zeros, (jnp.arange(k), micro))
+            # losses and accuracies were normalised by the whole batch: their sums are the batch's values;
+            # overflow counts are per micro-batch: their mean
+            metrics = {**metrics, "text_overflow": metrics["text_overflow"] / k,
+                       "image_overflow": metrics["image_overflow"] / k}
+            if w.itc_weight > 0:
+                grads = {**grads, "params": {**grads["params"], **{
+                    name: grads["params"][name] + w.itc_weight * itc_grads[name] for name in itc_names}}}
+                metrics = {**metrics, **itc_metrics, "loss": metrics["loss"] + w.itc_weight * itc}
+        if c.itm_similarity:
+            metrics = {**metrics, "itm_similarity_gain": params["params"]["itm_similarity_gain"]}
         return grads, metrics
 
     def step(state, batch):
