@@ -1,5 +1,5 @@
 """GPTFace pre-training configs: `--config experiments/pretrain.py:VARIANT` (tiny, tiny16, base, large,
-and the recipes tiny_paper and quality).
+and the recipes tiny_paper, quality and demo).
 
 Shapes follow DESIGN.md: base is the paper's BERT-base body over 256 px faces (16x16 VQ codes,
 1024-entry codebook); tiny trains end to end on a 2-core CPU over 64 px SynthFaces. tiny16 is tiny
@@ -37,6 +37,15 @@ RECIPES = {
         "evals.itm.every": 400, "evals.probe.every": 400, "evals.retrieval.every": 400,
     }),
 }
+# The demo's pre-training (`gptface demo`, stage 8): the quality recipe's first 220 steps, on its
+# schedule, with the contrastive loss weighted 3x. At weight 1 the ITC loss sits at log(128) for about
+# 200 steps (run q4) and a 220-step run ends where it starts; at weight 3 it leaves by step 100 at
+# equal masked-modelling losses (runs p3 / p4, docs/experiments.md, "The ITC plateau").
+RECIPES["demo"] = ("tiny", {
+    **RECIPES["quality"][1], "loss.itc_weight": 3.0, "train.steps": 220, "train.schedule_steps": 1600,
+    "train.time_budget_s": 0.0, "train.log_every": 20, "train.checkpoint_every": 110,
+    "evals.itm.every": 10**9, "evals.probe.every": 10**9, "evals.retrieval.every": 10**9,  # once, at the end
+})
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
@@ -151,6 +160,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.accum_steps = 1
     c.train.learning_rate = 1e-3 if tiny else 1e-4
     c.train.warmup_steps = 30 if tiny else 10_000
+    # > 0: the warm-up + cosine spans this many steps instead of train.steps (a run stopped early on a
+    # longer run's schedule: the demo is the first 220 steps of a 1,600-step schedule)
+    c.train.schedule_steps = 0
     c.train.weight_decay = 0.01
     c.train.grad_clip = 1.0
     c.train.b1 = 0.9                      # AdamW moments

@@ -1,10 +1,11 @@
 """The README's main job: the tiny end-to-end run on built-in SynthFaces data.
 
-Stages so far: synthesise the corpus -> contact sheet -> data report -> grain reader -> text
-tokenizer -> VQ image tokenizer (a short time budget; the quality run is in docs/experiments.md) ->
-pre-tokenized shards -> a short tiny pre-training run (metrics + checkpoint) -> edited faces for
-every task (edits/*.png). Each stage reuses its output when the workdir already has it, so a
-rerun resumes.
+Stages: synthesise the corpus -> contact sheet -> data report -> grain reader -> text tokenizer ->
+VQ image tokenizer (a short budget; the quality run is in docs/model.md) -> pre-tokenized shards ->
+pre-training (`experiments/pretrain.py:demo`: metrics, held-out ITM and retrieval, a checkpoint) ->
+text-to-face judged by a pixel classifier -> edited faces for every task (edits/*.png) -> linear
+probes. Each stage reuses its output when the workdir already has it, so a rerun resumes; each
+prints its wall time, and metrics.json keeps them.
 """
 from __future__ import annotations
 
@@ -20,8 +21,20 @@ from data_pipelines.synthfaces.stats import split_report
 from gptface_jax.runtime import layout
 
 
-def _stage(name: str) -> None:
-    print(f"\n== {name}", flush=True)
+class _Stages:
+    """Prints each stage's title, and the previous stage's wall time when the next one starts."""
+
+    def __init__(self):
+        self.seconds, self._name, self._start = {}, None, 0.0
+
+    def __call__(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if self._name is not None:
+            self.seconds[self._name] = round(now - self._start, 1)
+            print(f"   ({self.seconds[self._name]:.0f} s)", flush=True)
+        self._name, self._start = name, now
+        if name is not None:
+            print(f"\n== {name}", flush=True)
 
 
 def _dataset(workdir: Path, num: int) -> Path:
@@ -56,7 +69,8 @@ def _text_tokenizer(workdir: Path, data_dir: Path, vocab_size: int) -> Path:
     return path
 
 
-VQ_STEPS = 400  # 150-300 s on 2 cores shared with other jobs (demos of 2026-12-01)
+# 150 s for 300 steps on 2 cores (21.4 dB held-out on 20k faces, demo of 2026-12-03): the minutes go to pre-training
+VQ_STEPS = 250
 
 
 def _vq(workdir: Path, data_dir: Path, budget_s: float) -> dict:
@@ -88,15 +102,39 @@ def _pretokenize(workdir: Path, data_dir: Path, tokenizer: Path, max_len: int) -
         return Path(pretokenize(str(data_dir), str(tokenizer), str(workdir / "vq"), str(root), max_len=max_len))
 
 
-def _pretrain(workdir: Path, pre_dir: Path, steps: int) -> dict:
+def _pretrain(workdir: Path, pre_dir: Path) -> dict:
     from experiments import pretrain
     from gptface_jax.train import trainer
-    config = pretrain.get_config("tiny")
+    config = pretrain.get_config("demo")
     config.data.pretokenized = str(pre_dir)
-    config.train.steps = steps
-    config.train.warmup_steps = min(config.train.warmup_steps, steps // 10)
-    config.train.log_every = 25
     return trainer.train(config, str(workdir / "pretrain"))
+
+
+# Judge: a pixel classifier on this many training faces, for this many steps (hair colour, sex,
+# glasses and headwear are read well before expression).
+JUDGE_FACES, JUDGE_STEPS, TEXT_TO_FACE_SAMPLES = 4000, 400, 32
+
+
+def _text_to_face(workdir: Path, data_dir: Path) -> list[dict]:
+    """Faces generated from scratch for each named caption and for a neutral one, judged (text_to_face_eval)."""
+    from gptface_jax.evals import attribute_classifier, text_to_face_eval
+    from gptface_jax.generate.decode_config import default_config
+    from gptface_jax.serving import inference
+    pretrained = inference.load(str(workdir / "pretrain"))
+    judge_dir = workdir / "judge"
+    if (judge_dir / attribute_classifier.INFO_FILE).exists():
+        judge = attribute_classifier.load(str(judge_dir))
+    else:
+        judge = attribute_classifier.train(str(data_dir), str(judge_dir), steps=JUDGE_STEPS, limit=JUDGE_FACES,
+                                           vq=pretrained.vq)
+    print(f"judge: held-out attribute accuracy {judge.info['test']['attribute_mean_accuracy']:.3f}")
+    sampler = default_config("generate")  # the CLI's text-to-face sampler (classifier-free w = 3), with ITM guidance 2
+    rows = text_to_face_eval.evaluate(pretrained, judge, guidances=(2.0,), cfg_scales=(sampler.cfg_scale,),
+                                      samples=TEXT_TO_FACE_SAMPLES, seed=0, config=sampler)
+    table = text_to_face_eval.markdown(rows)
+    (workdir / "text_to_face.md").write_text(table)
+    print(table)
+    return rows
 
 
 def _edits(workdir: Path, data_dir: Path) -> dict:
@@ -131,17 +169,21 @@ def _edits(workdir: Path, data_dir: Path) -> dict:
     return scores
 
 
-def run(workdir: str, num: int = 2000, vq_budget_s: float = 900.0, pretrain_steps: int = 300) -> int:
+LIFT = 0.15  # a caption "follows" when its faces hold the attribute this much more often than the neutral's
+
+
+def run(workdir: str, num: int = 20000, vq_budget_s: float = 900.0) -> int:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _stage(f"1. SynthFaces: {num} faces at 64 px")
+    stage = _Stages()
+    stage(f"1. SynthFaces: {num} faces at 64 px")
     data_dir = _dataset(workdir, num)
 
-    _stage("2. contact sheet")
+    stage("2. contact sheet")
     sheet = preview.preview(str(data_dir), str(workdir / "preview.png"), num=32)
     print(f"wrote {sheet}")
 
-    _stage("3. data report (caption quality measured from the text)")
+    stage("3. data report (caption quality measured from the text)")
     train = ShardSource(data_dir, "train")
     report = split_report(train)
     (workdir / "data_report.json").write_text(json.dumps(report, indent=1))
@@ -149,49 +191,63 @@ def run(workdir: str, num: int = 2000, vq_budget_s: float = 900.0, pretrain_step
                 "caption_share_without_facts", "caption_bookkeeping_mismatches"):
         print(f"{key:32s} {report[key]}")
 
-    _stage("4. grain reader")
+    stage("4. grain reader")
     samples_per_s = _reader_throughput(train)
     print(f"reader: {samples_per_s:.0f} samples/s (64 px, batch 32, in-process decode)")
 
     from experiments import pretrain
-    pretrain_config = pretrain.get_config("tiny")
-    _stage("5. text tokenizer (SentencePiece on the captions)")
+    pretrain_config = pretrain.get_config("demo")
+    stage("5. text tokenizer (SentencePiece on the captions)")
     tokenizer = _text_tokenizer(workdir, data_dir, pretrain_config.text.vocab_size)
 
-    _stage(f"6. VQ image tokenizer (tiny, {VQ_STEPS} steps, capped at {vq_budget_s:.0f} s)")
+    stage(f"6. VQ image tokenizer (tiny, {VQ_STEPS} steps, capped at {vq_budget_s:.0f} s)")
     vq_scores = _vq(workdir, data_dir, vq_budget_s)
     print(f"held-out PSNR {vq_scores['eval_psnr']:.2f} dB, codebook usage {vq_scores['eval_code_usage']:.2f}; "
           f"grid: {workdir}/vq/reconstructions.png")
 
-    _stage("7. pre-tokenized shards")
+    stage("7. pre-tokenized shards")
     pre_dir = _pretokenize(workdir, data_dir, tokenizer, pretrain_config.text.max_len)
     print(f"{len(ShardSource(pre_dir, 'train'))} train examples as image codes + text ids in {pre_dir}")
 
-    _stage(f"8. GPTFace pre-training (tiny, {pretrain_steps} steps; the 60-minute quality run: make quality)")
-    final = _pretrain(workdir, pre_dir, pretrain_steps)
+    stage(f"8. GPTFace pre-training (experiments/pretrain.py:demo, {pretrain_config.train.steps} steps of "
+          f"{pretrain_config.train.batch_size}; the 60-minute quality run: make quality)")
+    final = _pretrain(workdir, pre_dir)
+    nan = float("nan")
     print(f"step {final['step']}: text loss {final['text_loss']:.3f}, image loss {final['image_loss']:.3f}, "
-          f"held-out ITM accuracy clean {final.get('eval_itm_clean_accuracy', float('nan')):.3f} / "
-          f"weak {final.get('eval_itm_weak_accuracy', float('nan')):.3f}; "
-          f"checkpoint in {workdir}/pretrain/checkpoints")
+          f"ITC loss {final.get('itc_loss', nan):.3f}; checkpoint in {workdir}/pretrain/checkpoints")
+    print(f"held-out ITM accuracy clean {final.get('eval_itm_clean_accuracy', nan):.3f} "
+          f"(AUC {final.get('eval_itm_clean_auc', nan):.3f}) / weak {final.get('eval_itm_weak_accuracy', nan):.3f}")
+    print(f"held-out recall@5 among {final.get('eval_retrieval_faces', 0)} faces: image->text "
+          f"{final.get('eval_retrieval_i2t_r5', nan):.3f}, text->image {final.get('eval_retrieval_t2i_r5', nan):.3f} "
+          f"(chance {final.get('eval_retrieval_chance_r5', nan):.3f})")
 
-    _stage("9. edited faces (held-out SynthFaces; ITM guidance 0 and 2, three seeds)")
+    stage("9. text-to-face (each named caption vs 'a photo of a person', the default sampler with ITM guidance 2; "
+          "judged from pixels)")
+    generated = _text_to_face(workdir, data_dir)
+    following = [r["attribute"] for r in generated if r["lift"] >= LIFT]
+    print(f"{len(following)} of {len(generated)} captions lift their attribute by >= {LIFT}: {', '.join(following)}")
+
+    stage("10. edited faces (held-out SynthFaces; ITM guidance 0 and 2, three seeds)")
     edits = _edits(workdir, data_dir)
 
-    _stage("10. linear probes on frozen features (SynthFaces attributes and expression)")
+    stage("11. linear probes on frozen features (SynthFaces attributes and expression)")
     from gptface_jax.evals import downstream
-    probe = downstream.probe(str(workdir / "pretrain"), str(data_dir), str(workdir))
+    probe = downstream.probe(str(workdir / "pretrain"), str(data_dir), str(workdir), max_train=1500)
     print(probe["markdown"].split("\n\n| attribute")[0])
     probe_summary = {row: {k: r.get(k) for k in ("attribute_mean_accuracy", "expression_accuracy")}
                      for row, r in probe["results"].items()}
+    stage(None)
 
     metrics = {"data_dir": str(data_dir), "train_records": len(train), "edits": edits, "probe": probe_summary,
                "test_records": len(ShardSource(data_dir, "test")),
                "reader_samples_per_s": round(samples_per_s, 1), "pretokenized_dir": str(pre_dir),
                "vq_eval_psnr": vq_scores["eval_psnr"], "vq_eval_code_usage": vq_scores["eval_code_usage"],
-               "pretrain": final, **{
+               "pretrain": final, "text_to_face": generated, "text_to_face_following": following,
+               "stage_seconds": stage.seconds, **{
                    k: report[k] for k in ("caption_share_with_true_fact", "caption_share_with_false_fact",
                                           "caption_share_without_facts")}}
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    print(f"\ndemo done: {workdir}/metrics.json, {workdir}/preview.png, {workdir}/data_report.json, "
-          f"{workdir}/vq/reconstructions.png, {workdir}/edits/, {workdir}/probe_synth_faces.md")
+    print(f"\ndemo done in {sum(stage.seconds.values()) / 60:.1f} min: {workdir}/metrics.json, {workdir}/preview.png, "
+          f"{workdir}/data_report.json, {workdir}/vq/reconstructions.png, {workdir}/text_to_face.md, {workdir}/edits/, "
+          f"{workdir}/probe_synth_faces.md")
     return 0

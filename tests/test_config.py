@@ -53,6 +53,7 @@ def test_overrides_apply_and_config_is_locked():
     ("--config.model.num_heads=5", "model.width=128 is not divisible by model.num_heads=5"),
     ("--config.masking.mode_probs=(0.5,0.5,0.5)", "masking.mode_probs"),
     ("--config.train.warmup_steps=1000", "train.warmup_steps=1000"),
+    ("--config.train.schedule_steps=10", "train.schedule_steps=10 must be 0 (train.steps) or > train.warmup_steps=30"),
     ("--config.train.accum_steps=3", "train.batch_size=32 is not divisible by train.accum_steps=3"),
     ("--config.vq.downsample=6", "power of two"),
     ("--config.loss.negative_fraction=0.0", "loss.negative_fraction=0.0 must be in (0, 1)"),

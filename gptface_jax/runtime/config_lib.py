@@ -308,6 +308,9 @@ def optimizer_problems(t) -> list[str]:
         return ok or errors.append(msg)
     check(t.steps >= 1, f"train.steps={t.steps} must be >= 1")
     check(0 <= t.warmup_steps <= t.steps, f"train.warmup_steps={t.warmup_steps} must be in [0, train.steps={t.steps}]")
+    horizon = t.get("schedule_steps", 0)
+    check(horizon == 0 or horizon > t.warmup_steps,
+          f"train.schedule_steps={horizon} must be 0 (train.steps) or > train.warmup_steps={t.warmup_steps}")
     check(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be >= 1")
     check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0")
     check(t.grad_clip > 0, f"train.grad_clip={t.grad_clip} must be > 0 (a negative clip reverses the gradient)")

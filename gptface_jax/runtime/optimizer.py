@@ -10,8 +10,12 @@ import optax
 
 
 def learning_rate_schedule(train) -> optax.Schedule:
+    """Linear warm-up, then a cosine to end_lr_fraction over the schedule's horizon: train.schedule_steps
+    where a config sets it (a run that stops early on a longer run's schedule; MaxText's
+    learning_rate_schedule_steps), else train.steps."""
     warmup = max(train.warmup_steps, 1)
-    return optax.warmup_cosine_decay_schedule(0.0, train.learning_rate, warmup, max(train.steps, warmup + 1),
+    horizon = train.get("schedule_steps", 0) or train.steps
+    return optax.warmup_cosine_decay_schedule(0.0, train.learning_rate, warmup, max(horizon, warmup + 1),
                                               end_value=train.learning_rate * train.end_lr_fraction)
 
 
