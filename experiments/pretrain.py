@@ -37,13 +37,13 @@ RECIPES = {
         "evals.itm.every": 400, "evals.probe.every": 400, "evals.retrieval.every": 400,
     }),
 }
-# The demo's pre-training (`gptface demo`, stage 8): the quality recipe's first 220 steps, on its
+# The demo's pre-training (`gptface demo`, stage 8): the quality recipe's first 200 steps, on its
 # schedule, with the contrastive loss weighted 3x. At weight 1 the ITC loss sits at log(128) for about
-# 200 steps (run q4) and a 220-step run ends where it starts; at weight 3 it leaves by step 100 at
+# 200 steps (run q4) and a 200-step run ends where it starts; at weight 3 it leaves by step 100 at
 # equal masked-modelling losses (runs p3 / p4, docs/experiments.md, "The ITC plateau").
 RECIPES["demo"] = ("tiny", {
-    **RECIPES["quality"][1], "loss.itc_weight": 3.0, "train.steps": 220, "train.schedule_steps": 1600,
-    "train.time_budget_s": 0.0, "train.log_every": 20, "train.checkpoint_every": 110,
+    **RECIPES["quality"][1], "loss.itc_weight": 3.0, "train.steps": 200, "train.schedule_steps": 1600,
+    "train.time_budget_s": 0.0, "train.log_every": 20, "train.checkpoint_every": 100,
     "evals.itm.every": 10**9, "evals.probe.every": 10**9, "evals.retrieval.every": 10**9,  # once, at the end
 })
 
@@ -161,7 +161,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-3 if tiny else 1e-4
     c.train.warmup_steps = 30 if tiny else 10_000
     # > 0: the warm-up + cosine spans this many steps instead of train.steps (a run stopped early on a
-    # longer run's schedule: the demo is the first 220 steps of a 1,600-step schedule)
+    # longer run's schedule: the demo is the first 200 steps of a 1,600-step schedule)
     c.train.schedule_steps = 0
     c.train.weight_decay = 0.01
     c.train.grad_clip = 1.0

@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the end-to-end tiny demo on SynthFaces (the README's main job)")
     p.add_argument("--workdir", default="runs/demo")
-    p.add_argument("--num", type=int, default=20000, help="SynthFaces training examples")
+    p.add_argument("--num", type=int, default=16000, help="SynthFaces training examples")
     p.set_defaults(func=_demo)
     return parser
 

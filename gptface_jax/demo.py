@@ -107,12 +107,14 @@ def _pretrain(workdir: Path, pre_dir: Path) -> dict:
     from gptface_jax.train import trainer
     config = pretrain.get_config("demo")
     config.data.pretokenized = str(pre_dir)
+    with config.unlocked():
+        del config.evals["probe"]  # stage 11 probes the same features, beside its baselines
     return trainer.train(config, str(workdir / "pretrain"))
 
 
 # Judge: a pixel classifier on this many training faces, for this many steps (hair colour, sex,
 # glasses and headwear are read well before expression).
-JUDGE_FACES, JUDGE_STEPS, TEXT_TO_FACE_SAMPLES = 4000, 400, 32
+JUDGE_FACES, JUDGE_STEPS, TEXT_TO_FACE_SAMPLES = 4000, 400, 24
 
 
 def _text_to_face(workdir: Path, data_dir: Path) -> list[dict]:
@@ -172,7 +174,7 @@ def _edits(workdir: Path, data_dir: Path) -> dict:
 LIFT = 0.15  # a caption "follows" when its faces hold the attribute this much more often than the neutral's
 
 
-def run(workdir: str, num: int = 20000, vq_budget_s: float = 900.0) -> int:
+def run(workdir: str, num: int = 16000, vq_budget_s: float = 900.0) -> int:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     stage = _Stages()
@@ -232,7 +234,7 @@ def run(workdir: str, num: int = 20000, vq_budget_s: float = 900.0) -> int:
 
     stage("11. linear probes on frozen features (SynthFaces attributes and expression)")
     from gptface_jax.evals import downstream
-    probe = downstream.probe(str(workdir / "pretrain"), str(data_dir), str(workdir), max_train=1500)
+    probe = downstream.probe(str(workdir / "pretrain"), str(data_dir), str(workdir), max_train=1000)
     print(probe["markdown"].split("\n\n| attribute")[0])
     probe_summary = {row: {k: r.get(k) for k in ("attribute_mean_accuracy", "expression_accuracy")}
                      for row, r in probe["results"].items()}
