@@ -54,30 +54,22 @@ def test_dropout_runs_in_training_and_zero_dropout_is_the_deterministic_step():
     assert abs(first - deterministic_loss) > 1e-3 and abs(later - first) > 1e-3
 
 
-ALIGN = {"model.itc_dim": 16, "model.itm_similarity": True, "loss.itc_weight": 1.0,
-         "loss.mined_negative_fraction": 0.5}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("align", [False, True], ids=["milm_itm", "with_itc_and_mined_negatives"])
-def test_accumulated_step_equals_one_step_on_the_whole_batch(align):
-    """With ITC the contrastive batch, the mined negatives and the match logits' similarities are
-    still the whole batch's under accumulation (GradCache): the update is the whole-batch update."""
+def test_accumulated_step_equals_one_step_on_the_whole_batch():
+    """MILM, ITM and ITC with mined negatives and the similarity term: under accumulation the
+    contrastive batch, the mined rows and the match logits' similarities are still the whole
+    batch's (GradCache), so the update is the whole-batch update."""
     batch = {k: jnp.asarray(v) for k, v in _batch(16).items()}
-    fields = ALIGN if align else {}
-    model = GPTFace(dataclasses.replace(CONFIG, itc_dim=16, itm_similarity=True) if align else CONFIG)
-    overrides = [f"{name}={value}" for name, value in fields.items()]
+    model = GPTFace(dataclasses.replace(CONFIG, itc_dim=16, itm_similarity=True))
+    align = ("model.itc_dim=16", "model.itm_similarity=True", "loss.itc_weight=1.0", "loss.mined_negative_fraction=0.5")
     # eps well above the gradient round-off, so Adam does not amplify summation-order noise
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, eps=1e-4, weight_decay=0.01))
-    whole_state, whole = jax.jit(trainer.make_train_step(model, tx, _config(*overrides)))(
+    whole_state, whole = jax.jit(trainer.make_train_step(model, tx, _config(*align)))(_state(model, tx, batch), batch)
+    acc_state, acc = jax.jit(trainer.make_train_step(model, tx, _config("train.accum_steps=4", *align)))(
         _state(model, tx, batch), batch)
-    acc_state, acc = jax.jit(trainer.make_train_step(model, tx, _config("train.accum_steps=4", *overrides)))(
-        _state(model, tx, batch), batch)
-    keys = ["loss", "text_loss", "image_loss", "itm_loss", "text_accuracy", "itm_accuracy", "grad_norm"]
-    if align:
-        keys += ["itc_loss", "itc_i2t_accuracy", "mined_negatives", "mined_similarity", "itm_similarity_gain"]
-        assert float(whole["mined_negatives"]) > 0
-    for key in keys:
+    assert float(whole["mined_negatives"]) > 0
+    for key in ("loss", "text_loss", "image_loss", "itm_loss", "text_accuracy", "itm_accuracy", "grad_norm",
+                "itc_loss", "itc_i2t_accuracy", "mined_negatives", "mined_similarity", "itm_similarity_gain"):
         np.testing.assert_allclose(float(acc[key]), float(whole[key]), rtol=2e-5, err_msg=key)
     for a, b in zip(jax.tree.leaves(acc_state), jax.tree.leaves(whole_state)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
