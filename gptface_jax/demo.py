@@ -69,7 +69,8 @@ def _text_tokenizer(workdir: Path, data_dir: Path, vocab_size: int) -> Path:
     return path
 
 
-# 150 s for 300 steps on 2 cores (21.4 dB held-out on 20k faces, demo of 2026-12-03): the minutes go to pre-training
+# 250 steps: 110-133 s on 2 cores, 20.7 dB held-out (demo at commit b3f4868); 300 steps gave 21.4 dB in 150 s.
+# The minutes go to pre-training.
 VQ_STEPS = 250
 
 
