@@ -2,6 +2,7 @@
 logical axes, scan-over-layers and remat equal to the plain loop, checkpoints across layouts,
 the VQ trainer's NaN guard, and config fields checked by name."""
 import dataclasses
+import json
 import re
 
 import flax.linen as nn
@@ -224,6 +225,15 @@ def test_a_run_trained_with_a_retired_mechanism_is_refused_by_name(field, value)
         config_lib.upgrade(old)
     old[section][leaf] = config_lib.RETIRED_MECHANISMS[field]   # present but off: dropped, loads
     config_lib.validate(config_lib.upgrade(old))
+
+
+def test_a_config_json_written_by_an_earlier_commit_loads():
+    """Run q4's config.json, as commit c4091c8 wrote it: every field added since has its ADDED_FIELDS value."""
+    import pathlib
+    raw = json.loads((pathlib.Path(__file__).parent / "data" / "pretrain_config_c4091c8.json").read_text())
+    config = config_lib.upgrade(raw)
+    config_lib.validate(config)
+    assert config.train.schedule_steps == 0 and config.train.steps == raw["train"]["steps"]
 
 
 def test_old_workdir_configs_are_upgraded_in_one_place():

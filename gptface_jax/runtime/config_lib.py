@@ -97,7 +97,7 @@ ADDED_FIELDS = {
     "model.itc_dim": 0, "model.itm_similarity": False, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
     "loss.mined_negative_fraction": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
-    "train.divergence_factor": 0.0,
+    "train.divergence_factor": 0.0, "train.schedule_steps": 0,
 }
 # Fields that nothing read (pre-training reads data.pretokenized; the SynthFaces sizes and caption
 # rates belong to `gptface data synth` and the VQ config).
