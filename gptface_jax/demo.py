@@ -154,7 +154,8 @@ def _edits(workdir: Path, data_dir: Path, pretrained) -> dict:
     face = decode_jpeg(ShardSource(data_dir, "test")[0]["image"])
     photo = editing.Photo.of_crop(face)
     square = np.zeros((size, size), np.uint8)
-    square[size // 4: size // 2, size // 4: 3 * size // 4] = 255  # an inpainting mask over the eyes
+    # an inpainting mask over the eyes: SynthFaces draws them at 0.45-0.58 of the height (regions.REGIONS)
+    square[7 * size // 16: 5 * size // 8, size // 4: 3 * size // 4] = 255
     tasks = {
         "edit_mouth": (editing.token_mask_for(["mouth"], grid=grid, size=size), "a smiling woman with a big smile"),
         "expression": (editing.token_mask_for(["expression"], grid=grid, size=size), "a man looking surprised"),
