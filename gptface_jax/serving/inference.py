@@ -31,7 +31,7 @@ class Pretrained:
     model: GPTFace
     params: dict
     tokenizer: TextTokenizer
-    vq: object                      # gptface_jax.train.image_tokenizer.TrainedVQ
+    vq: object                      # gptface_jax.serving.image_tokenizer.TrainedVQ
     workdir: str = ""
 
     @property
