@@ -3,9 +3,9 @@
 Stages: synthesise the corpus -> contact sheet -> data report -> grain reader -> text tokenizer ->
 VQ image tokenizer (a short budget; the quality run is in docs/model.md) -> pre-tokenized shards ->
 pre-training (`experiments/pretrain.py:demo`: metrics, held-out ITM and retrieval, a checkpoint) ->
-text-to-face judged by a pixel classifier -> edited faces for every task (edits/*.png) -> linear
-probes. Each stage reuses its output when the workdir already has it, so a rerun resumes; each
-prints its wall time, and metrics.json keeps them.
+text-to-face judged by a pixel classifier -> edited faces for every task (edits/*.png). Each stage
+reuses its output when the workdir already has it, so a rerun resumes; each prints its wall time,
+and metrics.json keeps them. The probe table is one command more (printed at the end).
 """
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def _dataset(workdir: Path, num: int) -> Path:
         print(f"reusing {path}")
         return path
     except ShardError:
-        # 500 test faces, not the default 5%: the probe table's noise band is then 0.045, not 0.10
+        # 500 test faces, not the default 5%: held-out ITM and retrieval among 500, and a probe table
+        # (`gptface eval probe`) with a noise band of 0.045, not 0.10
         return Path(builder.build(str(root), num=num, image_size=64, seed=0, num_test=500))
 
 
@@ -109,7 +110,9 @@ def _pretrain(workdir: Path, pre_dir: Path) -> dict:
     config = pretrain.get_config("demo")
     config.data.pretokenized = str(pre_dir)
     with config.unlocked():
-        del config.evals["probe"]  # stage 11 probes the same features, beside its baselines
+        # the probe table with its baselines is `gptface eval probe` (about 2 minutes here; the
+        # 200-step model's features probe at random init's level, ../BENCHMARKS.md, "The demo")
+        del config.evals["probe"]
     return trainer.train(config, str(workdir / "pretrain"))
 
 
@@ -237,15 +240,9 @@ def run(workdir: str, num: int = 16000, vq_budget_s: float = 900.0) -> int:
     stage("10. edited faces (held-out SynthFaces; ITM guidance 0 and 2, three seeds)")
     edits = _edits(workdir, data_dir, pretrained)
 
-    stage("11. linear probes on frozen features (SynthFaces attributes and expression)")
-    from gptface_jax.evals import downstream
-    probe = downstream.probe(str(workdir / "pretrain"), str(data_dir), str(workdir), max_train=1000)
-    print(probe["markdown"].split("\n\n| attribute")[0])
-    probe_summary = {row: {k: r.get(k) for k in ("attribute_mean_accuracy", "expression_accuracy")}
-                     for row, r in probe["results"].items()}
     stage(None)
 
-    metrics = {"data_dir": str(data_dir), "train_records": len(train), "edits": edits, "probe": probe_summary,
+    metrics = {"data_dir": str(data_dir), "train_records": len(train), "edits": edits,
                "test_records": len(ShardSource(data_dir, "test")),
                "reader_samples_per_s": round(samples_per_s, 1), "pretokenized_dir": str(pre_dir),
                "vq_eval_psnr": vq_scores["eval_psnr"], "vq_eval_code_usage": vq_scores["eval_code_usage"],
@@ -255,6 +252,7 @@ def run(workdir: str, num: int = 16000, vq_budget_s: float = 900.0) -> int:
                                           "caption_share_without_facts")}}
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"\ndemo done in {sum(stage.seconds.values()) / 60:.1f} min: {workdir}/metrics.json, {workdir}/preview.png, "
-          f"{workdir}/data_report.json, {workdir}/vq/reconstructions.png, {workdir}/text_to_face.md, {workdir}/edits/, "
-          f"{workdir}/probe_synth_faces.md")
+          f"{workdir}/data_report.json, {workdir}/vq/reconstructions.png, {workdir}/text_to_face.md, {workdir}/edits/")
+    print(f"linear probes of the frozen features beside random init, pixels and VQ codes: gptface eval probe "
+          f"--workdir {workdir}/pretrain --dataset {data_dir} --max-train 1000")
     return 0
