@@ -178,7 +178,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # for a while; this keeps them out of the checkpoints.
     c.train.divergence_factor = 10.0
 
-    # Evaluators in the loop (gptface_jax/evals/evaluators.py): each runs every `every` steps and at the end.
+    # Evaluators in the loop (gptface_jax/evals/evaluators.py): each runs every `every` steps and at the end;
+    # every = 0 switches one off (--config.evals.probe.every=0).
     every = 500 if tiny else 10_000
     c.evals = ml_collections.ConfigDict()
     # held-out ITM on clean and weak pairs, and the cross-modal gains

@@ -66,6 +66,7 @@ def test_overrides_apply_and_config_is_locked():
     ("--config.train.grad_clip=-1.0", "train.grad_clip=-1.0 must be > 0"),
     ("--config.train.bogus=1", "no field 'bogus'"),
     ("--config.train.steps=abc", "invalid literal"),
+    ("--config.evals.probe.every=-1", "evals.probe.every=-1 must be an integer >= 1, or 0 (off)"),
 ])
 def test_bad_values_are_reported_clearly(override, message):
     with pytest.raises(config_lib.ConfigError, match=None) as info:
@@ -119,6 +120,15 @@ def test_cli_config_validates_a_vq_config_too(capsys):
     assert cli.main(["config", "--no-check-devices", "--config", "experiments/vq.py:tiny",
                      "--config.train.grad_clip=-1"]) == 2
     assert "train.grad_clip=-1" in capsys.readouterr().err
+
+
+def test_an_evaluator_with_every_0_is_off():
+    from gptface_jax.evals import evaluators
+    config = config_lib.validate(_load("tiny", "--config.evals.probe.every=0", "--config.evals.itm.every=0",
+                                       "--config.evals.retrieval.every=0"), num_devices=8)
+    assert evaluators.build(config.evals, {}) == ()  # not built at all: a builder would read the context
+    with pytest.raises(KeyError):
+        evaluators.build(_load("tiny").evals, {})
 
 
 def test_every_evaluator_the_schema_allows_has_a_builder():

@@ -40,10 +40,13 @@ def register(kind: str):
 
 
 def build(evals, context: dict) -> tuple[Evaluator, ...]:
-    """One Evaluator per `config.evals` entry (in name order); config_lib has checked the entries."""
+    """One Evaluator per `config.evals` entry (in name order) whose `every` is not 0 (off, e.g.
+    `--config.evals.probe.every=0`); config_lib has checked the entries."""
     out = []
     for name in sorted(evals):
         spec = evals[name]
+        if spec.every == 0:
+            continue
         run = REGISTRY[spec.type](spec, context)
         if run is not None:  # e.g. held-out ITM without a test split
             out.append(Evaluator(name, spec.every, run))

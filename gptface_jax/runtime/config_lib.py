@@ -336,8 +336,8 @@ def evals_problems(evals) -> list[str]:
         given, wanted = set(spec) - {"type", "every"}, set(EVALUATORS[kind])
         out += [f"evals.{name}.{f}: unknown field for a {kind!r} evaluator" for f in sorted(given - wanted)]
         out += [f"evals.{name}.{f}: missing (a {kind!r} evaluator needs it)" for f in sorted(wanted - given)]
-        if not isinstance(spec.get("every"), int) or spec.get("every") < 1:
-            out.append(f"evals.{name}.every={spec.get('every')!r} must be an integer >= 1")
+        if not isinstance(spec.get("every"), int) or spec.get("every") < 0:
+            out.append(f"evals.{name}.every={spec.get('every')!r} must be an integer >= 1, or 0 (off)")
         if "max_examples" in wanted and "max_examples" in given and spec.max_examples < 10:
             out.append(f"evals.{name}.max_examples={spec.max_examples} must be >= 10")
         if "feature" in wanted and "feature" in given and spec.feature not in IMAGE_FEATURES:
