@@ -47,3 +47,25 @@ def test_pixel_mask_maps_to_the_expected_tokens():
     assert pixel_to_token_mask(pixels > 0, 16)[2:4, 2:4].all()
     with pytest.raises(RegionError, match="does not divide"):
         pixel_to_token_mask(np.zeros((60, 64)), 8)
+
+
+@pytest.mark.parametrize("grid", [8, 16])
+def test_hair_region_holds_the_pixels_a_hair_colour_or_a_hat_changes(grid):
+    """Re-render SynthFaces faces with another hair colour, or with a hat: the pixels that change above
+    the eyes (where beards and brows do not reach) lie in the hair region's cells."""
+    import dataclasses
+
+    from data_pipelines.synthfaces.attributes import sample_face
+    from data_pipelines.synthfaces.render import render
+    size = 64
+    cells = np.repeat(np.repeat(region_mask("hair", grid), size // grid, 0), size // grid, 1)
+    above_eyes = np.arange(size)[:, None] < 0.45 * size
+    inside = total = 0
+    for index in range(24):
+        face = sample_face(0, index)
+        base = render(face, size).astype(int)
+        for other in (dataclasses.replace(face, hair_colour=(face.hair_colour + 2) % 5), face.replace(hat=True)):
+            changed = (np.abs(render(other, size).astype(int) - base).max(-1) > 24) & above_eyes
+            inside += (changed & cells).sum()
+            total += changed.sum()
+    assert total > 24 * 100 and inside / total >= 0.9, inside / total

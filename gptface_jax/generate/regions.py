@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+# "hair" reaches down to the brows and in to the temples: on 20k SynthFaces training faces the pixels
+# whose mean colour differs most between hair colours fill the 8x8 token rows 1-3 over the head (row 3
+# holds the hairline and bangs) and the columns beside the face, x 0.19-0.37 and 0.63-0.81; a hat sits
+# in the same rows 1-3. Ending the top at 0.36 and the sides at 0.2 left row 3 and the temples showing
+# the old colour, which the decoder copied back (run q4: hair edits 0.16 -> 0.63-0.78, docs/experiments.md).
 REGIONS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
-    "hair": ((0.0, 0.36, 0.0, 1.0), (0.36, 0.85, 0.0, 0.2), (0.36, 0.85, 0.8, 1.0)),
+    "hair": ((0.0, 0.45, 0.0, 1.0), (0.45, 0.85, 0.0, 0.3), (0.45, 0.85, 0.7, 1.0)),
     "hairline": ((0.18, 0.36, 0.2, 0.8),),
     "forehead": ((0.3, 0.45, 0.25, 0.75),),
     "eyebrows": ((0.4, 0.5, 0.2, 0.8),),
