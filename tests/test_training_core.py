@@ -177,6 +177,58 @@ def test_vq_trainer_stops_on_nan_and_keeps_a_finite_checkpoint(tmp_path):
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state))
 
 
+def test_the_time_budget_counts_finished_steps_not_dispatched_ones():
+    """A step the device has not finished must not count against the budget: with asynchronous
+    dispatch the host would otherwise queue steps ahead (about 30 on the CPU client), all of which
+    would still run after the budget was spent."""
+    import time
+    import types
+
+    from gptface_jax.train import train_loop
+
+    @jax.jit
+    def step_fn(state, batch):
+        x = jax.lax.fori_loop(0, 24, lambda i, x: jnp.tanh(x @ state["w"]), state["x"])
+        return {**state, "x": x, "step": state["step"] + 1}, {"loss": x.mean()}
+
+    class Batches:
+        def __next__(self):
+            return None
+
+        def get_state(self):
+            return b""
+
+    class Checkpoints:
+        saved = []
+
+        def latest_step(self):
+            return self.saved[-1] if self.saved else None
+
+        def save(self, step, state, data_state, force=False):
+            self.saved.append(step)
+
+    key = jax.random.PRNGKey(0)
+    state = {"x": jax.random.normal(key, (384, 384)), "w": jax.random.normal(key, (384, 384)) / 20,
+             "step": jnp.int32(0)}
+    state["params"] = state["w"]
+    jax.block_until_ready(step_fn(state, None))  # compiled
+    started = time.perf_counter()
+    jax.block_until_ready(step_fn(state, None))
+    budget = 20 * (time.perf_counter() - started)
+    train = types.SimpleNamespace(steps=100_000, checkpoint_every=10**9, log_every=10**9, time_budget_s=budget,
+                                  divergence_factor=0.0)
+    writer = types.SimpleNamespace(write=lambda step, values: None)
+    started = time.perf_counter()
+    final, step, _ = train_loop.run(step_fn, state, Batches(), lambda b: b, train, Checkpoints(), writer,
+                                    train_loop.Throughput(flops=1.0, xla_flops=1.0, samples=1), primary=False)
+    jax.block_until_ready(final)
+    elapsed = time.perf_counter() - started
+    assert int(final["step"]) == step
+    # the work done past the budget, in steps as they ran here (whatever the machine's load)
+    overrun = (elapsed - budget) / (elapsed / step)
+    assert overrun <= 4, f"{overrun:.1f} steps ran past the budget ({step} steps in {elapsed:.2f} s)"
+
+
 def test_unknown_or_retired_config_fields_are_refused_by_name():
     config = _config()
     with config.unlocked():

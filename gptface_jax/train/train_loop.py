@@ -80,12 +80,21 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
     window_steps, metrics = 0, {}
     guard = DivergenceGuard(train.divergence_factor, _norm(state["params"]))
     bar = tqdm(total=train.steps, initial=step, desc=desc, unit="step", mininterval=5, disable=not primary)
+    in_flight = None
     while step < train.steps:
         new_state, metrics = step_fn(state, to_device(next(data_iter)))
         step += 1
         window_steps += 1
         bar.update(1)
         saving = step % train.checkpoint_every == 0
+        if budget:
+            # Dispatch is asynchronous: the host can queue many steps ahead of the device (a whole
+            # logging window), and a clock read after dispatching them says nothing of the work done.
+            # Waiting for the previous step keeps one step in flight, so the budget is overrun by at
+            # most about one step.
+            if in_flight is not None:
+                jax.block_until_ready(in_flight)
+            in_flight = metrics
         out_of_time = bool(budget) and time.perf_counter() - started > budget
         if saving or out_of_time or step % train.log_every == 0 or step == train.steps:
             metrics = jax.device_get(metrics)
