@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (H100/H200): train step vs the reference, then the sampler.
 #   carry: .whl (wheels for Python 3.12 of what the machine's image lacks), .gpu (reference_step.py);
-#   make both here first with `bash bench/prepare_device.sh`
+#   make both here first with `bash bench/prepare_device.sh`; for the `quality` stage also carry
+#   .gpu/quality_data (QUALITY_DATA=<pre-tokenized 16x16 corpus> bash bench/prepare_device.sh)
 # Its image has its own jax; our pins of flax/optax/orbax are tried first and dropped if they do not
 # import there. Everything is logged under $OUT; each stage has its own time limit so one slow
 # stage cannot eat the next one's. STAGES picks stages (default: train sample tests).
@@ -24,6 +25,20 @@ STAGES=" ${STAGES:-train sample tests} "
 [[ $STAGES == *" sample "* ]] && timeout "${SAMPLE_S:-170}" python3 bench/sample.py --layers 12 --batch 64 --repeats 3 \
   --attention "${SAMPLE_ATTENTION:-cudnn}" --out "$OUT" 2>&1 \
   | grep -v "^WARNING" | tee "$OUT/sample.log"
+# The quality run at the base grid (not a default stage; STAGES=quality): experiments/pretrain.py:quality on
+# the carried 16x16 corpus for QUALITY_STEPS steps or QUALITY_S seconds, its held-out evaluators at the
+# end; $OUT/quality gets the metrics, config and last checkpoint, to evaluate here with `gptface eval`.
+if [[ $STAGES == *" quality "* ]]; then
+  data=$(ls -d .gpu/quality_data/pretokenized_faces/*/1.0.0 | head -1)
+  timeout "$(( ${QUALITY_S:-420} + 120 ))" python3 -m gptface_jax.cli train --workdir /tmp/quality \
+    --config experiments/pretrain.py:quality --config.vq.downsample=4 --config.data.pretokenized="$data" \
+    --config.train.steps="${QUALITY_STEPS:-10000}" --config.train.time_budget_s="${QUALITY_S:-420}" \
+    --config.train.log_every=500 --config.train.checkpoint_every=100000 --config.evals.itm.every=2500 \
+    --config.evals.retrieval.every=2500 --config.evals.probe.every=100000 2>&1 | grep -v "^WARNING" | tail -40 \
+    | tee "$OUT/quality.log"
+  mkdir -p "$OUT/quality" && cp -r /tmp/quality/metrics.jsonl /tmp/quality/config.json /tmp/quality/checkpoints \
+    "$OUT/quality/" 2>/dev/null
+fi
 # Numerics on the GPU (no 8-device mesh tests here: one chip): the decoding loop and the attention paths.
 [[ $STAGES == *" tests "* ]] && JAX_PLATFORMS=cuda timeout "${TESTS_S:-60}" python3 -m pytest -q -x -p no:cacheprovider \
   ${TESTS:-tests/test_decoding.py "tests/test_model.py::test_cudnn_attention_matches_einsum_with_padding"} \

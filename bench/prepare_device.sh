@@ -23,4 +23,8 @@ for p in grain==0.2.18 array-record==0.8.6 tensorflow-datasets==4.9.10 ml-collec
 done
 "$PY" -m pip wheel -q --no-deps -w .whl promise   # sdist only: built here (pure Python)
 for p in flax==0.12.8 optax==0.2.8 orbax-checkpoint==0.12.8; do get .whl/pins "$p"; done
+# the quality stage's corpus: a `gptface data pretokenize` output on 16x16 codes (about 41 MB for 60k faces)
+if [[ -n "${QUALITY_DATA:-}" ]]; then
+  rm -rf .gpu/quality_data && mkdir -p .gpu/quality_data && cp -r "$QUALITY_DATA"/pretokenized_faces .gpu/quality_data/
+fi
 du -sh .whl .gpu
