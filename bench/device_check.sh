@@ -28,11 +28,13 @@ STAGES=" ${STAGES:-train sample tests} "
 # The quality run at the base grid (not a default stage; STAGES=quality): experiments/pretrain.py:quality on
 # the carried 16x16 corpus for QUALITY_STEPS steps or QUALITY_S seconds, its held-out evaluators at the
 # end; $OUT/quality gets the metrics, config and last checkpoint, to evaluate here with `gptface eval`.
+# A call of its own (STAGES=quality): with the default stages it would pass the 600-s limit of one call.
 if [[ $STAGES == *" quality "* ]]; then
   data=$(ls -d .gpu/quality_data/pretokenized_faces/*/1.0.0 | head -1)
-  timeout "$(( ${QUALITY_S:-420} + 120 ))" python3 -m gptface_jax.cli train --workdir /tmp/quality \
+  # QUALITY_S of training, then up to QUALITY_MARGIN_S for the compiles, the final save and the evaluators
+  timeout "$(( ${QUALITY_S:-240} + ${QUALITY_MARGIN_S:-200} ))" python3 -m gptface_jax.cli train --workdir /tmp/quality \
     --config experiments/pretrain.py:quality --config.vq.downsample=4 --config.data.pretokenized="$data" \
-    --config.train.steps="${QUALITY_STEPS:-10000}" --config.train.time_budget_s="${QUALITY_S:-420}" \
+    --config.train.steps="${QUALITY_STEPS:-10000}" --config.train.time_budget_s="${QUALITY_S:-240}" \
     --config.train.log_every=500 --config.train.checkpoint_every=100000 --config.evals.itm.every=2500 \
     --config.evals.retrieval.every=2500 --config.evals.probe.every=100000 2>&1 | grep -v "^WARNING" | tail -40 \
     | tee "$OUT/quality.log"
