@@ -38,7 +38,7 @@ if [[ $STAGES == *" quality "* ]]; then
     --config.train.log_every=500 --config.train.checkpoint_every=100000 --config.evals.itm.every=2500 \
     --config.evals.retrieval.every=2500 --config.evals.probe.every=100000 2>&1 | grep -v "^WARNING" | tail -40 \
     | tee "$OUT/quality.log"
-  mkdir -p "$OUT/quality" && cp -r /tmp/quality/metrics.jsonl /tmp/quality/config.json /tmp/quality/checkpoints \
+  mkdir -p "$OUT/quality" && cp -r /tmp/quality/metrics.jsonl /tmp/quality/final_metrics.json /tmp/quality/config.json /tmp/quality/checkpoints \
     "$OUT/quality/" 2>/dev/null
 fi
 # Numerics on the GPU (no 8-device mesh tests here: one chip): the decoding loop and the attention paths.
