@@ -146,15 +146,20 @@ def _text_to_face(workdir: Path, data_dir: Path, pretrained) -> list[dict]:
 
 
 def _edits(workdir: Path, data_dir: Path, pretrained) -> dict:
-    """One held-out face through every task; PNG grids and pasted photos in <workdir>/edits."""
+    """The first held-out face through every task, except mask removal, which takes the first held-out
+    face wearing a mask; PNG grids and pasted photos in <workdir>/edits."""
     import numpy as np
 
     from data_pipelines.pipeline import decode_jpeg
+    from data_pipelines.synthfaces.attributes import ATTRIBUTES
     from gptface_jax.generate import editing
     from gptface_jax.generate.decode_config import default_config
     size, grid = pretrained.image_size, pretrained.grid
-    face = decode_jpeg(ShardSource(data_dir, "test")[0]["image"])
-    photo = editing.Photo.of_crop(face)
+    test = ShardSource(data_dir, "test")
+    photo = editing.Photo.of_crop(decode_jpeg(test[0]["image"]))
+    wears_mask = ATTRIBUTES.index("surgical_mask")
+    masked = next((i for i in range(len(test)) if test[i]["attributes"][wears_mask]), 0)
+    masked_photo = editing.Photo.of_crop(decode_jpeg(test[masked]["image"]))
     square = np.zeros((size, size), np.uint8)
     # an inpainting mask over the eyes: SynthFaces draws them at 0.45-0.58 of the height (regions.REGIONS)
     square[7 * size // 16: 5 * size // 8, size // 4: 3 * size // 4] = 255
@@ -168,7 +173,8 @@ def _edits(workdir: Path, data_dir: Path, pretrained) -> dict:
     out, scores = workdir / "edits", {}
     for name, (mask, text) in tasks.items():
         config = default_config(name)  # the CLI's defaults (docs/generation.md)
-        result = editing.edit(pretrained, photo, mask, text, seeds=(0, 1, 2), guidances=(0.0, 2.0), config=config)
+        result = editing.edit(pretrained, masked_photo if name == "remove_mask" else photo, mask, text, seeds=(0, 1, 2),
+                              guidances=(0.0, 2.0), config=config)
         paths = editing.write_result(result, str(out), name)
         scores[name] = {f"guidance_{g:g}": float(np.mean([v for (s, gg), v in result.itm.items() if gg == g]))
                         for g in (0.0, 2.0)}
