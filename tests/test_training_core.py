@@ -199,7 +199,8 @@ def test_the_time_budget_counts_finished_steps_not_dispatched_ones():
             return b""
 
     class Checkpoints:
-        saved = []
+        def __init__(self):
+            self.saved = []
 
         def latest_step(self):
             return self.saved[-1] if self.saved else None

@@ -88,8 +88,8 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
         bar.update(1)
         saving = step % train.checkpoint_every == 0
         if budget:
-            # Dispatch is asynchronous: the host can queue many steps ahead of the device (a whole
-            # logging window), and a clock read after dispatching them says nothing of the work done.
+            # Dispatch is asynchronous: the host can queue steps ahead of the device (about 30 on the
+            # CPU client, at most a logging window), and a clock read then says nothing of the work done.
             # Waiting for the previous step keeps one step in flight, so the budget is overrun by at
             # most about one step.
             if in_flight is not None:
