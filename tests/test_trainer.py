@@ -31,6 +31,14 @@ def _config(data, probe: bool = False, **overrides):
     return config
 
 
+def test_a_run_records_the_dataset_folder_under_the_pretokenize_output(trained_workdir, pretokenized):
+    """`trained_workdir` was given the folder `gptface data pretokenize --out` named: the run found the
+    dataset inside it and recorded that, so the codebook and tokenizer beside the shards are found."""
+    import os
+    recorded = json.load(open(os.path.join(trained_workdir, "config.json")))["data"]["pretokenized"]
+    assert os.path.samefile(recorded, pretokenized) and os.path.isabs(recorded)
+
+
 def test_mismatched_pretokenized_data_is_refused(pretokenized, tmp_path):
     with pytest.raises(DataError, match="codebook size 16 but the config says vq.codebook_size=1024"):
         trainer.train(_config(pretokenized, **{"vq.codebook_size": 1024, "train.steps": 2}), str(tmp_path / "x"))

@@ -23,7 +23,7 @@ import optax
 from data_pipelines.errors import DataError
 from data_pipelines.masking import MaskingConfig
 from data_pipelines.pipeline import PretrainBatchConfig, ReaderConfig, pretraining_dataset
-from data_pipelines.shards import ShardSource
+from data_pipelines.shards import ShardSource, find_dataset_dir
 from gptface_jax.evals import evaluators as evaluators_lib
 from gptface_jax.models import losses
 from gptface_jax.models.transformer import GPTFace, ModelConfig, dropout_rng, example_inputs
@@ -241,8 +241,11 @@ def train(config, workdir: str) -> dict:
 def _train(config, workdir: str) -> dict:
     primary = jax.process_index() == 0
     config = copy.deepcopy(config)  # the caller's config stays as given
-    # stored absolute: the workdir's config.json then works from any directory
-    config.data.pretokenized = os.path.abspath(config.data.pretokenized) if config.data.pretokenized else ""
+    # stored absolute, as the dataset folder itself (`gptface data pretokenize --out` writes it a few
+    # levels down): the workdir's config.json then works from any directory, and so do the codebook
+    # and tokenizer paths read beside the shards
+    if config.data.pretokenized:
+        config.data.pretokenized = os.path.abspath(find_dataset_dir(config.data.pretokenized))
     train_source, test_source = open_pretokenized(config)
     mesh = sharding.make_mesh(config)
     rules = sharding.logical_rules(config)
