@@ -125,7 +125,7 @@ def _edit_task(args: argparse.Namespace) -> int:
     try:
         pretrained = inference.load(args.workdir)
         size, grid = pretrained.image_size, pretrained.grid
-        pretrained.text_ids([args.text])  # an empty text fails here, before any work
+        pretrained.text_ids([args.text] + ([args.negative] if args.negative is not None else []))  # empty: fails here
         if args.command == "generate":
             blank = np.full((size, size, 3), 127, np.uint8)
             photo = editing.Photo.of_crop(blank)
@@ -146,7 +146,7 @@ def _edit_task(args: argparse.Namespace) -> int:
         config = _decode_config(args)
         config.validate()
         result = editing.edit(pretrained, photo, mask, args.text, seeds=args.seeds, guidances=args.guidance,
-                              config=config)
+                              config=config, negative=args.negative)
     except (DataError, regions.RegionError, ValueError) as e:
         print(f"gptface: {e}", file=sys.stderr)
         return 2
@@ -385,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--workdir", required=True, help="a `gptface train` workdir")
         p.add_argument("--text", required=True)
+        p.add_argument("--negative", help="a caption to steer away from, in the blank caption's place in guidance "
+                                          "and classifier-free guidance (e.g. \"wearing a face mask\" to remove one)")
         if name != "generate":
             p.add_argument("--image", required=True)
             p.add_argument("--aligned", action="store_true", help="the image is already an aligned face crop")

@@ -98,6 +98,33 @@ def test_contrastive_guidance_raises_what_the_caption_adds(model_and_params):
     assert gains[8.0] > gains[0.0], gains
 
 
+def test_a_negative_caption_takes_the_blank_controls_place(model_and_params):
+    """The blank caption as the negative is contrastive guidance and classifier-free guidance bit for
+    bit; another caption as the negative moves the samples toward the caption and away from it, and
+    without guidance or w it changes nothing."""
+    model, params, text, image = model_and_params
+    text, image = jnp.tile(text, (4, 1)), jnp.tile(image, (4, 1))
+    mask, key = jnp.ones(image.shape, bool), jax.random.PRNGKey(0)
+    empty = jnp.full_like(text, PAD)
+    negative = jnp.roll(text, 1, axis=0)  # another example's caption
+
+    def decode(config, away=None):
+        return np.asarray(decoding.make_decoder(model, decoding.IMAGE, config)(params, text, image, mask, key,
+                                                                                away)[1])
+    contrast = DecodeConfig(steps=8, guidance=8.0, guidance_steps=2, guidance_contrast=True)
+    np.testing.assert_array_equal(decode(contrast), decode(DecodeConfig(steps=8, guidance=8.0, guidance_steps=2),
+                                                           empty))
+    np.testing.assert_array_equal(decode(DecodeConfig(steps=8, cfg_scale=2.0)),
+                                  decode(DecodeConfig(steps=8, cfg_scale=2.0), empty))
+    np.testing.assert_array_equal(decode(DecodeConfig(steps=8)), decode(DecodeConfig(steps=8), negative))
+
+    def margin(out):
+        return float((decoding.itm_score(model, params, text, out) - decoding.itm_score(model, params, negative,
+                                                                                        out)).mean())
+    guided = decode(DecodeConfig(steps=8, guidance=8.0, guidance_steps=2), negative)
+    assert margin(guided) > margin(decode(DecodeConfig(steps=8)))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("modality", [decoding.IMAGE, decoding.TEXT])
 def test_itc_guidance_at_zero_is_plain_decoding_and_raises_the_similarity(modality):

@@ -38,6 +38,8 @@ EDITS = {
     "hair_black": (("hair",), "a person with black hair", "hair:black"),
     "hair_blond": (("hair",), "a person with blond hair", "hair:blond"),
 }
+# the caption an edit steers away from (decoding's negative control), where its own caption negates
+NEGATIVES = {"remove_mask": "a person wearing a face mask"}
 _VISIBLE_HAIR = ("not:bald", "not:hat")
 # what else must hold for the edit to show: beards go on men, a hair colour on visible hair, an
 # expression on a face whose mouth no mask hides
@@ -83,9 +85,10 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
         outside = ~np.repeat(np.repeat(token_mask, cell, 0), cell, 1)  # pixels of unmasked tokens
         codes = pretrained.image_codes(crops)
         text = np.repeat(pretrained.text_ids([caption]), len(chosen), 0)
+        negative = np.repeat(pretrained.text_ids([NEGATIVES[edit]]), len(chosen), 0) if edit in NEGATIVES else None
         mask = np.repeat(token_mask.reshape(1, -1), len(chosen), 0)
         for (g, w), decoder in decoders.items():
-            _, out = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed))
+            _, out = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed), negative)
             out = np.asarray(out)
             decoded = pretrained.images(out)
             edited = np.stack([editing.paste_back(editing.Photo.of_crop(c), d, token_mask)
@@ -93,6 +96,7 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
             after = face_labels.holds(judge.predict_all(edited), target)
             rows.append({
                 "edit": edit, "guidance": g, "cfg_scale": w, "faces": int(len(chosen)), "caption": caption,
+                "negative": NEGATIVES.get(edit),
                 "success": float(after.mean()), "success_before": float(before.mean()),
                 "psnr_outside": float(np.mean([psnr(e, c, outside) for e, c in zip(edited, crops)])),
                 "unchanged_tokens": float((out[:, ~token_mask.reshape(-1)] == codes[:,

@@ -21,6 +21,11 @@ match-like a sample looks whatever the caption, and that part pulls every captio
 Classifier-free guidance mixes in logits computed without
 the control signal (empty text for images, a fully masked image for text):
 (1 + w) * cond - w * uncond; w = 0 is off.
+A negative control (`negative`: a caption to steer an image away from, or an image for text) takes
+the blank control's place in both: uncond is computed with it, and guidance follows the score for
+the control minus the score for the negative (the match log-odds and, under `guide="itc"`, the
+similarity). A caption that negates ("without a mask") is scored by the words it holds ("mask");
+steering away from the caption that states the attribute is what removes it.
 """
 from __future__ import annotations
 
@@ -97,19 +102,31 @@ def _blank_control(model: GPTFace, text, image, modality: str):
     return text, jnp.full_like(image, model.config.image_mask_id)
 
 
-def _itc_score_of_logits(model: GPTFace, params, text, image, modality, mask, table, tau):
+def _away_control(model: GPTFace, text, image, modality: str, negative=None):
+    """The inputs decoding contrasts with: the negative control in the control's place, or the blank one."""
+    if negative is None:
+        return _blank_control(model, text, image, modality)
+    return (negative, image) if modality == IMAGE else (text, negative)
+
+
+def _itc_score_of_logits(model: GPTFace, params, text, image, modality, mask, table, tau, negative=None):
     """Scaled cosine similarity of the unimodal embeddings, the generated side relaxed.
 
-    The control side is embedded once, as it is; the generated side's masked positions take their
-    expected embedding, so the gradient reaches the logits through the unimodal pass alone.
+    The control side is embedded once, as it is (minus the negative control's embedding, if given);
+    the generated side's masked positions take their expected embedding, so the gradient reaches the
+    logits through the unimodal pass alone.
     """
     scale = jnp.exp(params["params"]["itc_log_scale"])
     if modality == IMAGE:
         control = model.apply(params, text, method=GPTFace.itc_text)
+        if negative is not None:
+            control = control - model.apply(params, negative, method=GPTFace.itc_text)
         base = model.apply(params, image, method=GPTFace.embed_image)
         offset, method, generated = 0, GPTFace.itc_image, image
     else:
         control = model.apply(params, image, method=GPTFace.itc_image)
+        if negative is not None:
+            control = control - model.apply(params, negative, method=GPTFace.itc_image)
         base, _ = model.apply(params, text, method=GPTFace.embed_text)
         offset, method, generated = 1, GPTFace.itc_text, text
 
@@ -121,28 +138,30 @@ def _itc_score_of_logits(model: GPTFace, params, text, image, modality, mask, ta
     return score
 
 
-def _guidance_scores(model, params, text, image, modality, mask, table, config: DecodeConfig):
-    """The scores whose gradients guide: ITM match log-odds (optionally contrasted), ITC similarity, or both."""
+def _guidance_scores(model, params, text, image, modality, mask, table, config: DecodeConfig, negative=None):
+    """The scores whose gradients guide: ITM match log-odds (contrasted with the blank control under
+    `guidance_contrast`, always with a negative control), ITC similarity, or both."""
     scores = []
     if config.guide in ("itm", "both"):
         matched = _itm_score_of_logits(model, params, text, image, modality, mask, table, config.guidance_tau)
-        if config.guidance_contrast:
-            blank = _itm_score_of_logits(model, params, *_blank_control(model, text, image, modality), modality, mask,
-                                         table, config.guidance_tau)
-            scores.append(lambda lg, matched=matched, blank=blank: matched(lg) - blank(lg))
+        if config.guidance_contrast or negative is not None:
+            away = _itm_score_of_logits(model, params, *_away_control(model, text, image, modality, negative),
+                                        modality, mask, table, config.guidance_tau)
+            scores.append(lambda lg, matched=matched, away=away: matched(lg) - away(lg))
         else:
             scores.append(matched)
     if config.guide in ("itc", "both"):
         if not model.config.itc_dim:
             raise ValueError("guide='itc' needs a model with ITC heads (model.itc_dim > 0)")
-        scores.append(_itc_score_of_logits(model, params, text, image, modality, mask, table, config.guidance_tau))
+        scores.append(_itc_score_of_logits(model, params, text, image, modality, mask, table, config.guidance_tau,
+                                           negative))
     return scores
 
 
-def guide_logits(model, params, text, image, modality, mask, logits, config: DecodeConfig):
+def guide_logits(model, params, text, image, modality, mask, logits, config: DecodeConfig, negative=None):
     """K guidance steps on the logits of masked positions: each score's gradient, normalised, times lambda."""
     _, table, _ = _stream(model, params, modality)
-    scores = _guidance_scores(model, params, text, image, modality, mask, table, config)
+    scores = _guidance_scores(model, params, text, image, modality, mask, table, config, negative)
     n_masked = jnp.maximum(mask.sum(1), 1).astype(jnp.float32)
     for _ in range(config.guidance_steps):
         step = jnp.zeros_like(logits)
@@ -156,12 +175,13 @@ def guide_logits(model, params, text, image, modality, mask, logits, config: Dec
 
 
 def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE,
-           config: DecodeConfig = DecodeConfig(), text_vocab: int | None = None):
+           config: DecodeConfig = DecodeConfig(), text_vocab: int | None = None, negative=None):
     """Fills the masked positions of `image` (B, N) or `text` (B, L); returns (text, image).
 
     `mask` (B, N or L) marks the positions to generate in `modality`; the other modality is the
-    control signal. Text is drawn from ids [NUM_SPECIAL, text_vocab): the tokenizer's own size,
-    which may be below the model's table (SentencePiece can stop short of the size asked for).
+    control signal, and `negative` (shaped like it, optional) the control to steer away from. Text
+    is drawn from ids [NUM_SPECIAL, text_vocab): the tokenizer's own size, which may be below the
+    model's table (SentencePiece can stop short of the size asked for).
     Jit with `modality`, `config` and `text_vocab` static (see `make_decoder`).
     """
     config.validate()
@@ -175,7 +195,7 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
         return (text, tok) if modality == IMAGE else (tok, image)
 
     def uncond_inputs(tok):
-        return _blank_control(model, *inputs(tok), modality)
+        return _away_control(model, *inputs(tok), modality, negative)
 
     def body(step, carry):
         tok, still_masked, key = carry
@@ -193,7 +213,7 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
                 logits = logits - config.repeat_penalty * present[:, None, :]
         if config.guidance > 0:  # after the mask, so that the relaxation is the distribution sampled from
             t_in, i_in = inputs(tok)
-            logits = guide_logits(model, params, t_in, i_in, modality, still_masked, logits, config)
+            logits = guide_logits(model, params, t_in, i_in, modality, still_masked, logits, config, negative)
         logits = logits / config.temperature
         sampled = jax.random.categorical(k_sample, logits, axis=-1)
         logp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), sampled[..., None], -1)[..., 0]
@@ -215,9 +235,9 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
 
 
 def make_decoder(model: GPTFace, modality: str, config: DecodeConfig, text_vocab: int | None = None):
-    """jit(decode) for one modality and config: (params, text, image, mask, rng) -> (text, image)."""
-    return jax.jit(lambda params, text, image, mask, rng: decode(model, params, text, image, mask, rng,
-                                                                   modality, config, text_vocab))
+    """jit(decode) for one modality and config: (params, text, image, mask, rng, negative=None) -> (text, image)."""
+    return jax.jit(lambda params, text, image, mask, rng, negative=None: decode(
+        model, params, text, image, mask, rng, modality, config, text_vocab, negative))
 
 
 def cached_decoder(cache: dict | None, model: GPTFace, modality: str, config: DecodeConfig,

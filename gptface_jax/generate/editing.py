@@ -110,10 +110,12 @@ def token_mask_for(region_names=(), pixel_mask: np.ndarray | None = None, *, gri
 
 
 def edit(pretrained, photo: Photo, token_mask: np.ndarray, text: str, seeds=(0, 1, 2), guidances=(0.0, 2.0),
-         config: DecodeConfig = DecodeConfig(), cache: dict | None = None) -> EditResult:
-    """Re-decodes the masked tokens of `photo.crop` for `text`, once per (seed, guidance). A long-lived
-    caller passes `cache` (a dict) so each decoding config compiles once."""
+         config: DecodeConfig = DecodeConfig(), cache: dict | None = None, negative: str | None = None) -> EditResult:
+    """Re-decodes the masked tokens of `photo.crop` for `text`, once per (seed, guidance), steered away
+    from the `negative` caption where one is given (decoding's negative control). A long-lived caller
+    passes `cache` (a dict) so each decoding config compiles once."""
     text_ids = pretrained.text_ids([text])
+    negative_ids = None if negative is None else pretrained.text_ids([negative])
     codes = pretrained.image_codes(photo.crop[None])
     mask = np.asarray(token_mask, bool).reshape(1, -1)
     seeds = list(seeds)
@@ -125,8 +127,8 @@ def edit(pretrained, photo: Photo, token_mask: np.ndarray, text: str, seeds=(0, 
         decoder = decoding.cached_decoder(cache, pretrained.model, decoding.IMAGE,
                                           dataclasses.replace(config, guidance=float(guidance)))
         # one call per seed, so a seed's result does not depend on which other seeds were asked for
-        out = np.concatenate([np.asarray(decoder(pretrained.params, text_ids, codes, mask, jax.random.PRNGKey(s))[1])
-                              for s in seeds])
+        out = np.concatenate([np.asarray(decoder(pretrained.params, text_ids, codes, mask, jax.random.PRNGKey(s),
+                                                 negative_ids)[1]) for s in seeds])
         decoded = pretrained.images(out)
         scores = np.asarray(score(pretrained.params, np.repeat(text_ids, len(seeds), 0), out))
         for k, s in enumerate(seeds):
