@@ -23,7 +23,7 @@ from data_pipelines.benchmarks import builder as benchmark_builder
 from data_pipelines.errors import DataError
 from data_pipelines.ingest import builder as ingest_builder
 from data_pipelines.synthfaces import builder
-from gptface_jax.generate.decode_config import GUIDANCE_SWEEP
+from gptface_jax.generate.decode_config import GUIDANCE_SWEEP, MASK_NEGATIVE
 from gptface_jax.runtime import layout
 
 
@@ -385,8 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--workdir", required=True, help="a `gptface train` workdir")
         p.add_argument("--text", required=True)
-        p.add_argument("--negative", help="a caption to steer away from, in the blank caption's place in guidance "
-                                          "and classifier-free guidance (e.g. \"wearing a face mask\" to remove one)")
+        p.add_argument("--negative", default=MASK_NEGATIVE if name == "remove-mask" else None,
+                       help="a caption to steer away from, in the blank caption's place in guidance and "
+                            "classifier-free guidance" + (f" (default {MASK_NEGATIVE!r})" if name == "remove-mask"
+                                                          else ""))
         if name != "generate":
             p.add_argument("--image", required=True)
             p.add_argument("--aligned", action="store_true", help="the image is already an aligned face crop")

@@ -153,7 +153,7 @@ def _edits(workdir: Path, data_dir: Path, pretrained) -> dict:
     from data_pipelines.pipeline import decode_jpeg
     from data_pipelines.synthfaces.attributes import ATTRIBUTES
     from gptface_jax.generate import editing
-    from gptface_jax.generate.decode_config import default_config
+    from gptface_jax.generate.decode_config import MASK_NEGATIVE, default_config
     size, grid = pretrained.image_size, pretrained.grid
     test = ShardSource(data_dir, "test")
     photo = editing.Photo.of_crop(decode_jpeg(test[0]["image"]))
@@ -173,8 +173,9 @@ def _edits(workdir: Path, data_dir: Path, pretrained) -> dict:
     out, scores = workdir / "edits", {}
     for name, (mask, text) in tasks.items():
         config = default_config(name)  # the CLI's defaults (docs/generation.md)
-        result = editing.edit(pretrained, masked_photo if name == "remove_mask" else photo, mask, text, seeds=(0, 1, 2),
-                              guidances=(0.0, 2.0), config=config)
+        removal = name == "remove_mask"  # as `gptface remove-mask` does it: away from the mask
+        result = editing.edit(pretrained, masked_photo if removal else photo, mask, text, seeds=(0, 1, 2),
+                              guidances=(0.0, 2.0), config=config, negative=MASK_NEGATIVE if removal else None)
         paths = editing.write_result(result, str(out), name)
         scores[name] = {f"guidance_{g:g}": float(np.mean([v for (s, gg), v in result.itm.items() if gg == g]))
                         for g in (0.0, 2.0)}

@@ -51,7 +51,8 @@ def trained_workdir(pretokenized, tmp_path_factory) -> str:
     from gptface_jax.runtime import config_lib
     from gptface_jax.train import trainer
     workdir = tmp_path_factory.mktemp("trained") / "pretrain"
-    fields = {"data.pretokenized": Path(pretokenized).parents[2], "data.image_size": 32, "vq.codebook_size": 16, "text.max_len": 16,
+    fields = {"data.pretokenized": Path(pretokenized).parents[2], "data.image_size": 32, "vq.codebook_size": 16,
+              "text.max_len": 16,
               "model.num_layers": 1, "model.width": 32, "model.num_heads": 4, "model.mlp_dim": 64,
               "train.batch_size": 16, "train.warmup_steps": 1, "train.steps": 2, "mesh.shape": "(-1,1,1)"}
     config = config_lib.load(["--config", "experiments/pretrain.py:tiny",

@@ -55,6 +55,9 @@ def test_classifier_free_guidance_defaults_on_for_text_to_face_only():
     assert parser.parse_args(["generate", *common]).cfg_scale == 3.0
     assert parser.parse_args(["edit", *common, "--image", "x.jpg", "--region", "mouth"]).cfg_scale == 0.0
     assert parser.parse_args(["remove-mask", *common, "--image", "x.jpg"]).cfg_scale == 0.0
+    # mask removal steers away from the mask by default; other edits have no negative caption unless given
+    assert parser.parse_args(["remove-mask", *common, "--image", "x.jpg"]).negative == "a person wearing a face mask"
+    assert parser.parse_args(["edit", *common, "--image", "x.jpg", "--region", "mouth"]).negative is None
     assert parser.parse_args(["generate", *common, "--cfg-scale", "0"]).cfg_scale == 0.0
     assert parser.parse_args(["eval", "edits", "--workdir", "w", "--cfg-scale", "0", "3"]).cfg_scale == [0.0, 3.0]
     assert not parser.parse_args(["generate", *common]).guidance_contrast

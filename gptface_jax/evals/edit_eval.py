@@ -23,7 +23,7 @@ import numpy as np
 from gptface_jax.evals import attribute_classifier, face_labels, text_to_face_eval
 from gptface_jax.evals.downstream import load_labelled
 from gptface_jax.generate import decoding, editing
-from gptface_jax.generate.decode_config import DecodeConfig, guidance_grid
+from gptface_jax.generate.decode_config import MASK_NEGATIVE, DecodeConfig, guidance_grid
 from gptface_jax.runtime import layout
 
 # name: (regions, caption in the corpus' own phrasing, the label the edit makes hold: face_labels names,
@@ -34,12 +34,12 @@ EDITS = {
     "eyeglasses": (("eyes",), "a person wearing glasses", "eyeglasses"),
     "beard": (("lower-face",), "a man with a beard", "beard"),
     "hat": (("hair",), "a person wearing a hat", "hat"),
-    "remove_mask": (("lower-face",), "a person without a mask", "not:surgical_mask"),
+    "remove_mask": (("lower-face",), "a photo of a person", "not:surgical_mask"),
     "hair_black": (("hair",), "a person with black hair", "hair:black"),
     "hair_blond": (("hair",), "a person with blond hair", "hair:blond"),
 }
-# the caption an edit steers away from (decoding's negative control), where its own caption negates
-NEGATIVES = {"remove_mask": "a person wearing a face mask"}
+# the caption an edit steers away from (decoding's negative control): what a removal removes
+NEGATIVES = {"remove_mask": MASK_NEGATIVE}
 _VISIBLE_HAIR = ("not:bald", "not:hat")
 # what else must hold for the edit to show: beards go on men, a hair colour on visible hair, an
 # expression on a face whose mouth no mask hides

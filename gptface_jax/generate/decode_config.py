@@ -61,6 +61,13 @@ TASK_DEFAULTS = {
 }
 
 
+# What mask removal steers away from (decoding's negative control). Its own caption says what the
+# lower face should show: a caption that negates ("a person without a mask") is read by the words it
+# holds and draws masks back (run q6 at step 800, 64 faces: 0.22 of masks removed with guidance,
+# 0.55 with this negative, 1.00 with it and "a photo of a person"; docs/experiments.md, run n1).
+MASK_NEGATIVE = "a person wearing a face mask"
+
+
 def default_config(task: str) -> DecodeConfig:
     return DecodeConfig(**TASK_DEFAULTS.get(task, {}))
 
