@@ -40,6 +40,13 @@ def test_the_studio_compiles_each_decoding_config_once(trained_workdir):
     second = studio.edit(photo, ["eyes"], None, "a man", [1], [0.0, 2.0], 0.0, 4)
     assert studio.cache == compiled and len(compiled) == 3  # two guidance strengths + the match score
     assert len(first["pasted"]) == len(second["pasted"]) == 2
+    # a negative caption only moves the guided decode: at lambda 0 and w 0 it changes nothing
+    steered = studio.edit(photo, ["mouth"], None, "a smiling woman", [0], [0.0, 2.0], 0.0, 4,
+                          negative="a person wearing a face mask")
+    assert steered["pasted"][0] == first["pasted"][0] and steered["pasted"][0]["guidance"] == 0.0
+    assert steered["pasted"][1]["image"] != first["pasted"][1]["image"]
+    faces = studio.generate("a man", [0], [2.0], 0.0, 4, negative="a woman")
+    assert len(faces["faces"]) == 1
     with pytest.raises(ValueError, match="held-out face 7 does not exist"):
         studio.photo(None, 7)
 

@@ -10,8 +10,8 @@ served from here, with no analytics.
     GET  /api/info            regions, held-out faces, default settings
     GET  /api/held_out/{i}    a held-out face (PNG), the model's own tokens decoded
     POST /api/align           the aligned crop of an upload or held-out face (for painting a mask)
-    POST /api/edit            regions and/or a painted mask + text -> grid and pasted photos
-    POST /api/generate        text -> faces
+    POST /api/edit            regions and/or a painted mask + text (+ a negative caption) -> grid and pasted photos
+    POST /api/generate        text (+ a negative caption) -> faces
     POST /api/caption         a face -> captions
 """
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Studio:
                              "guidance": default_guidances("edit")}}
 
     def edit(self, photo: editing.Photo, region_names: list[str], painted: bytes | None, text: str, seeds: list[int],
-             guidances: list[float], cfg_scale: float, steps: int) -> dict:
+             guidances: list[float], cfg_scale: float, steps: int, negative: str = "") -> dict:
         self.pretrained.text_ids([text])
         pixels = None
         if painted:
@@ -90,19 +90,21 @@ class Studio:
         config.validate()
         with self.lock:
             result = editing.edit(self.pretrained, photo, mask, text, seeds=seeds, guidances=guidances,
-                                  config=config, cache=self.cache)
+                                  config=config, cache=self.cache, negative=negative or None)
         return {"grid": png_data_url(editing.result_grid(result)),
                 "pasted": [{"seed": s, "guidance": g, "itm": round(result.itm[(s, g)], 3), "image": png_data_url(p)}
                            for (s, g), p in sorted(result.pasted.items())]}
 
-    def generate(self, text: str, seeds: list[int], guidances: list[float], cfg_scale: float, steps: int) -> dict:
+    def generate(self, text: str, seeds: list[int], guidances: list[float], cfg_scale: float, steps: int,
+                 negative: str = "") -> dict:
         blank = np.full((self.size, self.size, 3), 127, np.uint8)
         grid = self.pretrained.grid
         config = dataclasses.replace(default_config("generate"), steps=steps, cfg_scale=cfg_scale)
         config.validate()
         with self.lock:
             result = editing.edit(self.pretrained, editing.Photo.of_crop(blank), np.ones((grid, grid), bool), text,
-                                  seeds=seeds, guidances=guidances, config=config, cache=self.cache)
+                                  seeds=seeds, guidances=guidances, config=config, cache=self.cache,
+                                  negative=negative or None)
         return {"faces": [{"seed": s, "guidance": g, "itm": round(result.itm[(s, g)], 3), "image": png_data_url(c)}
                           for (s, g), c in sorted(result.crops.items())]}
 
@@ -168,18 +170,19 @@ def make_app(studio: Studio):
     async def edit(text: str = Form(""), regions_: str = Form("", alias="regions"), seeds: str = Form("0 1 2"),
                    guidance: str = Form("0 2"), cfg_scale: float = Form(0.0), steps: int = Form(12),
                    held_out: int | None = Form(None), photo: UploadFile | None = File(None),
-                   mask: UploadFile | None = File(None)):
+                   mask: UploadFile | None = File(None), negative: str = Form("")):
         data, painted = await read(photo), await read(mask)
         names = [r for r in regions_.replace(",", " ").split() if r]
         return await run_in_threadpool(guarded, lambda: studio.edit(
             studio.photo(data, held_out), names, painted, text, numbers(seeds, int, "seeds", 0),
-            numbers(guidance, float, "lambda", 0, 20), cfg_scale, steps))
+            numbers(guidance, float, "lambda", 0, 20), cfg_scale, steps, negative))
 
     @app.post("/api/generate")
     async def generate(text: str = Form(""), seeds: str = Form("0 1 2"), guidance: str = Form("0 2"),
-                       cfg_scale: float = Form(3.0), steps: int = Form(12)):
+                       cfg_scale: float = Form(3.0), steps: int = Form(12), negative: str = Form("")):
         return await run_in_threadpool(guarded, lambda: studio.generate(
-            text, numbers(seeds, int, "seeds", 0), numbers(guidance, float, "lambda", 0, 20), cfg_scale, steps))
+            text, numbers(seeds, int, "seeds", 0), numbers(guidance, float, "lambda", 0, 20), cfg_scale, steps,
+            negative))
 
     @app.post("/api/caption")
     async def caption(seeds: str = Form("0 1 2"), guidance: str = Form("3"), held_out: int | None = Form(None),
