@@ -33,7 +33,7 @@ quality: $(STAMP)
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface train --config experiments/pretrain.py:quality \
 		--config.data.pretokenized=$(QUALITY)/pretokenized --workdir $(QUALITY)/pretrain
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval captions --workdir $(QUALITY)/pretrain
-	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval edits --workdir $(QUALITY)/pretrain
+	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval edits --workdir $(QUALITY)/pretrain --faces 64
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval probe --workdir $(QUALITY)/pretrain \
 		--dataset $(QUALITY)/data --max-train 5000
 
