@@ -16,20 +16,16 @@ CPU_DEVICES := $(shell $(PYTHON) -c 'import os; n = os.cpu_count() or 1; print(m
 demo: $(STAMP)
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface demo --workdir $(WORKDIR)
 
-# The quality run (docs/model.md, "The quality run"): 60k faces with tokenizers of their own (SentencePiece
-# in seconds; the 8x8 VQ `experiments/vq.py:tiny` for its full 1,550 steps, about 13 minutes), then
-# `experiments/pretrain.py:quality` (about 55 minutes on 2 cores) and the held-out evaluations.
+# The 60-minute quality run (docs/model.md, "The quality run"): 60k faces tokenized with the demo's
+# tokenizers, `experiments/pretrain.py:quality`, then the held-out evaluations. Run `make demo` first.
+# (A VQ of its own trained 6x longer, 24.3 dB, made edits and text-to-face worse: docs/experiments.md, q7.)
 QUALITY ?= runs/quality
 quality: $(STAMP)
+	test -d $(WORKDIR)/vq || { echo "make quality needs the demo's tokenizers: run make demo first"; exit 2; }
 	test -d $(QUALITY)/data || $(BIN)/gptface data synth --num 60000 --num-test 1000 --image-size 64 --seed 0 \
 		--out $(QUALITY)/data
-	test -f $(QUALITY)/text_tokenizer.model || $(BIN)/gptface tokenizer text --data $(QUALITY)/data \
-		--vocab-size 1000 --out $(QUALITY)/text_tokenizer.model
-	test -f $(QUALITY)/vq/vq_eval.json || JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface tokenizer image \
-		--workdir $(QUALITY)/vq --config experiments/vq.py:tiny --config.data.dir=$(QUALITY)/data \
-		--config.train.time_budget_s=0
 	test -d $(QUALITY)/pretokenized || $(BIN)/gptface data pretokenize --data $(QUALITY)/data --max-len 32 \
-		--text-tokenizer $(QUALITY)/text_tokenizer.model --vq-workdir $(QUALITY)/vq --out $(QUALITY)/pretokenized
+		--text-tokenizer $(WORKDIR)/text_tokenizer.model --vq-workdir $(WORKDIR)/vq --out $(QUALITY)/pretokenized
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface train --config experiments/pretrain.py:quality \
 		--config.data.pretokenized=$(QUALITY)/pretokenized --workdir $(QUALITY)/pretrain
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval captions --workdir $(QUALITY)/pretrain
