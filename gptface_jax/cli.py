@@ -23,7 +23,7 @@ from data_pipelines.benchmarks import builder as benchmark_builder
 from data_pipelines.errors import DataError
 from data_pipelines.ingest import builder as ingest_builder
 from data_pipelines.synthfaces import builder
-from gptface_jax.generate.decode_config import GUIDANCE_SWEEP, MASK_NEGATIVE
+from gptface_jax.generate.decode_config import GUIDANCE_SWEEP, MASK_NEGATIVE, default_config
 from gptface_jax.runtime import layout
 
 
@@ -288,7 +288,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
-    from gptface_jax.generate.decode_config import ORDERS, default_config, default_guidances
+    from gptface_jax.generate.decode_config import ORDERS, default_guidances
     defaults, guidances = default_config(task), default_guidances(task)
     g = p.add_argument_group("sampling (defaults: docs in gptface_jax/generate/decoding.py and decode_config.py)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -469,8 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("--guidance", type=float, nargs="+", default=list(GUIDANCE_SWEEP),
                    help="ITM-guidance strengths lambda")
-    p.add_argument("--cfg-scale", type=float, nargs="+", default=[0.0],
-                   help="classifier-free guidance scales w; every (lambda, w) pair is evaluated")
+    edit_w = default_config("edit").cfg_scale
+    p.add_argument("--cfg-scale", type=float, nargs="+", default=[0.0, edit_w],
+                   help=f"classifier-free guidance scales w; every (lambda, w) pair is evaluated (default 0 and "
+                        f"the editor's {edit_w:g})")
     p.add_argument("--faces", type=int, default=16, help="held-out faces per edit type")
     p.add_argument("--samples", type=int, default=32, help="faces generated per caption for the text-to-face rows")
     p.add_argument("--seed", type=int, default=0)

@@ -170,9 +170,11 @@ def _edits(workdir: Path, data_dir: Path, pretrained) -> dict:
         "inpaint": (editing.token_mask_for([], square, grid=grid, size=size), "a person wearing sunglasses"),
         "generate": (np.ones((grid, grid), bool), "portrait of a young man with black hair"),
     }
+    command = {"edit_mouth": "edit", "expression": "edit", "remove_mask": "remove-mask", "inpaint": "inpaint",
+               "generate": "generate"}
     out, scores = workdir / "edits", {}
     for name, (mask, text) in tasks.items():
-        config = default_config(name)  # the CLI's defaults (docs/generation.md)
+        config = default_config(command[name])  # the CLI's defaults for that command (docs/generation.md)
         removal = name == "remove_mask"  # as `gptface remove-mask` does it: away from the mask
         result = editing.edit(pretrained, masked_photo if removal else photo, mask, text, seeds=(0, 1, 2),
                               guidances=(0.0, 2.0), config=config, negative=MASK_NEGATIVE if removal else None)
@@ -243,7 +245,7 @@ def run(workdir: str, num: int = 16000, vq_budget_s: float = 900.0) -> int:
     following = [r["attribute"] for r in generated if r["lift"] >= LIFT]
     print(f"{len(following)} of {len(generated)} captions lift their attribute by >= {LIFT}: {', '.join(following)}")
 
-    stage("10. edited faces (held-out SynthFaces; ITM guidance 0 and 2, three seeds)")
+    stage("10. edited faces (held-out SynthFaces; ITM guidance 0 and 2, three seeds, each command's classifier-free w)")
     edits = _edits(workdir, data_dir, pretrained)
 
     stage(None)

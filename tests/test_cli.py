@@ -48,13 +48,16 @@ def test_bad_input_gets_one_clear_line(tmp_path):
     assert proc.returncode != 0 and "num_train >= 1" in proc.stderr
 
 
-def test_classifier_free_guidance_defaults_on_for_text_to_face_only():
+def test_classifier_free_guidance_defaults_on_for_text_to_face_and_edits_not_inpainting():
     from gptface_jax import cli
     parser = cli.build_parser()
     common = ["--workdir", "w", "--text", "a man"]
     assert parser.parse_args(["generate", *common]).cfg_scale == 3.0
-    assert parser.parse_args(["edit", *common, "--image", "x.jpg", "--region", "mouth"]).cfg_scale == 0.0
-    assert parser.parse_args(["remove-mask", *common, "--image", "x.jpg"]).cfg_scale == 0.0
+    assert parser.parse_args(["edit", *common, "--image", "x.jpg", "--region", "mouth"]).cfg_scale == 8.0
+    assert parser.parse_args(["remove-mask", *common, "--image", "x.jpg"]).cfg_scale == 8.0
+    assert parser.parse_args(["inpaint", *common, "--image", "x.jpg", "--mask", "m.png"]).cfg_scale == 0.0
+    # the edit evaluation sets the editor's default beside no classifier-free guidance
+    assert parser.parse_args(["eval", "edits", "--workdir", "w"]).cfg_scale == [0.0, 8.0]
     # mask removal steers away from the mask by default; other edits have no negative caption unless given
     assert parser.parse_args(["remove-mask", *common, "--image", "x.jpg"]).negative == "a person wearing a face mask"
     assert parser.parse_args(["edit", *common, "--image", "x.jpg", "--region", "mouth"]).negative is None

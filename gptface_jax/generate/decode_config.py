@@ -49,14 +49,19 @@ class DecodeConfig:
 
 # Per-task defaults; every other field keeps the dataclass default.
 # - generate: text-to-face follows its caption far more with w = 3 (docs/experiments.md, both
-#   guidance switches on run a4). Edits, inpainting, mask removal and captioning keep w = 0: it pushes along every
-#   caption word, "without a mask" included.
+#   guidance switches on run a4).
+# - edit, remove-mask: w = 8. On run q6's model (64 held-out faces per edit type, ITM guidance 2) mean edit
+#   success by w: 0 0.358, 1 0.393, 3 0.449, 5 0.477, 8 0.498, 12 0.506 (docs/experiments.md, run w1).
+#   It once drew masks back for "a person without a mask"; mask removal now says "a photo of a person"
+#   and steers away from MASK_NEGATIVE (0.969 at w = 8). Inpainting (not measured) and captioning keep w = 0.
 # - caption: one token per step left to right at temperature 0.5, no token twice, ITM guidance 3.
 #   MaskGIT order at temperature 1 wrote word salad ("posing posing"): on run q3's model 46% of
 #   stated facts true, 22.5% of captions with a repeat; this sampler 74-78%, none (BENCHMARKS.md,
 #   "Face-to-text sampler").
 TASK_DEFAULTS = {
     "generate": {"cfg_scale": 3.0},
+    "edit": {"cfg_scale": 8.0},
+    "remove-mask": {"cfg_scale": 8.0},
     "caption": {"order": "left_to_right", "temperature": 0.5, "repeat_penalty": 10.0, "guidance": 3.0},
 }
 
