@@ -44,6 +44,20 @@ def test_mismatched_pretokenized_data_is_refused(pretokenized, tmp_path):
         trainer.train(_config(pretokenized, **{"vq.codebook_size": 1024, "train.steps": 2}), str(tmp_path / "x"))
 
 
+def test_a_finished_run_started_again_keeps_its_training_figures(pretokenized, tmp_path):
+    """Nothing is left to train: the run re-evaluates, and still reports (and keeps on disk) the
+    last step's losses, as `make demo` run twice prints them."""
+    config = _config(pretokenized, **{"train.steps": 2, "mesh.shape": "(-1,1,1)"})
+    first = trainer.train(config, str(tmp_path))
+    again = trainer.train(config, str(tmp_path))
+    assert again["step"] == first["step"] == 2
+    for key in ("text_loss", "image_loss", "itm_loss", "loss"):
+        assert again[key] == pytest.approx(first[key])
+    stored = json.load(open(tmp_path / "final_metrics.json"))
+    assert stored["text_loss"] == pytest.approx(first["text_loss"])
+    assert stored["eval_itm_clean_accuracy"] == pytest.approx(first["eval_itm_clean_accuracy"])
+
+
 def _losses(workdir):
     return {r["step"]: r["loss"] for r in read_metrics(str(workdir)) if "loss" in r}
 

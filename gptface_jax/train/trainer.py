@@ -231,6 +231,16 @@ def make_train_step(model: GPTFace, tx, config):
 
 # --- 5. the run ------------------------------------------------------------------------------------------------
 
+def _training_figures(final_metrics_path: str) -> dict:
+    """The last step's training metrics (no `eval_` scores) of a run's final_metrics.json, if it has one."""
+    try:
+        with open(final_metrics_path) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in stored.items() if not k.startswith("eval_")}
+
+
 def train(config, workdir: str) -> dict:
     config_lib.validate(config, jax.device_count())
     # one run per workdir (process 0 holds the lock for the whole job)
@@ -304,6 +314,8 @@ def _train(config, workdir: str) -> dict:
             postfix=lambda m: {"loss": f"{float(m['loss']):.3f}", "itm": f"{float(m['itm_accuracy']):.2f}"})
         scores = train_loop.evaluate_all(evaluators, state["params"])
         final = {"step": step, **{k: float(v) for k, v in jax.device_get(metrics).items()}, **scores}
+        if not metrics:  # resumed at the last step: nothing trained, so keep the finished run's training figures
+            final = {**_training_figures(os.path.join(workdir, layout.FINAL_METRICS)), **final}
         writer.write(step, scores)
         if primary:
             with open(os.path.join(workdir, layout.FINAL_METRICS), "w") as f:
