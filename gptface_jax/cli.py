@@ -304,6 +304,9 @@ def _add_sampling_arguments(p: argparse.ArgumentParser, task: str) -> None:
                    help=f"which positions each step keeps (default {defaults.order})")
     g.add_argument("--repeat-penalty", type=float, default=defaults.repeat_penalty,
                    help=f"text: logit penalty on tokens the text already holds (default {defaults.repeat_penalty:g})")
+    g.add_argument("--candidates", type=int, default=defaults.candidates,
+                   help=f"samples drawn per output, the one the model's ITM ranks first kept (default "
+                        f"{defaults.candidates})")
     _add_contrast_argument(g)
 
 
@@ -321,7 +324,7 @@ def _decode_config(args: argparse.Namespace):
     from gptface_jax.generate.decode_config import DecodeConfig
     return DecodeConfig(steps=args.steps, temperature=args.temperature, guidance_steps=args.guidance_steps,
                         cfg_scale=args.cfg_scale, guidance_contrast=args.guidance_contrast, guide=args.guide,
-                        order=args.order, repeat_penalty=args.repeat_penalty)
+                        order=args.order, repeat_penalty=args.repeat_penalty, candidates=args.candidates)
 
 
 def build_parser() -> argparse.ArgumentParser:

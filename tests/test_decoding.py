@@ -1,5 +1,6 @@
 """Masked decoding: the schedule's boundaries, given tokens untouched, lambda = 0 is plain decoding,
 guidance raises the ITM score, text decoding never emits special ids, seeds reproduce."""
+import dataclasses
 import math
 
 import flax.linen as nn
@@ -238,14 +239,35 @@ def test_repeat_penalty_keeps_every_token_of_a_caption_distinct(model_and_params
     assert rows_with_repeats(captions(1e4, "confidence")) < rows_with_repeats(captions(0.0, "confidence"))
 
 
+@pytest.mark.parametrize("modality", [decoding.TEXT, decoding.IMAGE])
+def test_candidates_keep_the_sample_the_model_matches_best(model_and_params, modality):
+    """Reference: the n samples per example decoded one by one (rows repeated, candidates=1), scored by the
+    ITM log-odds outside the decoder; the kept sample is each example's argmax, and it differs from sample 0."""
+    model, params, text, image = model_and_params
+    mask = jnp.ones((4, 8), bool) if modality == decoding.TEXT else _region_mask()
+    config, key = DecodeConfig(steps=4, temperature=3.0), jax.random.PRNGKey(1)
+    kept = decoding.make_decoder(model, modality, dataclasses.replace(config, candidates=5), text_vocab=64)(
+        params, text, image, mask, key)
+    rows = [jnp.repeat(x, 5, axis=0) for x in (text, image, mask)]
+    samples = decoding.make_decoder(model, modality, config, text_vocab=64)(params, *rows, key)
+    logits = np.asarray(model.apply(params, *samples, method=GPTFace.match_logits))
+    best = (logits[:, 1] - logits[:, 0]).reshape(4, 5).argmax(1)
+    for got, every in zip(kept, samples):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(every)[np.arange(4) * 5 + best])
+    assert (best > 0).any()
+    with pytest.raises(ValueError, match="candidates"):
+        DecodeConfig(candidates=0).validate()
+
+
 def test_caption_defaults_reach_the_cli():
     from gptface_jax.cli import build_parser
     from gptface_jax.generate.decode_config import default_config
     args = build_parser().parse_args(["caption", "--workdir", "w", "--image", "x.png"])
-    assert (args.order, args.temperature, args.repeat_penalty, args.guidance) == (
-        "left_to_right", 0.5, default_config("caption").repeat_penalty, [3.0])
+    assert (args.order, args.temperature, args.repeat_penalty, args.guidance, args.candidates) == (
+        "left_to_right", 0.5, default_config("caption").repeat_penalty, [3.0], 4)
     edit = build_parser().parse_args(["generate", "--workdir", "w", "--text", "a man"])
-    assert (edit.order, edit.repeat_penalty, edit.cfg_scale, edit.guidance) == ("confidence", 0.0, 3.0, [0.0, 2.0])
+    assert (edit.order, edit.repeat_penalty, edit.cfg_scale, edit.guidance, edit.candidates) == (
+        "confidence", 0.0, 3.0, [0.0, 2.0], 1)
 
 
 def test_bad_configs_are_refused():

@@ -67,4 +67,5 @@ def evaluate(pretrained, *, faces: int = 200, length: int = 12, seed: int = 0,
         out, _ = decoder(pretrained.params, text, codes, mask, jax.random.fold_in(jax.random.PRNGKey(seed), start))
         captions += pretrained.tokenizer.decode(np.asarray(out)[:, :length])
     return {"guidance": config.guidance, "order": config.order, "temperature": config.temperature,
-            "repeat_penalty": config.repeat_penalty, "length": length, **judge(captions, split)}
+            "repeat_penalty": config.repeat_penalty, "candidates": config.candidates, "length": length,
+            **judge(captions, split)}

@@ -26,9 +26,12 @@ the blank control's place in both: uncond is computed with it, and guidance foll
 the control minus the score for the negative (the match log-odds and, under `guide="itc"`, the
 similarity). A caption that negates ("without a mask") is scored by the words it holds ("mask");
 steering away from the caption that states the attribute is what removes it.
+With `candidates` = n > 1 each example is decoded n times (its rows repeated in one batch) and the
+sample with the highest match log-odds against the control is kept (reranking by the model's own ITM).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -185,6 +188,8 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
     Jit with `modality`, `config` and `text_vocab` static (see `make_decoder`).
     """
     config.validate()
+    if config.candidates > 1:
+        return _best_of_candidates(model, params, text, image, mask, rng, modality, config, text_vocab, negative)
     vocab = model.config.text_vocab if text_vocab is None else min(text_vocab, model.config.text_vocab)
     logits_fn, _, mask_id = _stream(model, params, modality)
     tokens = image if modality == IMAGE else text
@@ -232,6 +237,24 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
 
     tokens, _, _ = jax.lax.fori_loop(0, config.steps, body, (tokens, mask, rng))
     return (text, tokens) if modality == IMAGE else (tokens, image)
+
+
+def _best_of_candidates(model, params, text, image, mask, rng, modality, config, text_vocab, negative):
+    """`config.candidates` samples per example (its rows repeated, decoded at once under one rng) and the
+    one with the highest match log-odds against the control signal."""
+    n, batch = config.candidates, mask.shape[0]
+
+    def repeat(x):
+        return None if x is None else jnp.repeat(x, n, axis=0)   # example-major: rows i*n .. i*n+n-1
+
+    def pick(x):
+        return x.reshape(batch, n, *x.shape[1:])[jnp.arange(batch), best]
+
+    text, image = decode(model, params, repeat(text), repeat(image), repeat(mask), rng, modality,
+                         dataclasses.replace(config, candidates=1), text_vocab, repeat(negative))
+    logits = model.apply(params, text, image, method=GPTFace.match_logits)
+    best = (logits[:, 1] - logits[:, 0]).reshape(batch, n).argmax(1)
+    return pick(text), pick(image)
 
 
 def make_decoder(model: GPTFace, modality: str, config: DecodeConfig, text_vocab: int | None = None):
