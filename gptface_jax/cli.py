@@ -250,7 +250,8 @@ def _eval_edits(args: argparse.Namespace) -> int:
     report = edit_eval.run(args.workdir, args.dataset, args.judge, args.out, guidances=tuple(args.guidance),
                            cfg_scales=tuple(args.cfg_scale), faces_per_edit=args.faces, seed=args.seed,
                            text_to_face_samples=args.samples,
-                           config=DecodeConfig(guidance_contrast=args.guidance_contrast, guide=args.guide))
+                           config=DecodeConfig(guidance_contrast=args.guidance_contrast, guide=args.guide,
+                                               candidates=args.candidates))
     judge = report["judge"]
     print(f"judge: held-out attribute accuracy {judge['test']['attribute_mean_accuracy']:.3f}"
           + (f" (on VQ reconstructions {judge['test_vq_reconstructions']['attribute_mean_accuracy']:.3f})"
@@ -479,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", type=int, default=16, help="held-out faces per edit type")
     p.add_argument("--samples", type=int, default=32, help="faces generated per caption for the text-to-face rows")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--candidates", type=int, default=default_config("edit").candidates,
+                   help="samples decoded per face, the one the model's ITM ranks first judged")
     _add_contrast_argument(p)
     p.set_defaults(func=_eval_edits)
 

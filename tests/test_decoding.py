@@ -239,19 +239,27 @@ def test_repeat_penalty_keeps_every_token_of_a_caption_distinct(model_and_params
     assert rows_with_repeats(captions(1e4, "confidence")) < rows_with_repeats(captions(0.0, "confidence"))
 
 
-@pytest.mark.parametrize("modality", [decoding.TEXT, decoding.IMAGE])
-def test_candidates_keep_the_sample_the_model_matches_best(model_and_params, modality):
-    """Reference: the n samples per example decoded one by one (rows repeated, candidates=1), scored by the
-    ITM log-odds outside the decoder; the kept sample is each example's argmax, and it differs from sample 0."""
+@pytest.mark.parametrize("modality,with_negative", [(decoding.TEXT, False), (decoding.IMAGE, False),
+                                                   (decoding.IMAGE, True)])
+def test_candidates_keep_the_sample_the_model_matches_best(model_and_params, modality, with_negative):
+    """Reference: the n samples per example decoded at once (rows repeated, candidates=1), scored outside the
+    decoder by the ITM log-odds (minus those with the negative caption); the kept sample is each example's
+    argmax, and not always sample 0."""
     model, params, text, image = model_and_params
     mask = jnp.ones((4, 8), bool) if modality == decoding.TEXT else _region_mask()
+    negative = jnp.roll(text, 1, axis=0) if with_negative else None
     config, key = DecodeConfig(steps=4, temperature=3.0), jax.random.PRNGKey(1)
     kept = decoding.make_decoder(model, modality, dataclasses.replace(config, candidates=5), text_vocab=64)(
-        params, text, image, mask, key)
+        params, text, image, mask, key, negative)
     rows = [jnp.repeat(x, 5, axis=0) for x in (text, image, mask)]
-    samples = decoding.make_decoder(model, modality, config, text_vocab=64)(params, *rows, key)
-    logits = np.asarray(model.apply(params, *samples, method=GPTFace.match_logits))
-    best = (logits[:, 1] - logits[:, 0]).reshape(4, 5).argmax(1)
+    negatives = None if negative is None else jnp.repeat(negative, 5, axis=0)
+    samples = decoding.make_decoder(model, modality, config, text_vocab=64)(params, *rows, key, negatives)
+
+    def log_odds(t, i):
+        logits = np.asarray(model.apply(params, t, i, method=GPTFace.match_logits))
+        return logits[:, 1] - logits[:, 0]
+    score = log_odds(*samples) - (0 if negative is None else log_odds(negatives, samples[1]))
+    best = score.reshape(4, 5).argmax(1)
     for got, every in zip(kept, samples):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(every)[np.arange(4) * 5 + best])
     assert (best > 0).any()

@@ -27,7 +27,8 @@ the control minus the score for the negative (the match log-odds and, under `gui
 similarity). A caption that negates ("without a mask") is scored by the words it holds ("mask");
 steering away from the caption that states the attribute is what removes it.
 With `candidates` = n > 1 each example is decoded n times (its rows repeated in one batch) and the
-sample with the highest match log-odds against the control is kept (reranking by the model's own ITM).
+sample with the highest match log-odds against the control (minus those against the negative) is kept:
+reranking by the model's own ITM.
 """
 from __future__ import annotations
 
@@ -241,7 +242,7 @@ def decode(model: GPTFace, params, text, image, mask, rng, modality: str = IMAGE
 
 def _best_of_candidates(model, params, text, image, mask, rng, modality, config, text_vocab, negative):
     """`config.candidates` samples per example (its rows repeated, decoded at once under one rng) and the
-    one with the highest match log-odds against the control signal."""
+    one with the highest match log-odds against the control signal (minus those against `negative`)."""
     n, batch = config.candidates, mask.shape[0]
 
     def repeat(x):
@@ -252,8 +253,10 @@ def _best_of_candidates(model, params, text, image, mask, rng, modality, config,
 
     text, image = decode(model, params, repeat(text), repeat(image), repeat(mask), rng, modality,
                          dataclasses.replace(config, candidates=1), text_vocab, repeat(negative))
-    logits = model.apply(params, text, image, method=GPTFace.match_logits)
-    best = (logits[:, 1] - logits[:, 0]).reshape(batch, n).argmax(1)
+    score = itm_score(model, params, text, image)
+    if negative is not None:
+        score = score - itm_score(model, params, *_away_control(model, text, image, modality, repeat(negative)))
+    best = score.reshape(batch, n).argmax(1)
     return pick(text), pick(image)
 
 
