@@ -1,8 +1,18 @@
-"""Test setup: 8 virtual CPU devices before JAX starts, absl flags parsed for grain workers."""
+"""Test setup: 8 virtual CPU devices before JAX starts, absl flags parsed for grain workers, and one
+compilation cache for the run."""
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests compile the same programs (a train step of the same tiny config, the same decoder); one
+# persistent cache, made by the first process and inherited by the xdist workers and the subprocesses
+# tests start, compiles each once. It is private to the run (mkdtemp) and removed at its end.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE = tempfile.mkdtemp(prefix="gptface-tests-xla-")
+else:
+    _OWN_CACHE = None
 
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
@@ -76,3 +86,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if skip_gpu and "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE and not hasattr(config, "workerinput"):  # the process that made it
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
