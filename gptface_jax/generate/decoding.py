@@ -248,16 +248,13 @@ def _best_of_candidates(model, params, text, image, mask, rng, modality, config,
     def repeat(x):
         return None if x is None else jnp.repeat(x, n, axis=0)   # example-major: rows i*n .. i*n+n-1
 
-    def pick(x):
-        return x.reshape(batch, n, *x.shape[1:])[jnp.arange(batch), best]
-
     text, image = decode(model, params, repeat(text), repeat(image), repeat(mask), rng, modality,
                          dataclasses.replace(config, candidates=1), text_vocab, repeat(negative))
     score = itm_score(model, params, text, image)
     if negative is not None:
         score = score - itm_score(model, params, *_away_control(model, text, image, modality, repeat(negative)))
     best = score.reshape(batch, n).argmax(1)
-    return pick(text), pick(image)
+    return tuple(x.reshape(batch, n, *x.shape[1:])[jnp.arange(batch), best] for x in (text, image))
 
 
 def make_decoder(model: GPTFace, modality: str, config: DecodeConfig, text_vocab: int | None = None):
