@@ -473,14 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.add_argument("--guidance", type=float, nargs="+", default=list(GUIDANCE_SWEEP),
                    help="ITM-guidance strengths lambda")
-    edit_w = default_config("edit").cfg_scale
-    p.add_argument("--cfg-scale", type=float, nargs="+", default=[0.0, edit_w],
+    editor = default_config("edit")
+    p.add_argument("--cfg-scale", type=float, nargs="+", default=[0.0, editor.cfg_scale],
                    help=f"classifier-free guidance scales w; every (lambda, w) pair is evaluated (default 0 and "
-                        f"the editor's {edit_w:g})")
+                        f"the editor's {editor.cfg_scale:g})")
     p.add_argument("--faces", type=int, default=16, help="held-out faces per edit type")
     p.add_argument("--samples", type=int, default=32, help="faces generated per caption for the text-to-face rows")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--candidates", type=int, default=default_config("edit").candidates,
+    p.add_argument("--candidates", type=int, default=editor.candidates,
                    help="samples decoded per face, the one the model's ITM ranks first judged")
     _add_contrast_argument(p)
     p.set_defaults(func=_eval_edits)
