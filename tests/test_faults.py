@@ -150,6 +150,20 @@ def test_a_workdir_moved_with_its_data_loads_from_anywhere(trained_workdir, pret
     assert pretrained.config.data.pretokenized == str(new / "pretokenized")
     codes = pretrained.image_codes(np.zeros((1, pretrained.image_size, pretrained.image_size, 3), np.uint8))
     assert codes.shape == (1, pretrained.grid ** 2)
+    # the data's own tokenizers, not just their sizes: another SentencePiece model, or a VQ retrained in
+    # place, is refused by name
+    tokenizer_file = next((new / "pretokenized").rglob(layout.TOKENIZER))
+    original = tokenizer_file.read_bytes()
+    tokenizer_file.write_bytes(original + b"\0")
+    with pytest.raises(DataError, match=f"{layout.TOKENIZER} differs from the one .* trained with"):
+        inference.load(str(new / "pretrain"))
+    tokenizer_file.write_bytes(original)
+    codebook_file = tokenizer_file.parent / layout.CODEBOOK
+    codebook = np.load(codebook_file)
+    (new / "pretrain" / layout.TOKENIZERS).unlink()   # as a workdir from before the record: the VQ check alone
+    np.save(codebook_file, codebook[::-1])
+    with pytest.raises(DataError, match="code vectors are not those the shards .* were tokenized with"):
+        inference.load(str(new / "pretrain"))
 
 
 def _beside_an_ancestor(path: str, sibling: str) -> str:

@@ -2,13 +2,14 @@
 another mesh, two processes train like one, sweeps, a mismatched dataset is refused. The fault
 scenarios are in test_faults.py."""
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 
 from data_pipelines.errors import DataError
-from gptface_jax.runtime import config_lib, optimizer
+from gptface_jax.runtime import config_lib, layout, optimizer
 from gptface_jax.runtime.checkpoints import Checkpointer
 from gptface_jax.runtime.metrics import read_metrics
 from gptface_jax.train import trainer
@@ -34,7 +35,6 @@ def _config(data, probe: bool = False, **overrides):
 def test_a_run_records_the_dataset_folder_under_the_pretokenize_output(trained_workdir, pretokenized):
     """`trained_workdir` was given the folder `gptface data pretokenize --out` named: the run found the
     dataset inside it and recorded that, so the codebook and tokenizer beside the shards are found."""
-    import os
     recorded = json.load(open(os.path.join(trained_workdir, "config.json")))["data"]["pretokenized"]
     assert os.path.samefile(recorded, pretokenized) and os.path.isabs(recorded)
 
@@ -56,6 +56,14 @@ def test_a_finished_run_started_again_keeps_its_training_figures(pretokenized, t
     stored = json.load(open(tmp_path / "final_metrics.json"))
     assert stored["text_loss"] == pytest.approx(first["text_loss"])
     assert stored["eval_itm_clean_accuracy"] == pytest.approx(first["eval_itm_clean_accuracy"])
+    # resumed on a copy of its data whose tokenizer was rebuilt (same sizes, other ids): refused, untouched
+    other = tmp_path.parent / (tmp_path.name + "_other_data")
+    shutil.copytree(pretokenized, other)
+    (other / layout.TOKENIZER).write_bytes((other / layout.TOKENIZER).read_bytes() + b"\0")
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(DataError, match=f"{layout.TOKENIZER} differs from the one .* trained with"):
+        trainer.train(_config(str(other), **{"train.steps": 4, "mesh.shape": "(-1,1,1)"}), str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == before and Checkpointer(str(tmp_path)).latest_step() == 2
 
 
 def _losses(workdir):
@@ -99,7 +107,6 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
 @pytest.mark.slow
 def test_two_processes_match_one(pretokenized, tmp_path):
     """Two CPU processes joined by jax.distributed train like one process over the same 4 devices."""
-    import os
     import socket
     import subprocess
     import sys

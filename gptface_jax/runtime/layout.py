@@ -2,7 +2,7 @@
 
     pre-training workdir   config.json, checkpoints/, metrics.jsonl, tensorboard/, final_metrics.json,
                            .lock, judge/ (the attribute classifier `gptface eval edits` trains),
-                           edits_eval.{json,md}, captions_eval.json
+                           edits_eval.{json,md}, captions_eval.json, tokenizers.json
     VQ workdir             vq_config.json, checkpoints/, vq_eval.json, reconstructions.png, data/
     pre-tokenized dataset  text_tokenizer.model, codebook.npy, the shards (gptface_jax/train/pretokenize.py)
 
@@ -21,6 +21,7 @@ LOCK = ".lock"                          # held while a run writes the workdir (r
 JUDGE = "judge"
 EDITS_EVAL = "edits_eval"               # .json and .md
 CAPTIONS_EVAL = "captions_eval.json"
+TOKENIZERS = "tokenizers.json"          # digests of the data's tokenizers (runtime/tokenizer_record.py)
 
 VQ_CONFIG = "vq_config.json"
 VQ_EVAL = "vq_eval.json"

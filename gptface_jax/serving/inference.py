@@ -20,7 +20,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.text_tokenizer import TextTokenizer
 from gptface_jax.models.transformer import GPTFace, ModelConfig, abstract_variables, codebook_embeddings
-from gptface_jax.runtime import layout
+from gptface_jax.runtime import layout, tokenizer_record
 from gptface_jax.runtime.checkpoints import Checkpointer
 from gptface_jax.serving import image_tokenizer
 
@@ -90,12 +90,27 @@ def load_params(workdir: str, step: int | None = None) -> tuple:
 def load(workdir: str) -> Pretrained:
     config, model, params = load_params(workdir)
     data = config.data.pretokenized
+    tokenizer_record.check(workdir, data)
     source = ShardSource(data, "train", verify=False)
     vq_dir = layout.locate(source.metadata.get("vq_workdir", ""), data)
     if not vq_dir or not os.path.isdir(vq_dir):
         raise DataError(f"{data}: its VQ tokenizer {vq_dir!r} is gone; the image tokens cannot be decoded")
-    return Pretrained(config, model, params, TextTokenizer(os.path.join(data, layout.TOKENIZER)),
-                      image_tokenizer.load(vq_dir), workdir)
+    vq = image_tokenizer.load(vq_dir)
+    _check_decoder_codebook(vq, vq_dir, data)
+    return Pretrained(config, model, params, TextTokenizer(os.path.join(data, layout.TOKENIZER)), vq, workdir)
+
+
+def _check_decoder_codebook(vq, vq_dir: str, data: str) -> None:
+    """The VQ that decodes must be the one that tokenized the shards: its code vectors are the codebook
+    saved beside them (a VQ retrained in place would decode every image token as another code)."""
+    path = os.path.join(data, layout.CODEBOOK)
+    if not os.path.isfile(path):
+        return
+    from gptface_jax.models.vq import l2_normalize
+    ours, theirs = np.asarray(l2_normalize(vq.params["codebook"]), np.float32), np.load(path)
+    if ours.shape != theirs.shape or not np.allclose(ours, theirs, atol=1e-5):
+        raise DataError(f"{vq_dir}: its code vectors are not those the shards in {data} were tokenized with "
+                        f"({path}); was the VQ retrained in place? Images would decode as other codes")
 
 
 def initial_image_embeddings(config) -> np.ndarray | None:

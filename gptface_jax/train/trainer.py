@@ -27,7 +27,7 @@ from data_pipelines.shards import ShardSource, find_dataset_dir
 from gptface_jax.evals import evaluators as evaluators_lib
 from gptface_jax.models import losses
 from gptface_jax.models.transformer import GPTFace, ModelConfig, dropout_rng, example_inputs
-from gptface_jax.runtime import config_lib, layout, optimizer, sharding, workdir_lock
+from gptface_jax.runtime import config_lib, layout, optimizer, sharding, tokenizer_record, workdir_lock
 from gptface_jax.runtime.checkpoints import Checkpointer
 from gptface_jax.runtime.metrics import MetricWriter, compiled_flops, transformer_train_flops
 from gptface_jax.serving import inference
@@ -263,6 +263,9 @@ def _train(config, workdir: str) -> dict:
     tx = optimizer.make_optimizer(config)
     mc = model.config
     checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
+    # before anything compiles: a resumed run reads the tokenizers it trained with
+    tokenizer_record.check_or_write(workdir, config.data.pretokenized, checkpointer.latest_step() is not None,
+                                    primary)
     batch_cfg = PretrainBatchConfig(image_mask_id=mc.image_mask_id, text_vocab_size=config.text.vocab_size,
                                     grid=mc.image_grid, masking=masking_config(config),
                                     negative_fraction=config.loss.negative_fraction,
