@@ -6,7 +6,7 @@ import pytest
 
 from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardError
-from gptface_jax.evals import downstream
+from gptface_jax.evals import downstream, probe
 from gptface_jax.evals.probe import Split, probe_attributes, probe_classes
 
 
@@ -31,6 +31,26 @@ def test_probe_reads_linear_labels_and_stays_at_chance_on_shuffled_ones():
     assert np.abs(shuffled["accuracy"] - 0.5).max() < 0.08
     shuffled = probe_classes(Split(xt, p(ct)), Split(xv, p(cv)), Split(xs, p(cs)), 4)
     assert abs(shuffled["accuracy"] - 0.25) < 0.08
+
+
+def test_fits_padded_to_shared_shapes_equal_the_unpadded_fits():
+    """Rows and columns are padded to powers of two so fits share compiled programs; the weights are
+    those of L-BFGS on the data as given, to the solver's tolerance (it stops at gradient norm 1e-5;
+    the padded sums round differently)."""
+    import jax.numpy as jnp
+    rng = np.random.default_rng(2)
+    x, y, c = _linear_data(rng, 51, d=24)
+    x[:5] *= 3.0   # not standardised: the padding must not depend on it
+    decay = np.asarray([1e-3, 1e-2, 1e-1], np.float32)
+    got = probe.fit_binary(x, y, decay)
+    want = probe._lbfgs("binary", jnp.asarray(x), jnp.asarray(y, jnp.int32), jnp.asarray(decay))
+    assert got["w"].shape == (24, 3)
+    np.testing.assert_allclose(got["w"], want["w"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got["b"], want["b"], rtol=1e-3, atol=1e-3)
+    got = probe.fit_softmax(x, c, 1e-2, 4)
+    want = probe._lbfgs("softmax", jnp.asarray(x), jnp.asarray(c, jnp.int32), jnp.full((4,), 1e-2, jnp.float32))
+    np.testing.assert_allclose(got["w"], want["w"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got["b"], want["b"], rtol=1e-3, atol=1e-3)
 
 
 def test_unknown_labels_are_left_out():

@@ -73,14 +73,31 @@ def _lbfgs(kind: str, x, y, decay):
 
 
 
+def _bucket(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _fit(kind: str, x: np.ndarray, y: np.ndarray, decay: np.ndarray) -> dict:
+    """`_lbfgs` on x and y padded to power-of-two rows and columns, so that the fits on train and on
+    train + validation, and feature sets of nearby widths, share one compiled program. Padded rows
+    are unknown labels (left out of the loss); padded columns are zero features, whose weights get
+    only the decay's gradient and stay at zero: the fit is the unpadded one."""
+    (n, d), rows = x.shape, _bucket(x.shape[0])
+    padded_x = np.zeros((rows, _bucket(d)), np.float32)
+    padded_x[:n, :d] = x
+    padded_y = np.full((rows,) + y.shape[1:], -1, np.int32)
+    padded_y[:n] = y
+    params = jax.device_get(_lbfgs(kind, jnp.asarray(padded_x), jnp.asarray(padded_y), jnp.asarray(decay, jnp.float32)))
+    return {"w": params["w"][:d], "b": params["b"]}
+
+
 def fit_binary(x: np.ndarray, y: np.ndarray, decay: np.ndarray) -> dict:
     """Independent logistic regressions, one per column of y (N, K); `decay` (K,) per column."""
-    return jax.device_get(_lbfgs("binary", jnp.asarray(x), jnp.asarray(y, jnp.int32), jnp.asarray(decay, jnp.float32)))
+    return _fit("binary", x, y, decay)
 
 
 def fit_softmax(x: np.ndarray, y: np.ndarray, decay: float, classes: int) -> dict:
-    return jax.device_get(_lbfgs("softmax", jnp.asarray(x), jnp.asarray(y, jnp.int32),
-                                 jnp.full((classes,), decay, jnp.float32)))
+    return _fit("softmax", x, y, np.full((classes,), decay, np.float32))
 
 
 def binary_accuracy(params, x, y) -> np.ndarray:
