@@ -72,7 +72,6 @@ def _lbfgs(kind: str, x, y, decay):
     return params
 
 
-
 def _bucket(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
