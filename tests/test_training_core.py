@@ -113,13 +113,13 @@ def test_scan_over_layers_and_remat_equal_the_loop():
     batch = {k: jnp.asarray(v) for k, v in _batch().items()}
     loop = GPTFace(CONFIG)
     params = _init(loop, batch)
-    reference = jax.value_and_grad(lambda p: _loss_fn(loop)(p, batch)[0])(params)
+    reference = jax.jit(jax.value_and_grad(lambda p: _loss_fn(loop)(p, batch)[0]))(params)
     # every policy once, each layout under remat (suite time: the loop without remat is the reference)
     for remat, scan in (("none", True), ("full", False), ("full", True), ("dots_saveable", True)):
         model = GPTFace(dataclasses.replace(CONFIG, remat=remat, scan_layers=scan))
         p = stack_layers(params) if scan else params
         assert jax.tree.structure(p) == jax.tree.structure(_init(model, batch))
-        loss, grads = jax.value_and_grad(lambda q, model=model: _loss_fn(model)(q, batch)[0])(p)
+        loss, grads = jax.jit(jax.value_and_grad(lambda q, model=model: _loss_fn(model)(q, batch)[0]))(p)
         np.testing.assert_allclose(float(loss), float(reference[0]), rtol=1e-6)
         for a, b in zip(jax.tree.leaves(unstack_layers(grads) if scan else grads), jax.tree.leaves(reference[1])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
