@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines.errors import DataError
-from gptface_jax.models.vq import VQConfig, VQModel, to_float, to_uint8
+from gptface_jax.models.vq import VQConfig, VQModel, l2_normalize, to_float, to_uint8
 from gptface_jax.runtime import layout
 from gptface_jax.runtime.checkpoints import Checkpointer
 
@@ -31,6 +31,10 @@ class TrainedVQ:
         """(N, grid, grid) codes -> (N, S, S, 3) uint8."""
         fn = _decode_jit(self.model)
         return _in_chunks(lambda c: to_uint8(fn(self.params, c)), codes, batch_size)
+
+    def unit_codebook(self) -> np.ndarray:
+        """The code vectors, l2-normalised (K, code_dim) float32: what `codebook.npy` beside the shards holds."""
+        return np.asarray(l2_normalize(self.params["codebook"]), np.float32)
 
     def check_matches(self, image_size: int, codebook_size: int, downsample: int | None = None) -> None:
         pairs = [("image size", self.config.image_size, image_size, "data.image_size"),

@@ -106,8 +106,7 @@ def _check_decoder_codebook(vq, vq_dir: str, data: str) -> None:
     path = os.path.join(data, layout.CODEBOOK)
     if not os.path.isfile(path):
         return
-    from gptface_jax.models.vq import l2_normalize
-    ours, theirs = np.asarray(l2_normalize(vq.params["codebook"]), np.float32), np.load(path)
+    ours, theirs = vq.unit_codebook(), np.load(path)
     if ours.shape != theirs.shape or not np.allclose(ours, theirs, atol=1e-5):
         raise DataError(f"{vq_dir}: its code vectors are not those the shards in {data} were tokenized with "
                         f"({path}); was the VQ retrained in place? Images would decode as other codes")

@@ -155,8 +155,7 @@ def pretokenize(data: str, text_tokenizer: str, vq_workdir: str, out: str, *, ma
 
 def write_codebook(vq_workdir: str, pretokenized_dir: str) -> str:
     """Saves the VQ tokenizer's unit-norm code vectors beside the shards (`codebook.npy`)."""
-    from gptface_jax.models.vq import l2_normalize
-    vectors = np.asarray(l2_normalize(image_tokenizer.load(vq_workdir).params["codebook"]), np.float32)
+    vectors = image_tokenizer.load(vq_workdir).unit_codebook()
     target = os.path.join(pretokenized_dir, layout.CODEBOOK)
     np.save(target, vectors)
     return target
