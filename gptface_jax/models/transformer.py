@@ -201,6 +201,16 @@ def make_blocks(c: ModelConfig):
                    metadata_params={nn.PARTITION_NAME: "layers"})(c, scanned=True, name="blocks")
 
 
+def _lookup(table, ids):
+    """Rows of an embedding table (vocab, embed) as activations (batch, length, embed).
+
+    The table's embed axis is gathered first (FSDP's all-gather of a weight before use): a lookup of
+    fsdp-sharded rows by batch-sharded ids made SPMD replicate whole activations (and their
+    gradients) on meshes with both data and fsdp axes."""
+    rows = nn.with_logical_constraint(table, ("vocab", None))[ids]
+    return nn.with_logical_constraint(rows, ("batch", "length", "embed"))
+
+
 def _l2_normalise(v):
     return v * jax.lax.rsqrt(jnp.sum(jnp.square(v), -1, keepdims=True) + 1e-12)
 
@@ -243,14 +253,14 @@ class GPTFace(nn.Module):
         b = text_ids.shape[0]
         tokens = jnp.concatenate([jnp.full((b, 1), CLS, text_ids.dtype), text_ids,
                                   jnp.full((b, 1), SEP, text_ids.dtype)], 1)
-        return self.text_embed[tokens] + self.text_pos[None] + self.segment[0], tokens != PAD
+        return _lookup(self.text_embed, tokens) + self.text_pos[None] + self.segment[0], tokens != PAD
 
     def embed_image(self, image_codes):
         """(B, N) image codes -> (B, N, D) with 2-D positions."""
         c = self.config
         rows = jnp.repeat(self.image_row, c.image_grid, axis=0)
         cols = jnp.tile(self.image_col, (c.image_grid, 1))
-        return self.image_embed[image_codes] + (rows + cols)[None] + self.segment[1]
+        return _lookup(self.image_embed, image_codes) + (rows + cols)[None] + self.segment[1]
 
     def embed(self, text_ids, image_codes):
         """(B, L) text ids with [CLS]/[SEP] added here, (B, N) image codes -> (B, S, D) and key mask."""
