@@ -221,60 +221,13 @@ def test_the_time_budget_counts_finished_steps_not_dispatched_ones():
     writer = types.SimpleNamespace(write=lambda step, values: None)
     started = time.perf_counter()
     final, step, _ = train_loop.run(step_fn, state, Batches(), lambda b: b, train, Checkpoints(), writer,
-                                    train_loop.Throughput(flops=1.0, xla_flops=1.0, samples=1), primary=False,
-                                    in_turn=False)  # as on an accelerator: the host reads ahead
+                                    train_loop.Throughput(flops=1.0, xla_flops=1.0, samples=1), primary=False)
     jax.block_until_ready(final)
     elapsed = time.perf_counter() - started
     assert int(final["step"]) == step
     # the work done past the budget, in steps as they ran here (whatever the machine's load)
     overrun = (elapsed - budget) / (elapsed / step)
     assert overrun <= 4, f"{overrun:.1f} steps ran past the budget ({step} steps in {elapsed:.2f} s)"
-
-
-def test_in_turn_the_next_batch_is_read_only_after_the_step_finished():
-    """On the CPU backend (the default there) the loop reads a batch only once the step before it is
-    done, so the host's batch work never competes with the step for the same cores."""
-    import types
-
-    from gptface_jax.train import train_loop
-
-    @jax.jit
-    def step_fn(state, batch):
-        x = jax.lax.fori_loop(0, 8, lambda i, x: jnp.tanh(x @ state["w"]), state["x"])
-        return {**state, "x": x, "step": state["step"] + 1}, {"loss": x.mean()}
-
-    outputs = []
-
-    class Batches:
-        def __init__(self):
-            self.previous_ready = []
-
-        def __next__(self):
-            if outputs:
-                self.previous_ready.append(outputs[-1].is_ready())
-            return None
-
-        def get_state(self):
-            return b""
-
-    def recording(state, batch):
-        new_state, metrics = step_fn(state, batch)
-        outputs.append(metrics["loss"])
-        return new_state, metrics
-
-    key = jax.random.PRNGKey(0)
-    state = {"x": jax.random.normal(key, (256, 256)), "w": jax.random.normal(key, (256, 256)) / 16,
-             "step": jnp.int32(0)}
-    state["params"] = state["w"]
-    train = types.SimpleNamespace(steps=12, checkpoint_every=10**9, log_every=10**9, time_budget_s=0,
-                                  divergence_factor=0.0)
-    checkpoints = types.SimpleNamespace(latest_step=lambda: None, save=lambda *a, **k: None)
-    writer = types.SimpleNamespace(write=lambda step, values: None)
-    batches = Batches()
-    train_loop.run(recording, state, batches, lambda b: b, train, checkpoints, writer,
-                   train_loop.Throughput(flops=1.0, xla_flops=1.0, samples=1), primary=False)
-    assert jax.default_backend() == "cpu" and len(batches.previous_ready) == 11
-    assert all(batches.previous_ready)
 
 
 def test_unknown_or_retired_config_fields_are_refused_by_name():

@@ -72,12 +72,8 @@ class Throughput:
 
 def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, checkpointer, writer,
         rates: Throughput, evaluators: tuple[Evaluator, ...] = (), desc: str = "train",
-        postfix: Callable[[dict], dict] = lambda m: {}, primary: bool = True, in_turn: bool | None = None):
-    """Steps `state` from its own `state['step']` to `train.steps`; returns (state, step, last metrics).
-
-    in_turn: finish each step before reading the next batch. By default only on the CPU backend, where
-    the devices are the host's own cores and reading ahead slows the step (the demo's step on 2 cores:
-    1.99 s overlapped, 1.71 s in turn, 2026-12-03); an accelerator's host reads ahead."""
+        postfix: Callable[[dict], dict] = lambda m: {}, primary: bool = True):
+    """Steps `state` from its own `state['step']` to `train.steps`; returns (state, step, last metrics)."""
     step = int(state["step"])
     budget = train.time_budget_s
     started = window_start = time.perf_counter()
@@ -85,12 +81,8 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
     guard = DivergenceGuard(train.divergence_factor, _norm(state["params"]))
     bar = tqdm(total=train.steps, initial=step, desc=desc, unit="step", mininterval=5, disable=not primary)
     in_flight = None
-    if in_turn is None:
-        in_turn = jax.default_backend() == "cpu"
     while step < train.steps:
         new_state, metrics = step_fn(state, to_device(next(data_iter)))
-        if in_turn:
-            jax.block_until_ready(metrics)
         step += 1
         window_steps += 1
         bar.update(1)
