@@ -92,8 +92,11 @@ def test_checkpoint_restores_onto_another_mesh(pretokenized, tmp_path):
     trainer.train(moved_config, str(tmp_path / "moved"))
     full, moved = _losses(tmp_path / "full"), _losses(tmp_path / "moved")
     assert sorted(moved) == [6, 8]
+    # Another mesh sums in another order, and the mined negatives are draws against those sums: the moved
+    # run drifts by 1.6e-5 at step 6 and 1.5e-4 at step 8 on an Intel Xeon (c4a2bce; under 1e-4 on an AMD
+    # EPYC). 5e-4 stays under the 1.3e-3 between the same run's losses at steps 6 and 8.
     for step in moved:
-        np.testing.assert_allclose(moved[step], full[step], rtol=1e-4)
+        np.testing.assert_allclose(moved[step], full[step], rtol=5e-4)
     rows = {r["step"]: r for r in read_metrics(str(tmp_path / "full")) if "image_loss" in r}
     # 8 steps are 8 optimizer updates (not 16 micro-batches): the last one runs at the schedule's step 7
     schedule = optimizer.learning_rate_schedule(_config(pretokenized, **warm).train)
