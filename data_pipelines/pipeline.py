@@ -14,6 +14,7 @@ import dataclasses
 import cv2
 import grain
 import numpy as np
+from absl import flags
 
 from data_pipelines.errors import OptionError
 from data_pipelines.shards import ShardError, ShardSource
@@ -82,11 +83,20 @@ def image_text_dataset(source: ShardSource, config: ReaderConfig) -> grain.IterD
     config.validate()
     ds = process_records(source, config).map(DecodeRecord())
     ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder)
-    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=4))
-    if config.worker_count > 0:
-        it = it.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=config.worker_count, per_worker_buffer_size=config.worker_buffer_size))
-    return it
+    return _iterate(ds, config)
+
+
+def _iterate(ds: grain.MapDataset, reader: ReaderConfig) -> grain.IterDataset:
+    """The dataset as an iterator, its maps run in `reader.worker_count` processes when > 0."""
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=reader.read_threads, prefetch_buffer_size=4))
+    if reader.worker_count == 0:
+        return it
+    # grain's workers read its absl flags, and a program that never parsed absl's flags (the `gptface`
+    # CLI parses its config with flag values of its own) fails in the first worker: take the defaults
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=reader.worker_count,
+                                                       per_worker_buffer_size=reader.worker_buffer_size))
 
 
 # --- pre-training batches over pre-tokenized shards ------------------------------------------------------
@@ -205,8 +215,4 @@ def pretraining_dataset(source: ShardSource, reader: ReaderConfig, batch: Pretra
         ds = ds.batch(reader.batch_size // per_process, drop_remainder=True)
         datasets.append(ds.map_with_index(PretrainingBatch(dataclasses.replace(batch, shard=shard))))
     ds = datasets[0] if per_process == 1 else _ConcatShardBatches(datasets)
-    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=reader.read_threads, prefetch_buffer_size=4))
-    if reader.worker_count > 0:
-        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=reader.worker_count,
-                                                         per_worker_buffer_size=reader.worker_buffer_size))
-    return it
+    return _iterate(ds, reader)

@@ -1,4 +1,8 @@
 """grain reader: exact resume from iterator state, per-process sharding, seeded global shuffle."""
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -37,6 +41,26 @@ def test_restored_iterator_yields_the_batches_that_followed(synth_dir, workers):
     for i in (it, fresh):
         if hasattr(i, "close"):
             i.close()
+
+
+@pytest.mark.slow
+def test_workers_run_in_a_program_that_never_parsed_absl_flags(synth_dir, tmp_path):
+    # the `gptface` CLI parses its config with flag values of its own, so grain's flags stay unparsed
+    script = tmp_path / "read.py"
+    script.write_text(textwrap.dedent(f"""
+        from absl import flags
+        from data_pipelines.pipeline import ReaderConfig, image_text_dataset
+        from data_pipelines.shards import ShardSource
+        if __name__ == "__main__":
+            assert not flags.FLAGS.is_parsed()
+            source = ShardSource({synth_dir!r}, "train")
+            it = iter(image_text_dataset(source, ReaderConfig(batch_size=4, worker_count=1)))
+            print("batch", next(it)["image"].shape)
+            it.close()
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "batch (4, 64, 64, 3)" in proc.stdout
 
 
 def test_batches_hold_decoded_faces_and_labels(synth_dir):
