@@ -183,6 +183,8 @@ def main() -> int:
                         help="instead: remat x scan_layers (memory analysis, compile and step time)")
     parser.add_argument("--attention", default="einsum", help="attention of the --memory table (cudnn on a GPU)")
     parser.add_argument("--itc", action="store_true", help="instead: the step with ITC / mined negatives vs without")
+    parser.add_argument("--ours", choices=("all", "bf16-residual"), default="all",
+                        help="our variants: all, or only the base config's bf16 residual stream (a shorter run)")
     args = parser.parse_args()
     if args.itc:
         return itc_table(args.layers, args.batch, args.steps, args.attention)
@@ -199,6 +201,8 @@ def main() -> int:
     variants = [("bfloat16", "einsum", "float32"), ("bfloat16", "einsum", "bfloat16")] + (
         [("bfloat16", "cudnn", "bfloat16"), ("bfloat16", "cudnn", "float32")] if gpu else
         [("bfloat16", "xla", "bfloat16"), ("float32", "einsum", "float32")])
+    if args.ours == "bf16-residual":
+        variants = [v for v in variants if v[2] == "bfloat16"]
     for dtype, attention, residual in variants:
         try:
             ours.append(our_step(args.layers, args.batch, dtype, attention, residual, args.steps))
