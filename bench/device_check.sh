@@ -9,7 +9,8 @@
 # the defaults fit one 600-s call. STAGES picks stages (default: tests quality train).
 # What comes back from $OUT is at most 8 files, two folders down: the stages log into $LOGS, packed into
 # $OUT/device_check.tgz after each stage (a stage killed by the call's limit leaves the earlier ones
-# packed), and the quality run's last checkpoint is $OUT/quality_checkpoint.tgz.
+# packed), and the quality run's last two checkpoints (every QUALITY_CHECKPOINT_EVERY steps and the final one,
+# to see overfitting on a small corpus) are $OUT/quality_checkpoint_STEP.tgz, about 13 MB each.
 # A dry run on a CPU machine: INSTALL=0 PY=.venv/bin/python JAX_PLATFORMS=cpu STAGES=quality QUALITY_S=20 ...
 set -u
 PY=${PY:-python3}
@@ -50,12 +51,15 @@ if [[ $STAGES == *" quality "* ]]; then
     --config experiments/pretrain.py:quality --config.vq.downsample=4 --config.data.pretokenized="$data" \
     --config.data.worker_count="${QUALITY_WORKERS:-$workers}" \
     --config.train.steps="${QUALITY_STEPS:-10000}" --config.train.time_budget_s="${QUALITY_S:-170}" \
-    --config.train.log_every=500 --config.train.checkpoint_every=1000000 --config.evals.itm.every=2500 \
+    --config.train.log_every=500 --config.train.checkpoint_every="${QUALITY_CHECKPOINT_EVERY:-5000}" \
+    --config.evals.itm.every=2500 \
     --config.evals.retrieval.every=2500 --config.evals.probe.every=1000000 2>&1 | grep -v "^WARNING" | tail -40 \
     | tee "$LOGS/quality.log"
   mkdir -p "$LOGS/quality"
   cp /tmp/quality/metrics.jsonl /tmp/quality/final_metrics.json /tmp/quality/config.json "$LOGS/quality/" 2>/dev/null
-  tar -czf "$OUT/quality_checkpoint.tgz" -C /tmp/quality checkpoints tokenizers.json 2>/dev/null
+  for step in $(ls /tmp/quality/checkpoints 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -2); do
+    tar -czf "$OUT/quality_checkpoint_$step.tgz" -C /tmp/quality "checkpoints/$step" tokenizers.json
+  done
   pack
 fi
 [[ $STAGES == *" train "* ]] && { timeout "${TRAIN_S:-200}" "$PY" bench/train_step.py --layers 12 --batch 256 --mm 8192 \
