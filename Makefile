@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 WORKDIR ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo quality test test-fast test-torch lint bench install clean
+.PHONY: demo quality device-carry test test-fast test-torch lint bench install clean
 
 # On a CPU-only machine, virtual JAX devices (one per core, up to 8, a power of two so the demo's
 # batches divide evenly) let data parallelism use every core.
@@ -32,6 +32,23 @@ quality: $(STAMP)
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval edits --workdir $(QUALITY)/pretrain --faces 64
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval probe --workdir $(QUALITY)/pretrain \
 		--dataset $(QUALITY)/data --max-train 5000
+
+# The base grid's quality run needs a lent GPU (docs/model.md, "The quality run at the base grid"). This
+# builds what its call carries, here: a 16x16 tokenizer on the demo's faces (its full 1,550 steps), 68k
+# faces tokenized with it (49 MB: with the wheels, what one call can carry), then .whl and .gpu.
+# On the device: `bash bench/device_check.sh`, carrying .whl and .gpu. Run `make demo` first.
+QUALITY16 ?= runs/quality16
+device-carry: $(STAMP)
+	test -d $(WORKDIR)/vq || { echo "make device-carry needs the demo's faces and text tokenizer: run make demo first"; \
+		exit 2; }
+	test -d $(QUALITY16)/vq || JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface tokenizer image \
+		--config experiments/vq.py:tiny16 --config.data.dir=$(WORKDIR)/data --config.train.time_budget_s=0 \
+		--workdir $(QUALITY16)/vq
+	test -d $(QUALITY16)/data || $(BIN)/gptface data synth --num 68000 --num-test 1000 --image-size 64 --seed 0 \
+		--out $(QUALITY16)/data
+	test -d $(QUALITY16)/pretokenized || $(BIN)/gptface data pretokenize --data $(QUALITY16)/data --max-len 32 \
+		--text-tokenizer $(WORKDIR)/text_tokenizer.model --vq-workdir $(QUALITY16)/vq --out $(QUALITY16)/pretokenized
+	QUALITY_DATA=$(QUALITY16)/pretokenized PY=$(BIN)/python bash bench/prepare_device.sh
 
 test: $(STAMP)
 	JAX_NUM_CPU_DEVICES=8 $(BIN)/python -m pytest -q -n 2 --durations=15 tests  # the slowest, for keeping it near 12 min
