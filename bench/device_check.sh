@@ -22,14 +22,18 @@ if [[ ${INSTALL:-1} == 1 ]]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "wheel install failed"; exit 1; }
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/pins .whl/pins/*.whl
-  if PYTHONPATH=/tmp/pins:$PYTHONPATH "$PY" -c "from gptface_jax.train import trainer; from gptface_jax.generate import decoding" 2>"$LOGS/pins_import.txt"; then
+  imports="from gptface_jax.train import trainer; from gptface_jax.generate import decoding"
+  if PYTHONPATH=/tmp/pins:$PYTHONPATH "$PY" -c "$imports" 2>"$LOGS/pins_import.txt"; then
     export PYTHONPATH=/tmp/pins:$PYTHONPATH; echo "using pinned flax/optax/orbax"
   else
     echo "pinned flax/optax/orbax do not import here; using the image's ($(tail -1 "$LOGS/pins_import.txt"))"
   fi
 fi
-"$PY" -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" 2>&1 | tee "$LOGS/versions.txt"
-nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,driver_version --format=csv 2>&1 | tee -a "$LOGS/versions.txt"
+"$PY" -c "import jax, flax, optax, orbax.checkpoint as o
+print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" 2>&1 \
+  | tee "$LOGS/versions.txt"
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,driver_version --format=csv 2>&1 \
+  | tee -a "$LOGS/versions.txt"
 nproc | tee -a "$LOGS/versions.txt"
 pack
 STAGES=" ${STAGES:-tests quality train} "
@@ -62,8 +66,9 @@ if [[ $STAGES == *" quality "* ]]; then
   done
   pack
 fi
-[[ $STAGES == *" train "* ]] && { timeout "${TRAIN_S:-200}" "$PY" bench/train_step.py --layers 12 --batch 256 --mm 8192 \
-  --steps 10 --ours "${TRAIN_OURS:-bf16-residual}" --reference .gpu/reference_step.py --out "$LOGS" 2>&1 | tee "$LOGS/train_step.log"; pack; }
+[[ $STAGES == *" train "* ]] && { timeout "${TRAIN_S:-170}" "$PY" bench/train_step.py --layers 12 --batch 256 \
+  --mm 8192 --steps 10 --ours "${TRAIN_OURS:-bf16-residual}" --reference .gpu/reference_step.py --out "$LOGS" 2>&1 \
+  | tee "$LOGS/train_step.log"; pack; }
 [[ $STAGES == *" itc "* ]] && { timeout "${ITC_S:-120}" "$PY" bench/train_step.py --itc --layers 12 --batch 256 \
   --steps 10 --attention cudnn 2>&1 | grep -v "^WARNING" | tee "$LOGS/itc_step.log"; pack; }
 [[ $STAGES == *" sample "* ]] && { timeout "${SAMPLE_S:-170}" "$PY" bench/sample.py --layers 12 --batch 64 --repeats 3 \
