@@ -17,10 +17,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import flags  # noqa: E402
-
-flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
-
 from data_pipelines.pipeline import ReaderConfig, image_text_dataset  # noqa: E402
 from data_pipelines.shards import ShardSource  # noqa: E402
 from data_pipelines.synthfaces import builder  # noqa: E402

@@ -1,5 +1,4 @@
-"""Test setup: 8 virtual CPU devices before JAX starts, absl flags parsed for grain workers, and one
-compilation cache for the run."""
+"""Test setup: 8 virtual CPU devices before JAX starts and one compilation cache for the run."""
 import os
 import shutil
 import tempfile
@@ -15,9 +14,6 @@ else:
     _OWN_CACHE = None
 
 import pytest  # noqa: E402
-from absl import flags  # noqa: E402
-
-flags.FLAGS.mark_as_parsed()
 
 from data_pipelines.synthfaces import builder  # noqa: E402
 
