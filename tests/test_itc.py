@@ -209,3 +209,47 @@ def test_mining_prefers_the_most_similar_wrong_partner():
     assert (draws[:, 0] == 1).mean() > 0.8                                  # e^4 against e^0 + e^0
     none_wrong = negatives.draw_wrong_partners(jax.random.PRNGKey(0), logits[:2, :2], jnp.ones((2, 2), bool))
     np.testing.assert_array_equal(np.asarray(none_wrong), [-1, -1])
+
+
+def test_caption_word_loss_is_the_cross_entropy_against_the_bag_of_caption_tokens():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 12)).astype(np.float32)
+    captions = np.array([[7, 9, 7, PAD], [MASK - 1, 11, PAD, PAD], [PAD, PAD, PAD, PAD]])  # row 2: no token
+    loss = float(losses.caption_word_loss(jnp.asarray(logits), jnp.asarray(captions)))
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = [-(2 * logp[0, 7] + logp[0, 9]) / 3, -logp[1, 11]]  # counts kept; special ids (< 5) left out
+    np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-5)
+    # at its minimum the logits are the bag's log-frequencies (the loss is then the bag's entropy)
+    bag = np.zeros((3, 12))
+    bag[0, 7], bag[0, 9], bag[1, 11], bag[2, 5] = 2, 1, 1, 1
+    best = float(losses.caption_word_loss(jnp.asarray(np.log(bag / bag.sum(1, keepdims=True) + 1e-9)),
+                                          jnp.asarray(captions)))
+    np.testing.assert_allclose(best, np.mean([-(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3)), 0.0]), atol=1e-5)
+    # a caption's order does not matter
+    np.testing.assert_allclose(float(losses.caption_word_loss(jnp.asarray(logits), jnp.asarray(captions[:, ::-1]))),
+                               loss, rtol=1e-6)
+
+
+def test_step_with_the_word_head_trains_it_and_accumulation_keeps_the_update():
+    """The caption-token loss rides on the contrastive part: it reaches the word head and the text
+    embedding on one batch and, cached like ITC, gives the same update in micro-batches."""
+    args = ["--config", "experiments/pretrain.py:tiny", "--config.model.itc_dim=16", "--config.loss.itc_weight=2.0",
+            "--config.model.itc_words=True", "--config.loss.itc_word_weight=1.0"]
+    model = GPTFace(dataclasses.replace(ITC, itc_words=True))
+    tx = optax.sgd(0.1)
+    batch = {k: jnp.asarray(v) for k, v in _batch(8).items()}
+    results = []
+    for k in (1, 2):
+        config = config_lib.load(args + [f"--config.train.accum_steps={k}"])
+        init, _, _ = trainer.state_shardings(model, tx, sharding.make_mesh(config, jax.devices()[:1]),
+                                             sharding.logical_rules(config))
+        state = init(jax.random.PRNGKey(0))
+        results.append(jax.jit(trainer.make_train_step(model, tx, config))(state, batch))
+    (state, metrics), (accumulated, accumulated_metrics) = results
+    assert float(metrics["itc_word_loss"]) > 0
+    np.testing.assert_allclose(float(accumulated_metrics["itc_word_loss"]), float(metrics["itc_word_loss"]), rtol=1e-5)
+    np.testing.assert_allclose(float(accumulated_metrics["loss"]), float(metrics["loss"]), rtol=1e-5)
+    before = init(jax.random.PRNGKey(0))["params"]["params"]["itc_word_head"]
+    assert not np.allclose(np.asarray(state["params"]["params"]["itc_word_head"]), np.asarray(before))
+    np.testing.assert_allclose(np.asarray(accumulated["params"]["params"]["itc_word_head"]),
+                               np.asarray(state["params"]["params"]["itc_word_head"]), rtol=1e-4, atol=1e-6)

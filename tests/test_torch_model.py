@@ -20,9 +20,9 @@ from gptface_jax.serving import export, torch_check, torch_model  # noqa: E402
 from gptface_jax.serving.export_format import ExportError  # noqa: E402
 
 # A model with every head the reference implements: ITC embeddings, the similarity in the match
-# logit, untied vocabulary heads.
+# logit, untied vocabulary heads, the caption-token head on the ITC text embedding.
 ITC_FIELDS = {"model.itc_dim": 16, "model.itm_similarity": True, "model.kernel_init": "fan_in",
-              "model.tie_heads": False, "loss.itc_weight": 1.0}
+              "model.tie_heads": False, "loss.itc_weight": 1.0, "model.itc_words": True, "loss.itc_word_weight": 1.0}
 
 
 @pytest.fixture(scope="module")

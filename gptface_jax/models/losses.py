@@ -123,3 +123,20 @@ def itc_loss(text_emb, image_emb, caption_ids, log_scale, bias, kind: str = "sig
     hit_image = jnp.take_along_axis(positive, logits.argmax(0)[:, None], 1)[:, 0]  # caption -> its image
     return loss, {"itc_loss": loss, "itc_i2t_accuracy": hit_text.mean(), "itc_t2i_accuracy": hit_image.mean(),
                   "itc_scale": jnp.exp(log_scale), "itc_bias": bias}
+
+
+def word_logits(text_emb, word_head):
+    """(B, E) L2-normalised text embeddings -> (B, V) token logits through `itc_word_head` (E, V);
+    the embeddings are scaled to unit variance per dimension first."""
+    return (text_emb * text_emb.shape[-1] ** 0.5) @ word_head
+
+
+def caption_word_loss(word_logits, caption_ids, first_word_id: int = 5):
+    """Cross-entropy of (B, V) logits against each caption's bag of tokens (ids >= first_word_id,
+    counted): the text embedding must keep every token the caption holds."""
+    words = caption_ids >= first_word_id
+    bag = jnp.zeros(word_logits.shape, jnp.float32).at[jnp.arange(len(caption_ids))[:, None], caption_ids].add(words)
+    has = bag.sum(1) > 0
+    target = bag / jnp.maximum(bag.sum(1, keepdims=True), 1)
+    nll = -(target * jax.nn.log_softmax(word_logits.astype(jnp.float32), -1)).sum(1)
+    return jnp.where(has, nll, 0.0).sum() / jnp.maximum(has.sum(), 1)

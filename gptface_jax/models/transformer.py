@@ -55,6 +55,11 @@ class ModelConfig:
     # after ITC ranks partners (BENCHMARKS.md, "Align before fuse: the recipe"); `match_logits` is
     # the model's judgement, `__call__`'s itm_logits the fusion head's part. Needs itc_dim.
     itm_similarity: bool = False
+    # A head from the ITC text embedding to its caption's bag of tokens (loss.itc_word_weight): a
+    # contrastive loss alone keeps in each embedding only the facts the other side already matches, so
+    # the text side dropped the expression and the smile as the image side had (run ibf1), and neither
+    # ever started; with the head the text side holds them (run w1, docs/experiments.md). Needs itc_dim.
+    itc_words: bool = False
 
     def kernel_std(self, fan_in: int) -> float:
         return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
@@ -77,7 +82,7 @@ class ModelConfig:
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.attention,
                    tie_heads=m.tie_heads, kernel_init=m.kernel_init, residual_dtype=m.residual_dtype,
                    remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim,
-                   itm_similarity=m.itm_similarity)
+                   itm_similarity=m.itm_similarity, itc_words=m.itc_words)
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -242,6 +247,9 @@ class GPTFace(nn.Module):
             # on the 16-pair check recorded in docs/experiments.md, "Align before fuse")
             self.itc_log_scale = self.param("itc_log_scale", _constant(2.302585, ()), ())
             self.itc_bias = self.param("itc_bias", _constant(-10.0, ()), ())
+        if c.itc_words:
+            self.itc_word_head = self.param("itc_word_head", _init(c.kernel_std(c.itc_dim), (None, "vocab")),
+                                            (c.itc_dim, padded(c.text_vocab)))
         if c.itm_similarity:  # 1: the term starts at the contrastive loss's own scale
             self.itm_similarity_gain = self.param("itm_similarity_gain", _constant(1.0, ()), ())
         if not c.tie_heads:

@@ -95,7 +95,7 @@ ADDED_FIELDS = {
     "model.residual_dtype": "float32", "model.remat": "none", "model.scan_layers": False,
     "loss.negative_fraction": 0.5,
     "model.itc_dim": 0, "model.itm_similarity": False, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
-    "loss.mined_negative_fraction": 0.0,
+    "loss.mined_negative_fraction": 0.0, "model.itc_words": False, "loss.itc_word_weight": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
     "train.divergence_factor": 0.0, "train.schedule_steps": 0,
 }
@@ -252,6 +252,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     check(config.loss.itc_weight >= 0, f"loss.itc_weight={config.loss.itc_weight} must be >= 0")
     check(config.loss.itc_weight == 0 or m.itc_dim > 0,
           f"loss.itc_weight={config.loss.itc_weight} needs ITC heads: set model.itc_dim > 0 (e.g. 128)")
+    check(config.loss.itc_word_weight >= 0, f"loss.itc_word_weight={config.loss.itc_word_weight} must be >= 0")
+    check((config.loss.itc_word_weight > 0) == bool(m.itc_words),
+          "model.itc_words=True and loss.itc_word_weight > 0 go together (the head and its loss)")
+    check(not m.itc_words or config.loss.itc_weight > 0,
+          "model.itc_words=True reads the ITC text embedding: set model.itc_dim > 0 and loss.itc_weight > 0")
     check(not m.itm_similarity or config.loss.itc_weight > 0,
           "model.itm_similarity=True reads the ITC embeddings: set model.itc_dim > 0 and loss.itc_weight > 0")
     check(config.loss.itc_kind in ("sigmoid", "softmax"),

@@ -108,7 +108,7 @@ class GPTFace(nn.Module):
 
     def __init__(self, *, text_vocab: int, codebook_size: int, max_text_len: int, image_grid: int,
                  num_layers: int, width: int, num_heads: int, mlp_dim: int, tie_heads: bool = True,
-                 itc_dim: int = 0, itm_similarity: bool = False):
+                 itc_dim: int = 0, itm_similarity: bool = False, itc_words: bool = False):
         super().__init__()
         self.text_vocab, self.codebook_size = text_vocab, codebook_size
         self.max_text_len, self.image_grid, self.num_layers = max_text_len, image_grid, num_layers
@@ -126,6 +126,8 @@ class GPTFace(nn.Module):
         if itc_dim:
             self.itc_text_proj, self.itc_image_proj = _zeros(width, itc_dim), _zeros(width, itc_dim)
             self.itc_log_scale, self.itc_bias = _zeros(()), _zeros(())
+        if itc_words:  # pre-training's caption-token head: loaded so the checkpoint maps one to one, unused here
+            self.itc_word_head = _zeros(itc_dim, padded(text_vocab))
         if itm_similarity:
             self.itm_similarity_gain = _zeros(())
         if not tie_heads:
@@ -140,7 +142,7 @@ class GPTFace(nn.Module):
                    max_text_len=config["text"]["max_len"], image_grid=image_grid, num_layers=m["num_layers"],
                    width=m["width"], num_heads=m["num_heads"], mlp_dim=m["mlp_dim"],
                    tie_heads=m.get("tie_heads", True), itc_dim=m.get("itc_dim", 0),
-                   itm_similarity=m.get("itm_similarity", False))
+                   itm_similarity=m.get("itm_similarity", False), itc_words=m.get("itc_words", False))
 
     @property
     def image_mask_id(self) -> int:

@@ -111,7 +111,7 @@ def make_train_step(model: GPTFace, tx, config):
     c = model.config
     w = config.loss
     k = config.train.accum_steps
-    itc_names = ("itc_log_scale", "itc_bias")
+    itc_names = ("itc_log_scale", "itc_bias") + (("itc_word_head",) if c.itc_words else ())
 
     def embed(params, batch, rng):
         """Every row's own clean caption and image through the unimodal passes: (text, image) (B, E)."""
@@ -123,6 +123,11 @@ def make_train_step(model: GPTFace, tx, config):
         (itc, (metrics, batch with the mined rows and "similarity_logit"))."""
         itc, metrics = losses.itc_loss(text_emb, image_emb, batch["caption_ids"], itc_params["itc_log_scale"],
                                        itc_params["itc_bias"], w.itc_kind)
+        if c.itc_words:  # the text embedding keeps every caption token, not only those the image side matches
+            words = losses.caption_word_loss(losses.word_logits(text_emb, itc_params["itc_word_head"]),
+                                             batch["caption_ids"])
+            metrics = {**metrics, "itc_word_loss": words}
+            itc = itc + w.itc_word_weight / w.itc_weight * words  # the contrastive part is scaled by itc_weight
         scale = jnp.exp(itc_params["itc_log_scale"])
         if w.mined_negative_fraction > 0:
             batch, mined = negatives.mine(jax.random.fold_in(rng, 2), batch, text_emb, image_emb, scale,
