@@ -44,6 +44,9 @@ RECIPES = {
 # steps weight 3 gives that lead back (run q5), so the quality recipe keeps weight 1.
 RECIPES["demo"] = ("tiny", {
     **RECIPES["quality"][1], "loss.itc_weight": 3.0, "train.steps": 200, "train.schedule_steps": 1600,
+    # the text embedding keeps every caption token (model.itc_words; run w1 against w0: clean ITM 0.742
+    # against 0.688, recall@5 0.078 / 0.048 against 0.052 / 0.024 in 12 minutes on the demo's data)
+    "model.itc_words": True, "loss.itc_word_weight": 1.0,
     "train.time_budget_s": 0.0, "train.log_every": 20, "train.checkpoint_every": 100,
     "evals.itm.every": 10**9, "evals.probe.every": 10**9, "evals.retrieval.every": 10**9,  # once, at the end
 })
@@ -119,6 +122,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # The match logit also reads the unimodal similarity (gain * ITC scale * cosine; model.ModelConfig):
     # ITM then follows what ITC has learnt. Needs loss.itc_weight > 0.
     c.model.itm_similarity = False
+    # A head from the ITC text embedding to its caption's bag of tokens, trained by loss.itc_word_weight
+    # (model.ModelConfig). Needs loss.itc_weight > 0.
+    c.model.itc_words = False
 
     c.masking = ml_collections.ConfigDict()
     # Per-example masking mode probabilities: joint / image-generation / text-generation.
@@ -147,6 +153,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # "Align before fuse: what lets ITC learn", 2026-12-02).
     c.loss.itc_weight = 0.0
     c.loss.itc_kind = "softmax"
+    # Weight of the caption-token loss on the ITC text embedding (needs model.itc_words).
+    c.loss.itc_word_weight = 0.0
     # This share of the ITM negatives is re-drawn in the step from the ITC similarities: a wrong
     # caption for the image or a wrong image for the caption, likelier the more alike (gptface_jax/train/negatives.py)
     c.loss.mined_negative_fraction = 0.0
