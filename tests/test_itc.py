@@ -217,7 +217,7 @@ def test_caption_word_loss_is_the_cross_entropy_against_the_bag_of_caption_token
     captions = np.array([[7, 9, 7, PAD], [MASK - 1, 11, PAD, PAD], [PAD, PAD, PAD, PAD]])  # row 2: no token
     loss = float(losses.caption_word_loss(jnp.asarray(logits), jnp.asarray(captions)))
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-    expected = [-(2 * logp[0, 7] + logp[0, 9]) / 3, -logp[1, 11]]  # counts kept; special ids (< 5) left out
+    expected = [-(2 * logp[0, 7] + logp[0, 9]) / 3, -logp[1, 11]]  # counts kept; special ids (up to [MASK]) left out
     np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-5)
     # at its minimum the logits are the bag's log-frequencies (the loss is then the bag's entropy)
     bag = np.zeros((3, 12))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from data_pipelines.text_tokenizer import MASK
+
 
 def capacity_rows(batch: int, positions: int, capacity: float) -> int:
     """How many rows the masked-position buffer holds: `capacity` x all positions, at least 1."""
@@ -131,10 +133,10 @@ def word_logits(text_emb, word_head):
     return (text_emb * text_emb.shape[-1] ** 0.5) @ word_head
 
 
-def caption_word_loss(word_logits, caption_ids, first_word_id: int = 5):
-    """Cross-entropy of (B, V) logits against each caption's bag of tokens (ids >= first_word_id,
-    counted): the text embedding must keep every token the caption holds."""
-    words = caption_ids >= first_word_id
+def caption_word_loss(word_logits, caption_ids):
+    """Cross-entropy of (B, V) logits against each caption's bag of tokens (counted; the special ids
+    up to [MASK] left out): the text embedding must keep every token the caption holds."""
+    words = caption_ids > MASK
     bag = jnp.zeros(word_logits.shape, jnp.float32).at[jnp.arange(len(caption_ids))[:, None], caption_ids].add(words)
     has = bag.sum(1) > 0
     target = bag / jnp.maximum(bag.sum(1, keepdims=True), 1)
