@@ -90,9 +90,8 @@ for fact, scores in sorted(only.items(), key=lambda kv: -len(kv[1])):
     print(f"| {fact} | {len(scores)} | {itm_eval.auc(*scores_and_labels):.3f} |")
 
 captions = itm_eval.load_split(ShardSource(config.data.pretokenized, "train", verify=False), 6000)
-text_emb, _ = sharding.run_in_batches(lambda t, c: embed(params, t, c),
-                                      [captions["text_ids"], captions["image_codes"]], 100, put)
-text_emb = np.asarray(text_emb)
+embed_text = jax.jit(lambda p, t: model.apply(p, t, method=GPTFace.itc_text))  # the captions' images are not needed
+text_emb = np.asarray(sharding.run_in_batches(lambda t: embed_text(params, t), [captions["text_ids"]], 100, put))
 stated = collections.defaultdict(dict)  # fact -> {caption row: stated value}
 for row, caption in enumerate(captions["captions"]):
     values = collections.defaultdict(set)
