@@ -27,7 +27,9 @@ RECIPES = {
     # see the fixed-batch table), a quarter of the ITM negatives mined from its similarities (half
     # set the match threshold for harder pairs than held-out ones: run q3 0.697 clean ITM at AUC 0.872,
     # run q4 0.779 at 0.882), the match logit reading the unimodal similarity, batch 128, under an hour
-    # on 2 cores. Needs data.pretokenized: 60k faces (docs/model.md, "The quality run").
+    # on 2 cores. Needs data.pretokenized: 60k faces (docs/model.md, "The quality run"). Without the
+    # demo's caption-token head: over 1,600 steps it cut the caption's gain on the image tokens (0.080
+    # to 0.034 nats) and guided edits fell from 0.498 to 0.387 (run qw1, docs/experiments.md).
     "quality": ("tiny", {
         "model.kernel_init": "fan_in", "model.compute_dtype": "float32",
         "model.itc_dim": 128, "model.itm_similarity": True, "loss.itc_weight": 1.0,
