@@ -45,8 +45,9 @@ if [[ $STAGES == *" tests "* ]]; then
   pack
 fi
 # The quality run at the base grid: experiments/pretrain.py:quality on the carried 16x16 corpus for
-# QUALITY_STEPS steps (the schedule's length) or QUALITY_S seconds, whichever ends first, its held-out
-# evaluators at the end. Evaluate the checkpoint on the development machine with `gptface eval`.
+# QUALITY_STEPS steps (the schedule's length) or QUALITY_S seconds, whichever ends first, the last
+# QUALITY_COOLDOWN of them a linear cool-down (brought forward when the seconds run out first), its
+# held-out evaluators at the end. Evaluate the checkpoint on the development machine with `gptface eval`.
 if [[ $STAGES == *" quality "* ]]; then
   data=$(ls -d .gpu/quality_data/pretokenized_faces/*/1.0.0 | head -1)
   workers=$(( $(nproc) > 4 ? $(nproc) - 4 : 0 ))  # grain workers for the host-side masking; 4 cores for the rest
@@ -55,6 +56,7 @@ if [[ $STAGES == *" quality "* ]]; then
     --config experiments/pretrain.py:quality --config.vq.downsample=4 --config.data.pretokenized="$data" \
     --config.data.worker_count="${QUALITY_WORKERS:-$workers}" \
     --config.train.steps="${QUALITY_STEPS:-10000}" --config.train.time_budget_s="${QUALITY_S:-170}" \
+    --config.train.cooldown_steps="${QUALITY_COOLDOWN:-2000}" \
     --config.train.log_every=500 --config.train.checkpoint_every="${QUALITY_CHECKPOINT_EVERY:-5000}" \
     --config.evals.itm.every=2500 \
     --config.evals.retrieval.every=2500 --config.evals.probe.every=1000000 2>&1 | grep -v "^WARNING" | tail -40 \

@@ -35,7 +35,10 @@ RECIPES = {
         "model.itc_dim": 128, "model.itm_similarity": True, "loss.itc_weight": 1.0,
         "loss.mined_negative_fraction": 0.25,
         "train.batch_size": 128, "train.steps": 1600, "train.warmup_steps": 100,
-        "train.time_budget_s": 3600.0, "train.log_every": 50, "train.checkpoint_every": 400,
+        # an hour on any machine, ending cooled down: a machine slower than 2.2 s per step starts the
+        # last 200 steps' linear cool-down early, when the budget leaves only them
+        "train.time_budget_s": 3600.0, "train.cooldown_steps": 200,
+        "train.log_every": 50, "train.checkpoint_every": 400,
         "evals.itm.every": 400, "evals.probe.every": 400, "evals.retrieval.every": 400,
     }),
 }
@@ -49,7 +52,7 @@ RECIPES["demo"] = ("tiny", {
     # the text embedding keeps every caption token (model.itc_words; run w1 against w0: clean ITM 0.742
     # against 0.688, recall@5 0.078 / 0.048 against 0.052 / 0.024 in 12 minutes on the demo's data)
     "model.itc_words": True, "loss.itc_word_weight": 1.0,
-    "train.time_budget_s": 0.0, "train.log_every": 20, "train.checkpoint_every": 100,
+    "train.time_budget_s": 0.0, "train.cooldown_steps": 0, "train.log_every": 20, "train.checkpoint_every": 100,
     "evals.itm.every": 10**9, "evals.probe.every": 10**9, "evals.retrieval.every": 10**9,  # once, at the end
 })
 
@@ -174,6 +177,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # > 0: the warm-up + cosine spans this many steps instead of train.steps (a run stopped early on a
     # longer run's schedule: the demo is the first 200 steps of a 1,600-step schedule)
     c.train.schedule_steps = 0
+    # > 0: the run's last cooldown_steps updates take the rate linearly from where the cosine stands to
+    # its end value; a time budget that would stop the run first starts them earlier, at run time
+    # (gptface_jax/runtime/optimizer.py, gptface_jax/train/train_loop.py)
+    c.train.cooldown_steps = 0
     c.train.weight_decay = 0.01
     c.train.grad_clip = 1.0
     c.train.b1 = 0.9                      # AdamW moments

@@ -75,6 +75,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.b1 = 0.9                      # AdamW moments
     c.train.b2 = 0.99
     c.train.end_lr_fraction = 0.05          # the cosine ends at this fraction of learning_rate
+    c.train.cooldown_steps = 0              # > 0: a linear cool-down over the last updates (see pretrain.py)
     c.train.log_every = 50 if tiny else 100
     c.train.checkpoint_every = 500 if tiny else 5000
     c.train.keep_checkpoints = 2

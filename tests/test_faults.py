@@ -30,7 +30,8 @@ def _cli_flags(data, **overrides) -> list[str]:
     return ["--config", "experiments/pretrain.py:tiny", *(f"--config.{k}={v}" for k, v in fields.items())]
 
 
-RESUMABLE = {"train.steps": 8, "train.checkpoint_every": 4, "model.dropout": 0.1}  # dropout on: masks resume too
+# dropout on: masks resume too; the cool-down begins at the step-4 checkpoint the resumed runs start from
+RESUMABLE = {"train.steps": 8, "train.checkpoint_every": 4, "model.dropout": 0.1, "train.cooldown_steps": 4}
 
 
 @pytest.fixture(scope="module")

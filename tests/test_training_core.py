@@ -2,8 +2,11 @@
 logical axes, scan-over-layers and remat equal to the plain loop, checkpoints across layouts,
 the VQ trainer's NaN guard, and config fields checked by name."""
 import dataclasses
+import functools
 import json
 import re
+import time
+import types
 
 import flax.linen as nn
 import jax
@@ -16,7 +19,7 @@ import pytest
 from gptface_jax.models.transformer import GPTFace, ModelConfig, stack_layers, unstack_layers
 from gptface_jax.runtime import config_lib, optimizer, sharding
 from gptface_jax.runtime.checkpoints import Checkpointer
-from gptface_jax.train import trainer
+from gptface_jax.train import train_loop, trainer
 from tests.test_losses import CONFIG, _batch, _loss_fn
 
 
@@ -83,6 +86,78 @@ def test_the_schedule_counts_optimizer_updates():
     assert float(schedule(4)) == pytest.approx(train.learning_rate)  # warm-up ends at update 4, not 16
     assert float(schedule(40)) == pytest.approx(train.learning_rate * train.end_lr_fraction)
     assert float(schedule(20)) > float(schedule(39)) > float(schedule(40))
+
+
+def test_the_cooldown_takes_the_rate_linearly_from_the_schedule_to_its_end_value():
+    # the demo's case: a run stopped early on a longer schedule, its last 10 updates cooling down
+    train = _config("train.steps=40", "train.warmup_steps=4", "train.schedule_steps=400",
+                    "train.cooldown_steps=10").train
+    schedule, end = optimizer.learning_rate_schedule(train), train.learning_rate * train.end_lr_fraction
+    tx = optimizer.make_optimizer(_config("train.steps=40", "train.warmup_steps=4", "train.schedule_steps=400",
+                                          "train.cooldown_steps=10"))
+    params = {"w": jnp.ones((3,))}
+    opt_state, rates = tx.init(params), []
+    for _ in range(41):
+        rates.append(float(optimizer.current_learning_rate(train, opt_state, len(rates))))
+        _, opt_state = tx.update({"w": jnp.ones((3,))}, opt_state, params)
+    assert rates[29] == pytest.approx(float(schedule(29))) and rates[30] == pytest.approx(float(schedule(30)))
+    assert float(schedule(30)) > 0.99 * train.learning_rate  # the cosine has barely begun by update 30
+    assert rates[35] == pytest.approx((float(schedule(30)) + end) / 2)
+    assert rates[40] == pytest.approx(end)
+    assert all(a > b for a, b in zip(rates[30:40], rates[31:41]))
+    assert optimizer.cooldown_of({"opt_state": opt_state}) == (30, 10)
+    # set at run time, with the leaves' dtypes kept (a compiled step takes the state unchanged)
+    moved = optimizer.with_cooldown({"opt_state": opt_state}, 12, 5)
+    assert optimizer.cooldown_of(moved) == (12, 5)
+    assert jax.tree.map(lambda a: a.dtype, moved) == jax.tree.map(lambda a: a.dtype, {"opt_state": opt_state})
+
+
+def test_the_optimizer_without_a_cooldown_is_optax_adamw():
+    config = _config("train.steps=20", "train.warmup_steps=3", "train.weight_decay=0.1")
+    t = config.train
+    reference = optax.chain(optax.clip_by_global_norm(t.grad_clip),
+                            optax.adamw(optimizer.learning_rate_schedule(t), b1=t.b1, b2=t.b2,
+                                        weight_decay=t.weight_decay))
+    ours = optimizer.make_optimizer(config)
+    params = {"w": jax.random.normal(jax.random.PRNGKey(0), (4, 5))}
+    a, b = params, params
+    sa, sb = reference.init(a), ours.init(b)
+    for i in range(20):
+        g = {"w": jax.random.normal(jax.random.PRNGKey(i + 1), (4, 5))}
+        ua, sa = reference.update(g, sa, a)
+        ub, sb = ours.update(g, sb, b)
+        a, b = optax.apply_updates(a, ua), optax.apply_updates(b, ub)
+    np.testing.assert_allclose(np.asarray(b["w"]), np.asarray(a["w"]), rtol=1e-6, atol=1e-7)
+
+
+def test_a_checkpoint_of_another_optimizer_layout_is_refused_and_kept(tmp_path):
+    """Not a damaged checkpoint: nothing is moved aside, and the error names the differing leaves."""
+    from gptface_jax.runtime.checkpoints import CheckpointMismatch, abstract_like
+    config = _config("train.steps=10", "train.warmup_steps=1", "train.cooldown_steps=2")
+    params = {"params": {"w": jnp.ones((4, 4))}}
+    older = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))  # the layout before the cool-down
+    checkpointer = Checkpointer(str(tmp_path))
+    for step in (1, 2):
+        checkpointer.save(step, {"params": params, "opt_state": older.init(params), "step": jnp.int32(step)})
+    checkpointer.wait()
+    ours = {"params": params, "opt_state": optimizer.make_optimizer(config).init(params), "step": jnp.int32(0)}
+    with pytest.raises(CheckpointMismatch, match=r"another layout(.|\n)*opt_state/3/cooldown_start: in this run's"):
+        checkpointer.restore(abstract_like(ours, jax.sharding.SingleDeviceSharding(jax.devices()[0])))
+    assert sorted(checkpointer.manager.all_steps()) == [1, 2] and not (tmp_path / "checkpoints_unreadable").exists()
+
+
+def test_the_cooldown_is_planned_when_the_budget_runs_short():
+    plan = functools.partial(train_loop.plan_cooldown, last_step=1600, budget=100.0, cooldown_steps=20)
+    assert plan(10, elapsed=10.0, steps_run=10) is None       # 90 steps left of the budget: not yet
+    assert plan(80, elapsed=80.0, steps_run=80) == 20         # 20 left: cool down over them
+    assert plan(85, elapsed=95.0, steps_run=85) == 4          # slower than planned: what is left
+    assert plan(99, elapsed=99.9, steps_run=99) == 1
+    # the budget reaches the schedule's end: the configured cool-down stands
+    assert train_loop.plan_cooldown(90, 100, 90.0, 90, 100.0, 20) is None
+    assert train_loop.plan_cooldown(80, 1600, 80.0, 80, 0.0, 20) is None   # no budget
+    assert train_loop.plan_cooldown(80, 1600, 80.0, 80, 100.0, 0) is None  # no cool-down asked for
+    # a resumed run projects from its own steps only
+    assert train_loop.plan_cooldown(1080, 1600, 80.0, 80, 100.0, 20) == 20
 
 
 def test_optimizer_moments_get_their_parameters_shardings_when_shapes_collide():
@@ -162,7 +237,7 @@ def _restore_everything(workdir):
 
 @pytest.mark.slow
 def test_vq_trainer_stops_on_nan_and_keeps_a_finite_checkpoint(tmp_path):
-    from gptface_jax.train import train_loop, vq_train
+    from gptface_jax.train import vq_train
     args = ["--config", "experiments/vq.py:tiny", "--config.data.image_size=32", "--config.data.num_train=32",
             "--config.data.num_test=16", "--config.vq.codebook_size=16", "--config.vq.code_dim=8",
             "--config.vq.channels=(8,16)", "--config.train.batch_size=16", "--config.train.steps=30",
@@ -177,57 +252,87 @@ def test_vq_trainer_stops_on_nan_and_keeps_a_finite_checkpoint(tmp_path):
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state))
 
 
-def test_the_time_budget_counts_finished_steps_not_dispatched_ones():
-    """A step the device has not finished must not count against the budget: with asynchronous
-    dispatch the host would otherwise queue steps ahead (about 30 on the CPU client), all of which
-    would still run after the budget was spent."""
-    import time
-    import types
+class _NoBatches:
+    def __next__(self):
+        return None
 
-    from gptface_jax.train import train_loop
+    def get_state(self):
+        return b""
 
+
+class _SavedSteps:
+    def __init__(self):
+        self.saved = []
+
+    def latest_step(self):
+        return self.saved[-1] if self.saved else None
+
+    def save(self, step, state, data_state, force=False):
+        self.saved.append(step)
+
+
+def _slow_step(tx=None):
+    """A jitted step of a few ms of matrix products (and, with `tx`, one optimizer update of "w")."""
     @jax.jit
     def step_fn(state, batch):
         x = jax.lax.fori_loop(0, 24, lambda i, x: jnp.tanh(x @ state["w"]), state["x"])
-        return {**state, "x": x, "step": state["step"] + 1}, {"loss": x.mean()}
-
-    class Batches:
-        def __next__(self):
-            return None
-
-        def get_state(self):
-            return b""
-
-    class Checkpoints:
-        def __init__(self):
-            self.saved = []
-
-        def latest_step(self):
-            return self.saved[-1] if self.saved else None
-
-        def save(self, step, state, data_state, force=False):
-            self.saved.append(step)
+        new = {**state, "x": x, "step": state["step"] + 1}
+        if tx is not None:
+            updates, new["opt_state"] = tx.update({"w": x[: len(state["w"])]}, state["opt_state"], {"w": state["w"]})
+            new["w"] = state["w"] + updates["w"]
+        new["params"] = new["w"]
+        return new, {"loss": x.mean()}
 
     key = jax.random.PRNGKey(0)
     state = {"x": jax.random.normal(key, (384, 384)), "w": jax.random.normal(key, (384, 384)) / 20,
              "step": jnp.int32(0)}
     state["params"] = state["w"]
+    if tx is not None:
+        state["opt_state"] = tx.init({"w": state["w"]})
     jax.block_until_ready(step_fn(state, None))  # compiled
     started = time.perf_counter()
     jax.block_until_ready(step_fn(state, None))
-    budget = 20 * (time.perf_counter() - started)
+    return step_fn, state, time.perf_counter() - started
+
+
+def _run(step_fn, state, train):
+    writer = types.SimpleNamespace(write=lambda step, values: None)
+    return train_loop.run(step_fn, state, _NoBatches(), lambda b: b, train, _SavedSteps(), writer,
+                          train_loop.Throughput(flops=1.0, xla_flops=1.0, samples=1), primary=False)
+
+
+def test_the_time_budget_counts_finished_steps_not_dispatched_ones():
+    """A step the device has not finished must not count against the budget: with asynchronous
+    dispatch the host would otherwise queue steps ahead (about 30 on the CPU client), all of which
+    would still run after the budget was spent."""
+    step_fn, state, step_time = _slow_step()
+    budget = 20 * step_time
     train = types.SimpleNamespace(steps=100_000, checkpoint_every=10**9, log_every=10**9, time_budget_s=budget,
                                   divergence_factor=0.0)
-    writer = types.SimpleNamespace(write=lambda step, values: None)
     started = time.perf_counter()
-    final, step, _ = train_loop.run(step_fn, state, Batches(), lambda b: b, train, Checkpoints(), writer,
-                                    train_loop.Throughput(flops=1.0, xla_flops=1.0, samples=1), primary=False)
+    final, step, _ = _run(step_fn, state, train)
     jax.block_until_ready(final)
     elapsed = time.perf_counter() - started
     assert int(final["step"]) == step
     # the work done past the budget, in steps as they ran here (whatever the machine's load)
     overrun = (elapsed - budget) / (elapsed / step)
     assert overrun <= 4, f"{overrun:.1f} steps ran past the budget ({step} steps in {elapsed:.2f} s)"
+
+
+def test_a_budget_that_runs_short_ends_the_run_cooled_down():
+    config = _config("train.steps=100000", "train.warmup_steps=2", "train.cooldown_steps=10",
+                     "train.checkpoint_every=1000000000", "train.log_every=1000000000", "train.divergence_factor=0")
+    train = config.train
+    step_fn, state, step_time = _slow_step(optimizer.make_optimizer(config))
+    train.time_budget_s = 40 * step_time
+    final, step, _ = _run(step_fn, state, train)
+    start, length = optimizer.cooldown_of(final)
+    # the cool-down was brought forward from step 99,990 and the run ended with it, at the end rate
+    assert 0 < start < step == start + length and length <= 10
+    assert float(optimizer.current_learning_rate(train, final["opt_state"], step)) == pytest.approx(
+        train.learning_rate * train.end_lr_fraction)
+    # the same state run on (a resume): its cool-down is done, so it trains nothing more
+    assert _run(step_fn, final, train)[1] == step
 
 
 def test_unknown_or_retired_config_fields_are_refused_by_name():

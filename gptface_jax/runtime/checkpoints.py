@@ -22,7 +22,8 @@ from gptface_jax.runtime import layout
 
 
 class CheckpointMismatch(DataError):
-    """A checkpoint whose parameters are not the model's: some missing, unused or of another shape."""
+    """A checkpoint that is not the run's: parameters missing, unused or of another shape, or a training
+    state of another layout (an optimizer that keeps other statistics)."""
 
 
 class Checkpointer:
@@ -83,6 +84,7 @@ class Checkpointer:
             self.check_params(abstract_state["params"], step)
         metadata = self.manager.item_metadata(step) or {}
         target, back = self._in_saved_layout(abstract_state, step)
+        self.check_layout(target, step)
         items = {"state": ocp.args.StandardRestore(target)}
         if with_data and "data" in metadata:
             items["data"] = ocp.args.JsonRestore()
@@ -114,6 +116,19 @@ class Checkpointer:
             raise CheckpointMismatch(
                 f"the checkpoint in {self.directory} (step {self.latest_step() if step is None else step}) does not "
                 "match the model the config builds (a changed shape or structure?):\n  - " + "\n  - ".join(shown))
+
+    def check_layout(self, target, step: int) -> None:
+        """Raises CheckpointMismatch when the saved state's leaves are not `target`'s, naming them: a
+        layout the run cannot continue from, never a damaged file to be moved aside."""
+        ours, saved = _leaf_names(target), _leaf_names(dict(self.saved_tree(step)))
+        if ours == saved:
+            return
+        problems = ([f"{p}: in the checkpoint, not in this run's state" for p in sorted(saved - ours)]
+                    + [f"{p}: in this run's state, not in the checkpoint" for p in sorted(ours - saved)])
+        raise CheckpointMismatch(
+            f"the checkpoint in {self.directory} (step {step}) holds a training state of another layout (written "
+            "by another optimizer or version?); its parameters still load for evaluation and export, but "
+            "training cannot resume from it: train in a new workdir.\n  - " + "\n  - ".join(problems[:12]))
 
     def _in_saved_layout(self, abstract, step: int):
         """(restore target in the checkpoint's layer layout, function back to `abstract`'s layout)."""
@@ -163,6 +178,17 @@ def _shapes(tree) -> dict[str, tuple]:
     """{'[\'a\'][\'b\']': shape} of every array leaf (arrays, abstract arrays or orbax metadata)."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def _leaf_names(tree) -> set[str]:
+    """'opt_state/1/mu/params/w'-style names of every array leaf, alike for a live state (tuples,
+    NamedTuples) and its saved metadata (lists, dicts); empty optimizer states have no leaves in either."""
+    def name(key):
+        for attr in ("name", "key", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+    return {"/".join(name(k) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _abstract(like, shape, sharding):

@@ -97,7 +97,7 @@ ADDED_FIELDS = {
     "model.itc_dim": 0, "model.itm_similarity": False, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
     "loss.mined_negative_fraction": 0.0, "model.itc_words": False, "loss.itc_word_weight": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
-    "train.divergence_factor": 0.0, "train.schedule_steps": 0,
+    "train.divergence_factor": 0.0, "train.schedule_steps": 0, "train.cooldown_steps": 0,
 }
 # Fields that nothing read (pre-training reads data.pretokenized; the SynthFaces sizes and caption
 # rates belong to `gptface data synth` and the VQ config).
@@ -323,6 +323,10 @@ def optimizer_problems(t) -> list[str]:
     check(0 <= t.b1 < 1 and 0 <= t.b2 < 1, f"train.b1={t.b1} and train.b2={t.b2} must be in [0, 1)")
     check(0 <= t.end_lr_fraction <= 1, f"train.end_lr_fraction={t.end_lr_fraction} must be in [0, 1]")
     check(t.time_budget_s >= 0, f"train.time_budget_s={t.time_budget_s} must be >= 0 (0: no budget)")
+    cooldown = t.get("cooldown_steps", 0)
+    check(0 <= cooldown <= t.steps - t.warmup_steps,
+          f"train.cooldown_steps={cooldown} must be in [0, train.steps - train.warmup_steps = "
+          f"{t.steps - t.warmup_steps}] (the cool-down follows the warm-up)")
     check(t.divergence_factor == 0 or t.divergence_factor > 1,
           f"train.divergence_factor={t.divergence_factor} must be 0 (off) or > 1")
     check(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and train.checkpoint_every must be >= 1")

@@ -11,6 +11,15 @@ parameter norm exceeds k x its value at the start: finite but exploding weights 
 either. Evaluators run at their own cadence; checkpoints carry the input pipeline's state; a
 wall-clock budget (`train.time_budget_s`, 0: none) may end the run early; the final state is
 always saved.
+
+A budget that will stop the run before `train.steps` brings its learning-rate cool-down forward
+(`train.cooldown_steps`, gptface_jax/runtime/optimizer.py): once the steps the budget still allows, at
+this run's mean step time, are no more than the cool-down's length, the cool-down starts and the run
+ends with it, so a slow machine ends a budgeted run at the schedule's end rate rather than mid-schedule.
+From then on the budget no longer stops the run: it ends as the projection said, give or take the
+projection's error.
+A run whose cool-down has begun ends with it (resuming a finished one trains nothing); before that,
+the config's cool-down applies, so a resumed run may be given more steps.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ import optax
 from tqdm import tqdm
 
 from gptface_jax.evals.evaluators import Evaluator
+from gptface_jax.runtime import optimizer
 from gptface_jax.runtime.metrics import throughput
 
 
@@ -70,20 +80,50 @@ class Throughput:
     sample_name: str = "samples"     # logged as <sample_name>_per_s
 
 
+def plan_cooldown(step: int, last_step: int, elapsed: float, steps_run: int, budget: float,
+                  cooldown_steps: int) -> int | None:
+    """How many steps a cool-down starting after `step` should last for the run to end cooled down as
+    its budget runs out; None while the budget still allows `last_step` or more than `cooldown_steps`.
+
+    The steps left are projected from this run's mean step time so far, evaluations included, so the
+    projection errs towards starting early."""
+    if not (budget and cooldown_steps and steps_run):
+        return None
+    left = int((budget - elapsed) / (elapsed / steps_run))
+    if step + left >= last_step or left > cooldown_steps:
+        return None
+    return max(left, 1)
+
+
+def _last_step(train, cooldown: tuple[int, int] | None) -> int:
+    if cooldown is None or cooldown[0] == optimizer.NO_COOLDOWN:
+        return train.steps
+    return min(train.steps, cooldown[0] + cooldown[1])
+
+
 def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, checkpointer, writer,
         rates: Throughput, evaluators: tuple[Evaluator, ...] = (), desc: str = "train",
         postfix: Callable[[dict], dict] = lambda m: {}, primary: bool = True):
-    """Steps `state` from its own `state['step']` to `train.steps`; returns (state, step, last metrics)."""
+    """Steps `state` from its own `state['step']` to `train.steps`, or to the end of its cool-down;
+    returns (state, step, last metrics)."""
     step = int(state["step"])
     budget = train.time_budget_s
+    cooldown = optimizer.cooldown_of(state)  # None: an optimizer without a cool-down
+    if cooldown is not None and cooldown[0] > step and cooldown != optimizer.configured_cooldown(train):
+        cooldown = optimizer.configured_cooldown(train)  # not begun: this config's cool-down applies
+        state = optimizer.with_cooldown(state, *cooldown)
+    def cooling_down():  # a cool-down has begun: it ends the run
+        return cooldown is not None and step >= cooldown[0]
+    last = _last_step(train, cooldown)
     started = window_start = time.perf_counter()
-    window_steps, metrics = 0, {}
+    window_steps, steps_run, metrics = 0, 0, {}
     guard = DivergenceGuard(train.divergence_factor, _norm(state["params"]))
-    bar = tqdm(total=train.steps, initial=step, desc=desc, unit="step", mininterval=5, disable=not primary)
+    bar = tqdm(total=last, initial=step, desc=desc, unit="step", mininterval=5, disable=not primary)
     in_flight = None
-    while step < train.steps:
+    while step < last:
         new_state, metrics = step_fn(state, to_device(next(data_iter)))
         step += 1
+        steps_run += 1
         window_steps += 1
         bar.update(1)
         saving = step % train.checkpoint_every == 0
@@ -95,8 +135,20 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
             if in_flight is not None:
                 jax.block_until_ready(in_flight)
             in_flight = metrics
-        out_of_time = bool(budget) and time.perf_counter() - started > budget
-        if saving or out_of_time or step % train.log_every == 0 or step == train.steps:
+        if budget and cooldown is not None and not cooling_down() and steps_run > 1:
+            # the clock has seen steps_run - 1 steps finish (the last one is still in flight)
+            length = plan_cooldown(step, last, time.perf_counter() - started, steps_run - 1, budget,
+                                   train.cooldown_steps)
+            if length:
+                new_state = optimizer.with_cooldown(new_state, step, length)
+                cooldown, last = (step, length), step + length
+                bar.total = last
+                if primary:
+                    print(f"the time budget ends near step {last}: cooling down over its last {length} steps",
+                          flush=True)
+        # a run cooling down ends with its cool-down, fitted to the budget when it was planned
+        out_of_time = bool(budget) and not cooling_down() and time.perf_counter() - started > budget
+        if saving or out_of_time or step % train.log_every == 0 or step == last:
             metrics = jax.device_get(metrics)
             check_finite(metrics, step, checkpointer)
             check_divergence(guard, metrics, new_state, step, checkpointer)
@@ -111,7 +163,7 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
             window_start, window_steps = time.perf_counter(), 0
         state = new_state
         for evaluator in evaluators:
-            if step % evaluator.every == 0 and step != train.steps:
+            if step % evaluator.every == 0 and step != last:
                 writer.write(step, evaluator.run(state["params"]))
         if saving:  # metrics were checked finite just above
             checkpointer.save(step, state, data_iter.get_state())

@@ -228,7 +228,7 @@ def make_train_step(model: GPTFace, tx, config):
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics = {**metrics, "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(params),
-                   "learning_rate": optimizer.learning_rate_schedule(config.train)(state["step"])}
+                   "learning_rate": optimizer.current_learning_rate(config.train, state["opt_state"], state["step"])}
         return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 
     return step
