@@ -19,8 +19,9 @@ demo: $(STAMP)
 # The 60-minute quality run (docs/model.md, "The quality run"): 60k faces tokenized with the demo's
 # tokenizers, `experiments/pretrain.py:quality`, then the held-out evaluations. Run `make demo` first.
 # (A VQ of its own trained 6x longer, 24.3 dB, made edits and text-to-face worse: docs/experiments.md, q7.)
-# Its 3,600-s budget (train.time_budget_s) stops a machine slower than 2.2 s per step before step 1,600, mid
-# schedule; QUALITY_FLAGS=--config.train.time_budget_s=0 runs all 1,600 steps there (docs/model.md).
+# Its 3,600-s budget (train.time_budget_s) ends a machine slower than 2.2 s per step before step 1,600, its
+# last 200 steps cooling down (train.cooldown_steps); QUALITY_FLAGS=--config.train.time_budget_s=0 runs all
+# 1,600 steps there (docs/model.md).
 QUALITY ?= runs/quality
 QUALITY_FLAGS ?=
 quality: $(STAMP)
