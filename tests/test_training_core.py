@@ -130,20 +130,36 @@ def test_the_optimizer_without_a_cooldown_is_optax_adamw():
     np.testing.assert_allclose(np.asarray(b["w"]), np.asarray(a["w"]), rtol=1e-6, atol=1e-7)
 
 
-def test_a_checkpoint_of_another_optimizer_layout_is_refused_and_kept(tmp_path):
-    """Not a damaged checkpoint: nothing is moved aside, and the error names the differing leaves."""
+def test_a_checkpoint_of_the_older_optimizer_layout_is_refused_by_name_and_resumed_by_the_trainer(tmp_path):
+    """Not a damaged checkpoint: nothing is moved aside, the error names the differing leaves, and the
+    trainer's restore continues it with the same moments and counts."""
     from gptface_jax.runtime.checkpoints import CheckpointMismatch, abstract_like
-    config = _config("train.steps=10", "train.warmup_steps=1", "train.cooldown_steps=2")
-    params = {"params": {"w": jnp.ones((4, 4))}}
-    older = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))  # the layout before the cool-down
+    config = _config("train.steps=10", "train.warmup_steps=1", "train.weight_decay=0.1")
+    older, ours = optimizer.adamw_layout(config.train), optimizer.make_optimizer(config)
+    grads = [{"w": jax.random.normal(jax.random.PRNGKey(i), (4, 4))} for i in range(6)]
+
+    def updates(tx, params, opt_state, batch):
+        for g in batch:
+            u, opt_state = tx.update(g, opt_state, params)
+            params = optax.apply_updates(params, u)
+        return params, opt_state
+
+    params = {"w": jnp.ones((4, 4))}
+    saved_params, saved_opt = updates(older, params, older.init(params), grads[:3])
     checkpointer = Checkpointer(str(tmp_path))
-    for step in (1, 2):
-        checkpointer.save(step, {"params": params, "opt_state": older.init(params), "step": jnp.int32(step)})
+    for step in (2, 3):
+        checkpointer.save(step, {"params": saved_params, "opt_state": saved_opt, "step": jnp.int32(step)})
     checkpointer.wait()
-    ours = {"params": params, "opt_state": optimizer.make_optimizer(config).init(params), "step": jnp.int32(0)}
+    state = {"params": params, "opt_state": ours.init(params), "step": jnp.int32(0)}
+    target = abstract_like(state, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     with pytest.raises(CheckpointMismatch, match=r"another layout(.|\n)*opt_state/3/cooldown_start: in this run's"):
-        checkpointer.restore(abstract_like(ours, jax.sharding.SingleDeviceSharding(jax.devices()[0])))
-    assert sorted(checkpointer.manager.all_steps()) == [1, 2] and not (tmp_path / "checkpoints_unreadable").exists()
+        checkpointer.restore(target)
+    assert sorted(checkpointer.manager.all_steps()) == [2, 3] and not (tmp_path / "checkpoints_unreadable").exists()
+    restored, _ = trainer.restore_state(checkpointer, target, config.train)
+    assert int(restored["step"]) == 3 and optimizer.cooldown_of(restored) == (optimizer.NO_COOLDOWN, 0)
+    resumed, _ = updates(ours, restored["params"], restored["opt_state"], grads[3:])
+    uninterrupted, _ = updates(older, params, older.init(params), grads)
+    np.testing.assert_allclose(np.asarray(resumed["w"]), np.asarray(uninterrupted["w"]), rtol=1e-6, atol=1e-7)
 
 
 def test_the_cooldown_is_planned_when_the_budget_runs_short():

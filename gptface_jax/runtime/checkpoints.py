@@ -117,14 +117,19 @@ class Checkpointer:
                 f"the checkpoint in {self.directory} (step {self.latest_step() if step is None else step}) does not "
                 "match the model the config builds (a changed shape or structure?):\n  - " + "\n  - ".join(shown))
 
+    def layout_problems(self, abstract, step: int) -> list[str]:
+        """How the saved state's leaves differ from `abstract`'s (either layer layout), one line each."""
+        target, _ = self._in_saved_layout(abstract, step)
+        ours, saved = _leaf_names(target), _leaf_names(dict(self.saved_tree(step)))
+        return ([f"{p}: in the checkpoint, not in this run's state" for p in sorted(saved - ours)]
+                + [f"{p}: in this run's state, not in the checkpoint" for p in sorted(ours - saved)])
+
     def check_layout(self, target, step: int) -> None:
         """Raises CheckpointMismatch when the saved state's leaves are not `target`'s, naming them: a
         layout the run cannot continue from, never a damaged file to be moved aside."""
-        ours, saved = _leaf_names(target), _leaf_names(dict(self.saved_tree(step)))
-        if ours == saved:
+        problems = self.layout_problems(target, step)
+        if not problems:
             return
-        problems = ([f"{p}: in the checkpoint, not in this run's state" for p in sorted(saved - ours)]
-                    + [f"{p}: in this run's state, not in the checkpoint" for p in sorted(ours - saved)])
         raise CheckpointMismatch(
             f"the checkpoint in {self.directory} (step {step}) holds a training state of another layout (written "
             "by another optimizer or version?); its parameters still load for evaluation and export, but "

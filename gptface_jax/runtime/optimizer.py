@@ -82,6 +82,30 @@ def make_optimizer(config) -> optax.GradientTransformation:
                        scale_by_cooled_schedule(t))
 
 
+def adamw_layout(train) -> optax.GradientTransformation:
+    """The optimizer as checkpoints before commit 9d07184 hold it: optax.adamw after the clip, the rate's
+    count in optax's own schedule state (what from_adamw_layout converts)."""
+    return optax.chain(optax.clip_by_global_norm(train.grad_clip),
+                       optax.adamw(learning_rate_schedule(train), b1=train.b1, b2=train.b2,
+                                   weight_decay=train.weight_decay))
+
+
+def adamw_layout_of(opt_state):
+    """adamw_layout's state (or abstract state) holding make_optimizer's moments and counts."""
+    clip, adam, decay, cooled = opt_state
+    return clip, (adam, decay, optax.ScaleByScheduleState(count=cooled.schedule_count))
+
+
+def from_adamw_layout(opt_state, train):
+    """An adamw_layout state in make_optimizer's layout: the same moments and counts, and the cool-down
+    the config asks for (placed as the count is)."""
+    clip, (adam, decay, schedule) = opt_state
+    start, steps = configured_cooldown(train)
+    def like_count(value):
+        return jax.device_put(jnp.asarray(value, jnp.int32), schedule.count.sharding)
+    return clip, adam, decay, CooldownState(schedule.count, like_count(start), like_count(steps))
+
+
 def _cooldown_leaves(state):
     return [(path[-1].name, leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
             if getattr(path[-1], "name", None) in ("cooldown_start", "cooldown_steps")]
