@@ -251,7 +251,11 @@ def restore_state(checkpointer: Checkpointer, target: dict, train) -> tuple[dict
     cool-down (optimizer.adamw_layout) continues with the same moments and counts."""
     step = checkpointer.latest_step()
     older = {**target, "opt_state": optimizer.adamw_layout_of(target["opt_state"])}
-    if checkpointer.layout_problems(target, step) and not checkpointer.layout_problems(older, step):
+    try:
+        converts = bool(checkpointer.layout_problems(target, step)) and not checkpointer.layout_problems(older, step)
+    except Exception:  # noqa: BLE001 -- unreadable metadata: restore() moves the checkpoint aside and says so
+        converts = False
+    if converts:
         state, data_state = checkpointer.restore(older, step=step)
         return {**state, "opt_state": optimizer.from_adamw_layout(state["opt_state"], train)}, data_state
     return checkpointer.restore(target)
