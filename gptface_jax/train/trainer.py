@@ -253,7 +253,7 @@ def restore_state(checkpointer: Checkpointer, target: dict, train) -> tuple[dict
     older = {**target, "opt_state": optimizer.adamw_layout_of(target["opt_state"])}
     try:
         converts = bool(checkpointer.layout_problems(target, step)) and not checkpointer.layout_problems(older, step)
-    except Exception:  # noqa: BLE001 -- unreadable metadata: restore() moves the checkpoint aside and says so
+    except Exception:  # unreadable metadata: restore() moves the checkpoint aside and says so
         converts = False
     if converts:
         state, data_state = checkpointer.restore(older, step=step)
