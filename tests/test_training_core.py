@@ -130,9 +130,10 @@ def test_the_optimizer_without_a_cooldown_is_optax_adamw():
     np.testing.assert_allclose(np.asarray(b["w"]), np.asarray(a["w"]), rtol=1e-6, atol=1e-7)
 
 
-def test_a_checkpoint_of_the_older_optimizer_layout_is_refused_by_name_and_resumed_by_the_trainer(tmp_path):
+def test_a_checkpoint_of_the_older_optimizer_layout_is_refused_by_name_and_resumed_by_the_trainers(tmp_path):
     """Not a damaged checkpoint: nothing is moved aside, the error names the differing leaves, and the
-    trainer's restore continues it with the same moments and counts."""
+    trainers' restore (pre-training's, and the VQ's with its critic's optimizer beside) continues it with
+    the same moments and counts."""
     from gptface_jax.runtime.checkpoints import CheckpointMismatch, abstract_like
     config = _config("train.steps=10", "train.warmup_steps=1", "train.weight_decay=0.1")
     older, ours = optimizer.adamw_layout(config.train), optimizer.make_optimizer(config)
@@ -144,22 +145,28 @@ def test_a_checkpoint_of_the_older_optimizer_layout_is_refused_by_name_and_resum
             params = optax.apply_updates(params, u)
         return params, opt_state
 
-    params = {"w": jnp.ones((4, 4))}
+    params, critic = {"w": jnp.ones((4, 4))}, {"w": jnp.full((4, 4), 2.0)}
     saved_params, saved_opt = updates(older, params, older.init(params), grads[:3])
+    saved_critic, saved_critic_opt = updates(older, critic, older.init(critic), grads[1:3])
     checkpointer = Checkpointer(str(tmp_path))
     for step in (2, 3):
-        checkpointer.save(step, {"params": saved_params, "opt_state": saved_opt, "step": jnp.int32(step)})
+        checkpointer.save(step, {"params": saved_params, "opt_state": saved_opt, "step": jnp.int32(step),
+                                 "disc_params": saved_critic, "disc_opt_state": saved_critic_opt})
     checkpointer.wait()
-    state = {"params": params, "opt_state": ours.init(params), "step": jnp.int32(0)}
+    state = {"params": params, "opt_state": ours.init(params), "step": jnp.int32(0),
+             "disc_params": critic, "disc_opt_state": ours.init(critic)}
     target = abstract_like(state, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     with pytest.raises(CheckpointMismatch, match=r"another layout(.|\n)*opt_state/3/cooldown_start: in this run's"):
         checkpointer.restore(target)
     assert sorted(checkpointer.manager.all_steps()) == [2, 3] and not (tmp_path / "checkpoints_unreadable").exists()
-    restored, _ = trainer.restore_state(checkpointer, target, config.train)
+    restored, _ = train_loop.restore_state(checkpointer, target, config.train)
     assert int(restored["step"]) == 3 and optimizer.cooldown_of(restored) == (optimizer.NO_COOLDOWN, 0)
-    resumed, _ = updates(ours, restored["params"], restored["opt_state"], grads[3:])
-    uninterrupted, _ = updates(older, params, older.init(params), grads)
-    np.testing.assert_allclose(np.asarray(resumed["w"]), np.asarray(uninterrupted["w"]), rtol=1e-6, atol=1e-7)
+    assert int(restored["disc_opt_state"][3].schedule_count) == 2  # each optimizer keeps its own count
+    for key, opt_key, start, batch in (("params", "opt_state", params, grads), ("disc_params", "disc_opt_state",
+                                                                                  critic, grads[1:])):
+        resumed, _ = updates(ours, restored[key], restored[opt_key], grads[3:])
+        uninterrupted, _ = updates(older, start, older.init(start), batch)
+        np.testing.assert_allclose(np.asarray(resumed["w"]), np.asarray(uninterrupted["w"]), rtol=1e-6, atol=1e-7)
 
 
 def test_the_cooldown_is_planned_when_the_budget_runs_short():

@@ -101,6 +101,24 @@ def _last_step(train, cooldown: tuple[int, int] | None) -> int:
     return min(train.steps, cooldown[0] + cooldown[1])
 
 
+def restore_state(checkpointer, target: dict, train) -> tuple[dict, dict | None]:
+    """The newest checkpoint restored into `target`. One whose optimizer states (each `*opt_state` entry:
+    a GAN's critic has its own) have the layout before the cool-down (optimizer.adamw_layout) continues with
+    the same moments and counts; any other layout raises CheckpointMismatch, and an unreadable checkpoint
+    goes to the checkpointer's move-aside path."""
+    step = checkpointer.latest_step()
+    optimizer_keys = [k for k in target if k.endswith("opt_state")]
+    older = {**target, **{k: optimizer.adamw_layout_of(target[k]) for k in optimizer_keys}}
+    try:
+        converts = bool(checkpointer.layout_problems(target, step)) and not checkpointer.layout_problems(older, step)
+    except Exception:  # unreadable metadata: restore() moves the checkpoint aside and says so
+        converts = False
+    if not converts:
+        return checkpointer.restore(target)
+    state, data_state = checkpointer.restore(older, step=step)
+    return {**state, **{k: optimizer.from_adamw_layout(state[k], train) for k in optimizer_keys}}, data_state
+
+
 def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, checkpointer, writer,
         rates: Throughput, evaluators: tuple[Evaluator, ...] = (), desc: str = "train",
         postfix: Callable[[dict], dict] = lambda m: {}, primary: bool = True):

@@ -246,21 +246,6 @@ def _training_figures(final_metrics_path: str) -> dict:
     return {k: v for k, v in stored.items() if not k.startswith("eval_")}
 
 
-def restore_state(checkpointer: Checkpointer, target: dict, train) -> tuple[dict, dict | None]:
-    """The newest checkpoint restored into `target`; one whose optimizer state has the layout before the
-    cool-down (optimizer.adamw_layout) continues with the same moments and counts."""
-    step = checkpointer.latest_step()
-    older = {**target, "opt_state": optimizer.adamw_layout_of(target["opt_state"])}
-    try:
-        converts = bool(checkpointer.layout_problems(target, step)) and not checkpointer.layout_problems(older, step)
-    except Exception:  # unreadable metadata: restore() moves the checkpoint aside and says so
-        converts = False
-    if converts:
-        state, data_state = checkpointer.restore(older, step=step)
-        return {**state, "opt_state": optimizer.from_adamw_layout(state["opt_state"], train)}, data_state
-    return checkpointer.restore(target)
-
-
 def train(config, workdir: str) -> dict:
     config_lib.validate(config, jax.device_count())
     # one run per workdir (process 0 holds the lock for the whole job)
@@ -305,7 +290,7 @@ def _train(config, workdir: str) -> dict:
         init, abstract, shardings = state_shardings(model, tx, mesh, rules, inference.initial_image_embeddings(config))
         if checkpointer.latest_step() is not None:
             target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-            state, data_state = restore_state(checkpointer, target, config.train)
+            state, data_state = train_loop.restore_state(checkpointer, target, config.train)
             if data_state:
                 data_iter.set_state(data_state)
             if primary:

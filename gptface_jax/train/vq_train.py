@@ -233,7 +233,7 @@ def _train(config, workdir: str) -> dict:
             jax.random.PRNGKey(config.seed))
         checkpointer = Checkpointer(workdir, keep=config.train.keep_checkpoints)
         if checkpointer.latest_step() is not None:
-            state, data_state = checkpointer.restore(abstract_like(state, replicated))
+            state, data_state = train_loop.restore_state(checkpointer, abstract_like(state, replicated), config.train)
             if data_state:
                 data_iter.set_state(data_state)
             print(f"resumed from step {int(state['step'])}", flush=True)
