@@ -189,7 +189,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.train.log_every = 10 if tiny else 100
     c.train.checkpoint_every = 100 if tiny else 5_000
     c.train.keep_checkpoints = 3
-    c.train.time_budget_s = 0.0           # > 0: stop when this wall-clock budget is spent (saved, evaluated)
+    c.train.time_budget_s = 0.0           # > 0: stop when this wall-clock budget is spent (saved, evaluated;
+    #                                       a resumed run counts on from its checkpoint's training time)
     # Divergence guard (gptface_jax/train/train_loop.py): stop, unsaved, when the loss passes k x its recent
     # median or the parameter norm k x its start (0: off). Learning rates that diverge fast stay finite
     # for a while; this keeps them out of the checkpoints.

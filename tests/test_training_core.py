@@ -285,13 +285,17 @@ class _NoBatches:
 
 class _SavedSteps:
     def __init__(self):
-        self.saved = []
+        self.saved, self.seconds = [], {}
 
     def latest_step(self):
         return self.saved[-1] if self.saved else None
 
-    def save(self, step, state, data_state, force=False):
+    def save(self, step, state, data_state, force=False, train_seconds=None):
         self.saved.append(step)
+        self.seconds[step] = train_seconds
+
+    def train_seconds(self, step):
+        return self.seconds.get(step) or 0.0
 
 
 def _slow_step(tx=None):
@@ -318,9 +322,9 @@ def _slow_step(tx=None):
     return step_fn, state, time.perf_counter() - started
 
 
-def _run(step_fn, state, train):
+def _run(step_fn, state, train, checkpointer=None):
     writer = types.SimpleNamespace(write=lambda step, values: None)
-    return train_loop.run(step_fn, state, _NoBatches(), lambda b: b, train, _SavedSteps(), writer,
+    return train_loop.run(step_fn, state, _NoBatches(), lambda b: b, train, checkpointer or _SavedSteps(), writer,
                           train_loop.Throughput(flops=1.0, xla_flops=1.0, samples=1), primary=False)
 
 
@@ -340,6 +344,39 @@ def test_the_time_budget_counts_finished_steps_not_dispatched_ones():
     # the work done past the budget, in steps as they ran here (whatever the machine's load)
     overrun = (elapsed - budget) / (elapsed / step)
     assert overrun <= 4, f"{overrun:.1f} steps ran past the budget ({step} steps in {elapsed:.2f} s)"
+
+
+def test_a_resumed_run_counts_its_budget_on_from_the_time_its_checkpoint_saved():
+    step_fn, state, step_time = _slow_step()
+    train = types.SimpleNamespace(steps=15, checkpoint_every=5, log_every=10**9, time_budget_s=0.0,
+                                  divergence_factor=0.0)
+    saved = _SavedSteps()
+    first, step, _ = _run(step_fn, state, train, saved)
+    assert step == 15 and saved.seconds[5] < saved.seconds[10] < saved.seconds[15]
+    # resumed with a budget of 10 more steps' time: it ends near there, not 30 steps on
+    train.steps, train.time_budget_s = 100_000, saved.seconds[15] + 10 * step_time
+    started = time.perf_counter()
+    final, step, _ = _run(step_fn, first, train, saved)
+    jax.block_until_ready(final)
+    elapsed = time.perf_counter() - started
+    overrun = (saved.seconds[15] + elapsed - train.time_budget_s) / (elapsed / (step - 15))
+    assert overrun <= 4, f"{overrun:.1f} steps ran past the budget ({step - 15} steps resumed in {elapsed:.2f} s)"
+    assert saved.seconds[step] > saved.seconds[15]  # the final checkpoint counts on
+    # resumed once the budget is spent: nothing more is trained, nothing is saved
+    assert _run(step_fn, final, train, saved)[1] == step and saved.saved[-1] == step
+
+
+def test_a_checkpoint_carries_its_training_time(tmp_path):
+    from gptface_jax.runtime.checkpoints import abstract_like
+    checkpointer = Checkpointer(str(tmp_path), async_save=False)
+    checkpointer.save(3, {"w": jnp.ones((2,)), "step": jnp.int32(3)})  # written before the time was recorded
+    checkpointer.save(4, {"w": jnp.ones((2,)), "step": jnp.int32(4)}, {"position": 1}, train_seconds=12.5)
+    assert checkpointer.train_seconds(3) == 0.0 and checkpointer.train_seconds(4) == 12.5
+    assert checkpointer.train_seconds(None) == 0.0 and checkpointer.train_seconds(7) == 0.0
+    fresh = {"w": jnp.ones((2,)), "step": jnp.int32(0)}
+    target = abstract_like(fresh, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    restored, data_state = checkpointer.restore(target)
+    assert int(restored["step"]) == 4 and data_state == {"position": 1}
 
 
 def test_a_budget_that_runs_short_ends_the_run_cooled_down():

@@ -2,9 +2,10 @@
 
 One CheckpointManager per workdir (<workdir>/checkpoints): async saves, keep-N, and the grain
 iterator state stored as JSON in the same step, so a resumed run sees exactly the batches the
-interrupted one would have. Restoring takes an abstract target (jax.ShapeDtypeStruct leaves with
-shardings), so a checkpoint restores onto whatever mesh the new run built, and into either layer
-layout (a loop of blocks or model.scan_layers' stacked blocks), whichever the checkpoint was written in.
+interrupted one would have, with the training wall time so far, so a resumed run's time budget counts
+on. Restoring takes an abstract target (jax.ShapeDtypeStruct leaves with shardings), so a checkpoint
+restores onto whatever mesh the new run built, and into either layer layout (a loop of blocks or
+model.scan_layers' stacked blocks), whichever the checkpoint was written in.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from jax.sharding import PartitionSpec as P
 from data_pipelines.errors import DataError
 from gptface_jax.models.transformer import has_stacked_layers, stack_layers, unstack_layers
 from gptface_jax.runtime import layout
+
+PROGRESS = "progress"  # the checkpoint item holding the run's training wall time so far
 
 
 class CheckpointMismatch(DataError):
@@ -37,11 +40,26 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state, data_state: dict | None = None, force: bool = False) -> bool:
+    def save(self, step: int, state, data_state: dict | None = None, force: bool = False,
+             train_seconds: float | None = None) -> bool:
+        """`train_seconds`: the training wall time that led to this state, over every resume (what a
+        resumed run's `train.time_budget_s` counts on from)."""
         items = {"state": ocp.args.StandardSave(state)}
         if data_state is not None:
             items["data"] = ocp.args.JsonSave(data_state)
+        if train_seconds is not None:
+            items[PROGRESS] = ocp.args.JsonSave({"train_seconds": float(train_seconds)})
         return self.manager.save(int(step), args=ocp.args.Composite(**items), force=force)
+
+    def train_seconds(self, step: int | None) -> float:
+        """The training wall time saved with checkpoint `step`; 0 where there is none (no checkpoint, or
+        one written before it was recorded, commit 7c658ad and older)."""
+        if step is None or step not in self.manager.all_steps():
+            return 0.0
+        if PROGRESS not in (self.manager.item_metadata(step) or {}):
+            return 0.0
+        restored = self.manager.restore(step, args=ocp.args.Composite(**{PROGRESS: ocp.args.JsonRestore()}))
+        return float(restored[PROGRESS]["train_seconds"])
 
     def restore(self, abstract_state, step: int | None = None, with_data: bool = True):
         """(state, data_state or None) at `step` (default: the newest readable one).

@@ -10,7 +10,9 @@ save, when the logged loss exceeds k x the median of the run's recent logged los
 parameter norm exceeds k x its value at the start: finite but exploding weights are never kept
 either. Evaluators run at their own cadence; checkpoints carry the input pipeline's state; a
 wall-clock budget (`train.time_budget_s`, 0: none) may end the run early; the final state is
-always saved.
+always saved. The budget counts the training time of the run's whole trajectory: each checkpoint
+carries the wall time that led to it, and a resumed run counts on from there (time spent past the
+last checkpoint of an interrupted run is redone, and counted once).
 
 A budget that will stop the run before `train.steps` brings its learning-rate cool-down forward
 (`train.cooldown_steps`, gptface_jax/runtime/optimizer.py): once the steps the budget still allows, at
@@ -126,6 +128,7 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
     returns (state, step, last metrics)."""
     step = int(state["step"])
     budget = train.time_budget_s
+    spent = checkpointer.train_seconds(step)  # by the runs before this one, to the state resumed
     cooldown = optimizer.cooldown_of(state)  # None: an optimizer without a cool-down
     if cooldown is not None and cooldown[0] > step and cooldown != optimizer.configured_cooldown(train):
         cooldown = optimizer.configured_cooldown(train)  # not begun: this config's cool-down applies
@@ -133,7 +136,14 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
     def cooling_down():  # a cool-down has begun: it ends the run
         return cooldown is not None and step >= cooldown[0]
     last = _last_step(train, cooldown)
+    if budget and spent >= budget and not cooling_down():
+        last = step  # trains nothing; the final state is the one resumed
+        if primary:
+            print(f"the time budget of {budget:.0f} s was spent by step {step} ({spent:.0f} s of training): "
+                  f"raise train.time_budget_s (0: none) to train on", flush=True)
     started = window_start = time.perf_counter()
+    def train_seconds():
+        return spent + time.perf_counter() - started
     window_steps, steps_run, metrics = 0, 0, {}
     guard = DivergenceGuard(train.divergence_factor, _norm(state["params"]))
     bar = tqdm(total=last, initial=step, desc=desc, unit="step", mininterval=5, disable=not primary)
@@ -155,7 +165,7 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
             in_flight = metrics
         if budget and cooldown is not None and not cooling_down() and steps_run > 1:
             # the clock has seen steps_run - 1 steps finish (the last one is still in flight)
-            length = plan_cooldown(step, last, time.perf_counter() - started, steps_run - 1, budget,
+            length = plan_cooldown(step, last, time.perf_counter() - started, steps_run - 1, budget - spent,
                                    train.cooldown_steps)
             if length:
                 new_state = optimizer.with_cooldown(new_state, step, length)
@@ -165,7 +175,7 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
                     print(f"the time budget ends near step {last}: cooling down over its last {length} steps",
                           flush=True)
         # a run cooling down ends with its cool-down, fitted to the budget when it was planned
-        out_of_time = bool(budget) and not cooling_down() and time.perf_counter() - started > budget
+        out_of_time = bool(budget) and not cooling_down() and train_seconds() > budget
         if saving or out_of_time or step % train.log_every == 0 or step == last:
             metrics = jax.device_get(metrics)
             check_finite(metrics, step, checkpointer)
@@ -184,13 +194,13 @@ def run(step_fn, state: dict, data_iter: Iterator, to_device: Callable, train, c
             if step % evaluator.every == 0 and step != last:
                 writer.write(step, evaluator.run(state["params"]))
         if saving:  # metrics were checked finite just above
-            checkpointer.save(step, state, data_iter.get_state())
+            checkpointer.save(step, state, data_iter.get_state(), train_seconds=train_seconds())
         if out_of_time:
             print(f"time budget of {budget:.0f} s spent at step {step}", flush=True)
             break
     bar.close()
     if checkpointer.latest_step() != step:
-        checkpointer.save(step, state, data_iter.get_state(), force=True)
+        checkpointer.save(step, state, data_iter.get_state(), force=True, train_seconds=train_seconds())
     return state, step, metrics
 
 
