@@ -52,7 +52,9 @@ RECIPES["demo"] = ("tiny", {
     # the text embedding keeps every caption token (model.itc_words; run w1 against w0: clean ITM 0.742
     # against 0.688, recall@5 0.078 / 0.048 against 0.052 / 0.024 in 12 minutes on the demo's data)
     "model.itc_words": True, "loss.itc_word_weight": 1.0,
-    "train.time_budget_s": 0.0, "train.cooldown_steps": 0, "train.log_every": 20, "train.checkpoint_every": 100,
+    # the last 50 updates cool down to the end rate (run cd50 over seeds 0-2: clean ITM 0.682 / AUC 0.763
+    # against 0.659 / 0.736, higher AUC on every seed, recall@5 0.048 / 0.040 against 0.042 / 0.038)
+    "train.time_budget_s": 0.0, "train.cooldown_steps": 50, "train.log_every": 20, "train.checkpoint_every": 100,
     "evals.itm.every": 10**9, "evals.probe.every": 10**9, "evals.retrieval.every": 10**9,  # once, at the end
 })
 
