@@ -373,6 +373,9 @@ def test_a_checkpoint_carries_its_training_time(tmp_path):
     checkpointer.save(4, {"w": jnp.ones((2,)), "step": jnp.int32(4)}, {"position": 1}, train_seconds=12.5)
     assert checkpointer.train_seconds(3) == 0.0 and checkpointer.train_seconds(4) == 12.5
     assert checkpointer.train_seconds(None) == 0.0 and checkpointer.train_seconds(7) == 0.0
+    for item in (tmp_path / "checkpoints" / "4" / "progress").iterdir():  # damaged: counted from 0, said so
+        item.write_text("{not json")
+    assert Checkpointer(str(tmp_path)).train_seconds(4) == 0.0
     fresh = {"w": jnp.ones((2,)), "step": jnp.int32(0)}
     target = abstract_like(fresh, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     restored, data_state = checkpointer.restore(target)

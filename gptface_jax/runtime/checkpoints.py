@@ -56,10 +56,15 @@ class Checkpointer:
         one written before it was recorded, commit 7c658ad and older)."""
         if step is None or step not in self.manager.all_steps():
             return 0.0
-        if PROGRESS not in (self.manager.item_metadata(step) or {}):
+        try:
+            if PROGRESS not in (self.manager.item_metadata(step) or {}):
+                return 0.0
+            restored = self.manager.restore(step, args=ocp.args.Composite(**{PROGRESS: ocp.args.JsonRestore()}))
+            return float(restored[PROGRESS]["train_seconds"])
+        except Exception as e:  # a damaged item costs the budget's memory, not the run
+            print(f"the training time saved with checkpoint step {step} cannot be read ({type(e).__name__}); "
+                  f"a time budget counts from this run's start", flush=True)
             return 0.0
-        restored = self.manager.restore(step, args=ocp.args.Composite(**{PROGRESS: ocp.args.JsonRestore()}))
-        return float(restored[PROGRESS]["train_seconds"])
 
     def restore(self, abstract_state, step: int | None = None, with_data: bool = True):
         """(state, data_state or None) at `step` (default: the newest readable one).
