@@ -65,18 +65,18 @@ def pooled_states_by_depth(params, codes):
 fn = jax.jit(pooled_states_by_depth)
 row = "mean" if cells == 1 else (f"cells{cells}x{cells}" if region is None else pooling)
 splits = downstream.dataset_splits(data, pretrained.image_size, max_train)
+codes_of = {name: np.asarray(pretrained.image_codes(split["images"]), np.int32) for name, split in splits.items()}
 rows = {}
 for label, params in (("gptface", pretrained.params), ("random_init", downstream.initial_params(pretrained))):
-    for name, split in splits.items():
-        codes = np.asarray(pretrained.image_codes(split["images"]), np.int32)
+    for name, codes in codes_of.items():
         (states,) = sharding.run_in_batches(lambda c, params=params: (fn(params, c),), [codes], 256)
         for depth in range(config.num_layers + 1):
             rows.setdefault(f"{label}_{row}_depth{depth}", {})[name] = np.asarray(states[:, depth])
 if region is not None:
     print(f"{pooling}: {int(region.sum())} of {grid * grid} tokens")
-    for name, split in splits.items():
-        codes = np.asarray(pretrained.image_codes(split["images"]), np.int32).reshape(-1, grid, grid)
-        vectors = downstream.code_vector_features(pretrained.vq, codes).reshape(len(codes), grid * grid, -1)
+    for name, codes in codes_of.items():
+        vectors = downstream.code_vector_features(pretrained.vq, codes.reshape(-1, grid, grid)).reshape(
+            len(codes), grid * grid, -1)
         rows.setdefault(f"vq_code_vectors_{pooling}", {})[name] = vectors[:, region].reshape(len(codes), -1)
 table = downstream.markdown(downstream.run_probes(rows, splits), data)
 print(table if region is not None else table.split("\n\n| attribute")[0])
