@@ -62,6 +62,7 @@ def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretoken
         assert r["unchanged_tokens"] == 1.0          # the decoder never touches tokens outside the region
         assert r["psnr_outside"] > 15.0              # only the half-cell fade band differs there
         assert 0.0 <= r["success"] <= 1.0 and np.isfinite(r["itm"])
+        assert 0.0 <= r["success_neutral"] <= 1.0 and r["lift"] == r["success"] - r["success_neutral"]
     generated = report["text_to_face"]
     wanted = {(a, g) for a in text_to_face_eval.PROMPTS for g in (0.0, 2.0)}
     assert {(r["attribute"], r["guidance"]) for r in generated} == wanted
@@ -70,7 +71,37 @@ def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretoken
     for r in generated:
         assert r["samples"] == 4 and 0.0 <= r["named"] <= 1.0 and r["lift"] == r["named"] - r["neutral"]
     table = (tmp_path / "edits_eval.md").read_text()
-    assert table.count("\n| smile |") == 2 and table.count("\n| male |") == 2
+    assert table.count("\n| smile |") == 2 and table.count("\n| male |") == 2 and table.count("\n| mean |") == 2
+
+
+def test_edit_lift_is_zero_when_the_caption_is_the_neutral_one(trained_workdir, monkeypatch):
+    """The neutral re-draw shares the edit's seed, region and decoder: an edit captioned with the neutral
+    caption and no negative is its own control, the same pixels judged and lift 0, at every guidance strength."""
+    from gptface_jax.serving import inference
+
+    class Judge:  # keeps what it is shown; any pixel change flips a face's verdict half the time
+        def __init__(self):
+            self.seen = []
+
+        def predict_all(self, images):
+            self.seen.append(images.copy())
+            odd = images.reshape(len(images), -1).astype(np.int64).sum(1) % 2 == 1
+            return {"attributes": np.repeat(odd[:, None], len(ATTRIBUTES), 1).astype(float)}
+
+    monkeypatch.setattr(edit_eval, "EDITS", {"hat": (("hair",), text_to_face_eval.NEUTRAL, "hat")})
+    pretrained = inference.load(trained_workdir)
+    test = load_labelled(pretrained.source_dataset(), "test", pretrained.image_size)
+    attributes = test["attributes"].copy()
+    attributes[:, ATTRIBUTES.index("hat")] = 0  # every face may take the edit
+    judge = Judge()
+    rows = edit_eval.evaluate(pretrained, judge, test["images"], attributes, guidances=(0.0, 2.0),
+                              cfg_scales=(0.0,), faces_per_edit=6)
+    assert [r["guidance"] for r in rows] == [0.0, 2.0] and all(r["faces"] == 6 for r in rows)
+    assert all(r["lift"] == 0.0 and r["success"] == r["success_neutral"] for r in rows)
+    before, *edits = judge.seen  # the unedited faces, then (edit, neutral re-draw) per guidance strength
+    assert len(edits) == 4 and not np.array_equal(before, edits[0])  # the region was re-drawn
+    for edited, control in zip(edits[::2], edits[1::2]):
+        np.testing.assert_array_equal(edited, control)
 
 
 def test_text_to_face_lift_is_zero_when_the_caption_is_the_neutral_one(trained_workdir, monkeypatch):

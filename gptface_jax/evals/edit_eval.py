@@ -5,6 +5,11 @@ region's tokens re-decoded for the caption) at every setting of the two guidance
 guidance lambda x classifier-free scale w), with the same seed. Per (edit, lambda, w):
   success        the judge (attribute_classifier, trained on rendered pixels) says the target holds
   success_before the same judge on the unedited faces (its false-positive floor)
+  success_neutral the same region re-decoded for the neutral "a photo of a person" (no negative caption),
+                 same seed: what re-drawing the region alone makes the judge say
+  lift           success - success_neutral: what the caption adds (0 for a caption-blind model). On
+                 run q10 the glasses and smile edits read as often after a neutral re-draw as after
+                 their own caption (docs/experiments.md, run ec1)
   psnr_outside   PSNR of the edited crop against the original over the pixels of unmasked tokens
                  (the paste-back's half-cell fade included), dB
   unchanged_tokens  fraction of unmasked tokens the decoder left as they were (must be 1.0)
@@ -14,6 +19,7 @@ Faces are batched through one jitted decoder per setting.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -65,6 +71,16 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
+def _redraw(pretrained, decoder, crops, codes, token_mask, seed, caption_ids, negative_ids):
+    """The region's tokens re-decoded for a caption and pasted back: (edited crops, all their tokens)."""
+    mask = np.repeat(token_mask.reshape(1, -1), len(crops), 0)
+    _, out = decoder(pretrained.params, caption_ids, codes, mask, jax.random.PRNGKey(seed), negative_ids)
+    out = np.asarray(out)
+    edited = np.stack([editing.paste_back(editing.Photo.of_crop(c), d, token_mask)
+                       for c, d in zip(crops, pretrained.images(out))])
+    return edited, out
+
+
 def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, guidances=(0.0, 2.0),
              cfg_scales=(0.0,), faces_per_edit: int = 16, seed: int = 0, config: DecodeConfig = DecodeConfig(),
              hair_colour: np.ndarray | None = None, expression: np.ndarray | None = None) -> list[dict]:
@@ -86,18 +102,17 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
         codes = pretrained.image_codes(crops)
         text = np.repeat(pretrained.text_ids([caption]), len(chosen), 0)
         negative = np.repeat(pretrained.text_ids([NEGATIVES[edit]]), len(chosen), 0) if edit in NEGATIVES else None
-        mask = np.repeat(token_mask.reshape(1, -1), len(chosen), 0)
+        neutral = np.repeat(pretrained.text_ids([text_to_face_eval.NEUTRAL]), len(chosen), 0)
         for (g, w), decoder in decoders.items():
-            _, out = decoder(pretrained.params, text, codes, mask, jax.random.PRNGKey(seed), negative)
-            out = np.asarray(out)
-            decoded = pretrained.images(out)
-            edited = np.stack([editing.paste_back(editing.Photo.of_crop(c), d, token_mask)
-                               for c, d in zip(crops, decoded)])
+            redraw = functools.partial(_redraw, pretrained, decoder, crops, codes, token_mask, seed)
+            edited, out = redraw(text, negative)
             after = face_labels.holds(judge.predict_all(edited), target)
+            control = face_labels.holds(judge.predict_all(redraw(neutral, None)[0]), target)
             rows.append({
                 "edit": edit, "guidance": g, "cfg_scale": w, "faces": int(len(chosen)), "caption": caption,
                 "negative": NEGATIVES.get(edit),
                 "success": float(after.mean()), "success_before": float(before.mean()),
+                "success_neutral": float(control.mean()), "lift": float(after.mean() - control.mean()),
                 "psnr_outside": float(np.mean([psnr(e, c, outside) for e, c in zip(edited, crops)])),
                 "unchanged_tokens": float((out[:, ~token_mask.reshape(-1)] == codes[:,
                                                                                     ~token_mask.reshape(-1)]).mean()),
@@ -107,13 +122,18 @@ def evaluate(pretrained, judge, images: np.ndarray, attributes: np.ndarray, *, g
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| edit | guidance | cfg | faces | success | success before | PSNR outside (dB) | unchanged tokens "
-             "| ITM log-odds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| edit | guidance | cfg | faces | success | success ('{text_to_face_eval.NEUTRAL}') | lift "
+             "| success before | PSNR outside (dB) | unchanged tokens | ITM log-odds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['edit']} | {r['guidance']:g} | {r['cfg_scale']:g} | {r['faces']} | {r['success']:.3f} "
-                     f"| {r['success_before']:.3f} | "
+                     f"| {r['success_neutral']:.3f} | {r['lift']:+.3f} | {r['success_before']:.3f} | "
                      f"{r['psnr_outside']:.2f} | {r['unchanged_tokens']:.4f} | {r['itm']:.3f} |")
+    for g, w in dict.fromkeys((r["guidance"], r["cfg_scale"]) for r in rows):
+        at = [r for r in rows if (r["guidance"], r["cfg_scale"]) == (g, w)]
+        lines.append(f"| mean | {g:g} | {w:g} | | {np.mean([r['success'] for r in at]):.3f} "
+                     f"| {np.mean([r['success_neutral'] for r in at]):.3f} | {np.mean([r['lift'] for r in at]):+.3f} "
+                     "| | | | |")
     return "\n".join(lines) + "\n"
 
 
