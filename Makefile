@@ -21,7 +21,8 @@ demo: $(STAMP)
 # (A VQ of its own trained 6x longer, 24.3 dB, made edits and text-to-face worse: docs/experiments.md, q7.)
 # Its 3,600-s budget (train.time_budget_s) ends a machine slower than 2.2 s per step before step 1,600, its
 # last 200 steps cooling down (train.cooldown_steps); QUALITY_FLAGS=--config.train.time_budget_s=0 runs all
-# 1,600 steps there (docs/model.md).
+# 1,600 steps there (docs/model.md). The edits are measured at the editor's w = 8 only (add --cfg-scale 0 8
+# for the w = 0 rows): its four candidates decode four times the rows.
 QUALITY ?= runs/quality
 QUALITY_FLAGS ?=
 quality: $(STAMP)
@@ -33,7 +34,7 @@ quality: $(STAMP)
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface train --config experiments/pretrain.py:quality \
 		--config.data.pretokenized=$(QUALITY)/pretokenized --workdir $(QUALITY)/pretrain $(QUALITY_FLAGS)
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval captions --workdir $(QUALITY)/pretrain
-	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval edits --workdir $(QUALITY)/pretrain --faces 64
+	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval edits --workdir $(QUALITY)/pretrain --faces 64 --cfg-scale 8
 	JAX_NUM_CPU_DEVICES=$(CPU_DEVICES) $(BIN)/gptface eval probe --workdir $(QUALITY)/pretrain \
 		--dataset $(QUALITY)/data --max-train 5000
 

@@ -267,7 +267,7 @@ def test_candidates_keep_the_sample_the_model_matches_best(model_and_params, mod
         DecodeConfig(candidates=0).validate()
 
 
-def test_caption_defaults_reach_the_cli():
+def test_sampling_defaults_reach_the_cli():
     from gptface_jax.cli import build_parser
     from gptface_jax.generate.decode_config import default_config
     args = build_parser().parse_args(["caption", "--workdir", "w", "--image", "x.png"])
@@ -276,6 +276,14 @@ def test_caption_defaults_reach_the_cli():
     edit = build_parser().parse_args(["generate", "--workdir", "w", "--text", "a man"])
     assert (edit.order, edit.repeat_penalty, edit.cfg_scale, edit.guidance, edit.candidates) == (
         "confidence", 0.0, 3.0, [0.0, 2.0], 1)
+    # edits: w = 8 and the best of 4 by ITM, in `gptface edit` and in what `gptface eval edits` measures;
+    # mask removal draws once
+    face = ["--workdir", "w", "--text", "a man", "--image", "x.png"]
+    edit = build_parser().parse_args(["edit", *face, "--region", "mouth"])
+    measured = build_parser().parse_args(["eval", "edits", "--workdir", "w"])
+    removal = build_parser().parse_args(["remove-mask", *face])
+    assert (edit.cfg_scale, edit.candidates, measured.candidates, max(measured.cfg_scale)) == (8.0, 4, 4, 8.0)
+    assert (removal.cfg_scale, removal.candidates) == (8.0, 1)
 
 
 def test_bad_configs_are_refused():
