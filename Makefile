@@ -22,7 +22,8 @@ demo: $(STAMP)
 # Its 3,600-s budget (train.time_budget_s) ends a machine slower than 2.2 s per step before step 1,600, its
 # last 200 steps cooling down (train.cooldown_steps); QUALITY_FLAGS=--config.train.time_budget_s=0 runs all
 # 1,600 steps there (docs/model.md). The edits are measured at the editor's w = 8 only (add --cfg-scale 0 8
-# for the w = 0 rows): its four candidates decode four times the rows.
+# for the w = 0 rows): its four candidates decode four times the rows. Text-to-face is measured with
+# `gptface generate`'s sampler (w = 3, one draw).
 QUALITY ?= runs/quality
 QUALITY_FLAGS ?=
 quality: $(STAMP)

@@ -251,7 +251,11 @@ def _eval_edits(args: argparse.Namespace) -> int:
                            cfg_scales=tuple(args.cfg_scale), faces_per_edit=args.faces, seed=args.seed,
                            text_to_face_samples=args.samples,
                            config=DecodeConfig(guidance_contrast=args.guidance_contrast, guide=args.guide,
-                                               candidates=args.candidates))
+                                               candidates=args.candidates),
+                           text_to_face_cfg_scales=tuple(args.text_to_face_cfg_scale),
+                           text_to_face_config=dataclasses.replace(
+                               default_config("generate"), guidance_contrast=args.guidance_contrast,
+                               guide=args.guide, candidates=args.text_to_face_candidates))
     judge = report["judge"]
     print(f"judge: held-out attribute accuracy {judge['test']['attribute_mean_accuracy']:.3f}"
           + (f" (on VQ reconstructions {judge['test_vq_reconstructions']['attribute_mean_accuracy']:.3f})"
@@ -475,13 +479,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ITM-guidance strengths lambda")
     editor = default_config("edit")
     p.add_argument("--cfg-scale", type=float, nargs="+", default=[0.0, editor.cfg_scale],
-                   help=f"classifier-free guidance scales w; every (lambda, w) pair is evaluated (default 0 and "
-                        f"the editor's {editor.cfg_scale:g})")
+                   help=f"classifier-free guidance scales w for the edit rows; every (lambda, w) pair is evaluated "
+                        f"(default 0 and the editor's {editor.cfg_scale:g})")
     p.add_argument("--faces", type=int, default=16, help="held-out faces per edit type")
     p.add_argument("--samples", type=int, default=32, help="faces generated per caption for the text-to-face rows")
+    generator = default_config("generate")
+    p.add_argument("--text-to-face-cfg-scale", type=float, nargs="+", default=[generator.cfg_scale],
+                   help=f"w for the text-to-face rows (default `gptface generate`'s {generator.cfg_scale:g})")
+    p.add_argument("--text-to-face-candidates", type=int, default=generator.candidates,
+                   help=f"samples per text-to-face face, the best by ITM judged (default `gptface generate`'s "
+                        f"{generator.candidates})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--candidates", type=int, default=editor.candidates,
-                   help="samples decoded per face, the one the model's ITM ranks first judged")
+                   help="samples decoded per edited face, the one the model's ITM ranks first judged")
     _add_contrast_argument(p)
     p.set_defaults(func=_eval_edits)
 

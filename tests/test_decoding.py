@@ -276,13 +276,15 @@ def test_sampling_defaults_reach_the_cli():
     edit = build_parser().parse_args(["generate", "--workdir", "w", "--text", "a man"])
     assert (edit.order, edit.repeat_penalty, edit.cfg_scale, edit.guidance, edit.candidates) == (
         "confidence", 0.0, 3.0, [0.0, 2.0], 1)
-    # edits: w = 8 and the best of 4 by ITM, in `gptface edit` and in what `gptface eval edits` measures;
+    # edits: w = 8 and the best of 4 by ITM, in `gptface edit` and in the edit rows `gptface eval edits` measures;
     # mask removal draws once
     face = ["--workdir", "w", "--text", "a man", "--image", "x.png"]
     edit = build_parser().parse_args(["edit", *face, "--region", "mouth"])
     measured = build_parser().parse_args(["eval", "edits", "--workdir", "w"])
     removal = build_parser().parse_args(["remove-mask", *face])
     assert (edit.cfg_scale, edit.candidates, measured.candidates, max(measured.cfg_scale)) == (8.0, 4, 4, 8.0)
+    # ... and text-to-face is measured with `gptface generate`'s sampler, not the editor's
+    assert (measured.text_to_face_cfg_scale, measured.text_to_face_candidates) == ([3.0], 1)
     assert (removal.cfg_scale, removal.candidates) == (8.0, 1)
 
 

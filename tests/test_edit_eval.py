@@ -1,4 +1,5 @@
 """Edit evaluation: an independent pixel judge, and per-edit success / preservation / ITM rows."""
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import ATTRIBUTES
 from gptface_jax.evals import attribute_classifier, edit_eval, text_to_face_eval
 from gptface_jax.evals.downstream import load_labelled
-from gptface_jax.generate.decode_config import guidance_grid
+from gptface_jax.generate.decode_config import default_config, guidance_grid
 
 pytestmark = pytest.mark.slow  # the module trains a judge and a model first
 
@@ -68,6 +69,9 @@ def test_edit_rows_keep_every_token_outside_the_region(trained_workdir, pretoken
     assert {(r["attribute"], r["guidance"]) for r in generated} == wanted
     assert report["judge"]["hair_colour_names"] == ["black", "brown", "blond", "red", "grey"]
     assert 0.0 <= report["judge"]["test"]["hair_colour_accuracy"] <= 1.0
+    # text-to-face rows sample as `gptface generate` does (w = 3, one draw), whatever the edits use
+    assert report["text_to_face_decoding"] == dataclasses.asdict(default_config("generate"))
+    assert {r["cfg_scale"] for r in generated} == {default_config("generate").cfg_scale}
     for r in generated:
         assert r["samples"] == 4 and 0.0 <= r["named"] <= 1.0 and r["lift"] == r["named"] - r["neutral"]
     table = (tmp_path / "edits_eval.md").read_text()

@@ -29,7 +29,7 @@ import numpy as np
 from gptface_jax.evals import attribute_classifier, face_labels, text_to_face_eval
 from gptface_jax.evals.downstream import load_labelled
 from gptface_jax.generate import decoding, editing
-from gptface_jax.generate.decode_config import MASK_NEGATIVE, DecodeConfig, guidance_grid
+from gptface_jax.generate.decode_config import MASK_NEGATIVE, DecodeConfig, default_config, guidance_grid
 from gptface_jax.runtime import layout
 
 # name: (regions, caption in the corpus' own phrasing, the label the edit makes hold: face_labels names,
@@ -137,11 +137,18 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _draws(config: DecodeConfig) -> str:
+    return "one draw each" if config.candidates == 1 else f"the best of {config.candidates} by ITM"
+
+
 def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = None, out_dir: str | None = None, *,
         guidances=(0.0, 2.0), cfg_scales=(0.0,), faces_per_edit: int = 16, seed: int = 0, judge_steps: int = 1500,
-        text_to_face_samples: int = 32, config: DecodeConfig = DecodeConfig()) -> dict:
-    """Loads (or first trains) the judge, edits held-out faces and generates faces from captions
-    (text_to_face_eval), writes edits_eval.json/.md; returns the report."""
+        text_to_face_samples: int = 32, config: DecodeConfig = DecodeConfig(),
+        text_to_face_cfg_scales=(default_config("generate").cfg_scale,),
+        text_to_face_config: DecodeConfig = default_config("generate")) -> dict:
+    """Loads (or first trains) the judge, edits held-out faces with `config` and generates faces from
+    captions with `text_to_face_config` (text_to_face_eval; by default `gptface generate`'s sampler, which
+    the text-to-face figures describe), writes edits_eval.json/.md; returns the report."""
     from gptface_jax.serving import inference
     pretrained = inference.load(workdir)
     dataset_dir = dataset_dir or pretrained.source_dataset()
@@ -154,16 +161,19 @@ def run(workdir: str, dataset_dir: str | None = None, judge_dir: str | None = No
     rows = evaluate(pretrained, judge, test["images"], test["attributes"], guidances=guidances, cfg_scales=cfg_scales,
                     faces_per_edit=faces_per_edit, seed=seed, hair_colour=test.get("hair_colour"),
                     expression=test.get("expression"), config=config)
-    generated = text_to_face_eval.evaluate(pretrained, judge, guidances=guidances, cfg_scales=cfg_scales,
-                                           samples=text_to_face_samples, seed=seed, config=config)
+    generated = text_to_face_eval.evaluate(pretrained, judge, guidances=guidances,
+                                           cfg_scales=text_to_face_cfg_scales, samples=text_to_face_samples,
+                                           seed=seed, config=text_to_face_config)
     report = {"workdir": workdir, "dataset": dataset_dir, "judge": judge.info, "decoding": dataclasses.asdict(config),
-              "rows": rows, "text_to_face": generated}
+              "rows": rows, "text_to_face_decoding": dataclasses.asdict(text_to_face_config),
+              "text_to_face": generated}
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, layout.EDITS_EVAL + ".json"), "w") as f:
         json.dump(report, f, indent=1)
-    table = (f"Edits (held-out faces, {faces_per_edit} per edit):\n\n{markdown(rows)}\n"
-             f"Text-to-face ({text_to_face_samples} faces per caption):\n\n{text_to_face_eval.markdown(generated)}")
+    table = (f"Edits (held-out faces, {faces_per_edit} per edit, {_draws(config)}):\n\n{markdown(rows)}\n"
+             f"Text-to-face ({text_to_face_samples} faces per caption, {_draws(text_to_face_config)}):\n\n"
+             f"{text_to_face_eval.markdown(generated)}")
     with open(os.path.join(out_dir, layout.EDITS_EVAL + ".md"), "w") as f:
         f.write(table)
     return {**report, "markdown": table}
