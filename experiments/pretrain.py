@@ -132,8 +132,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # A head from the ITC text embedding to its caption's bag of tokens, trained by loss.itc_word_weight
     # (model.ModelConfig). Needs loss.itc_weight > 0.
     c.model.itc_words = False
-    # Token-wise ITC (FILIP) beside the pooled one, weighted by loss.itc_token_weight (model.ModelConfig).
-    c.model.itc_tokens = False
 
     c.masking = ml_collections.ConfigDict()
     # Per-example masking mode probabilities: joint / image-generation / text-generation.
@@ -164,8 +162,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.loss.itc_kind = "softmax"
     # Weight of the caption-token loss on the ITC text embedding (needs model.itc_words).
     c.loss.itc_word_weight = 0.0
-    # Weight of the token-wise ITC loss (needs model.itc_tokens).
-    c.loss.itc_token_weight = 0.0
     # This share of the ITM negatives is re-drawn in the step from the ITC similarities: a wrong
     # caption for the image or a wrong image for the caption, likelier the more alike (gptface_jax/train/negatives.py)
     c.loss.mined_negative_fraction = 0.0

@@ -54,47 +54,6 @@ def test_itc_loss_matches_the_pairwise_reference_and_identical_captions_are_posi
     assert 0.0 <= float(metrics["itc_i2t_accuracy"]) <= 1.0
 
 
-def test_token_similarities_are_each_sides_mean_best_match_over_the_captions_words():
-    rng = np.random.default_rng(1)
-    def unit(x):
-        return x / np.linalg.norm(x, axis=-1, keepdims=True)
-    image, text = unit(rng.normal(size=(3, 5, 8))), unit(rng.normal(size=(4, 6, 8)))
-    captions = rng.integers(MASK + 1, 60, (4, 6))
-    captions[0, 2:] = PAD   # a short caption: its padding is no word
-    captions[3, 4] = MASK   # nor is a special token
-    image_to_text, text_to_image = losses.token_similarities(jnp.asarray(image), jnp.asarray(text),
-                                                             jnp.asarray(captions))
-    for i in range(3):
-        for j in range(4):
-            cosine = image[i] @ text[j][captions[j] > MASK].T          # (image tokens, words)
-            np.testing.assert_allclose(float(image_to_text[i, j]), cosine.max(1).mean(), rtol=1e-5)
-            np.testing.assert_allclose(float(text_to_image[i, j]), cosine.max(0).mean(), rtol=1e-5)
-    # a caption whose words each copy one image token scores that image's best match (1) text -> image
-    text[1, :3] = image[2, [0, 3, 4]]
-    captions[1] = [MASK + 1, MASK + 2, MASK + 3, PAD, PAD, PAD]
-    _, text_to_image = losses.token_similarities(jnp.asarray(image), jnp.asarray(text), jnp.asarray(captions))
-    np.testing.assert_allclose(float(text_to_image[2, 1]), 1.0, rtol=1e-5)
-    # the loss over 4 pairs falls when each caption's words copy its own image's tokens
-    image = np.concatenate([image, unit(rng.normal(size=(1, 5, 8)))])
-    loss, _ = losses.token_itc_loss(jnp.asarray(image), jnp.asarray(text), jnp.asarray(captions), jnp.log(10.0))
-    copied = np.concatenate([image, image[:, :1]], 1)                  # 6 "words" per caption, from its image
-    all_words = MASK + 1 + np.arange(24).reshape(4, 6)              # distinct captions, every position a word
-    aligned, metrics = losses.token_itc_loss(jnp.asarray(image), jnp.asarray(copied), jnp.asarray(all_words),
-                                             jnp.log(10.0))
-    assert float(aligned) < float(loss)
-    assert float(metrics["itc_token_t2i_accuracy"]) == 1.0
-
-
-def test_token_itc_needs_its_weight_and_one_micro_batch():
-    base = ["--config", "experiments/pretrain.py:tiny", "--config.model.itc_dim=16", "--config.loss.itc_weight=1.0"]
-    with pytest.raises(config_lib.ConfigError, match="itc_token_weight > 0 go together"):
-        config_lib.validate(config_lib.load(base + ["--config.model.itc_tokens=True"]))
-    with pytest.raises(config_lib.ConfigError, match="accum_steps=1"):
-        config_lib.validate(config_lib.load(base + ["--config.model.itc_tokens=True",
-                                                    "--config.loss.itc_token_weight=1.0",
-                                                    "--config.train.accum_steps=2"]))
-
-
 @pytest.mark.slow
 def test_unimodal_passes_see_no_token_of_the_other_modality():
     model = GPTFace(ITC)
@@ -112,18 +71,15 @@ def test_unimodal_passes_see_no_token_of_the_other_modality():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shape,tokens", [((2, 2, 2), False), ((2, 2, 2), True)])
-def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape, tokens, capfd):
+@pytest.mark.parametrize("shape", [(2, 2, 2)])
+def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape, capfd):
     """ITC contrasts the global batch: sharding its rows must not change the loss or the update. The
-    partitioner keeps every activation sharded (it warns on stderr where it must replicate one).
-    `tokens`: FILIP's token-wise ITC beside the pooled one."""
-    flags = ["--config.model.itc_tokens=True", "--config.loss.itc_token_weight=1.0"] if tokens else []
+    partitioner keeps every activation sharded (it warns on stderr where it must replicate one)."""
     config = config_lib.load(["--config", "experiments/pretrain.py:tiny", f"--config.mesh.shape={shape}",
                               "--config.model.itc_dim=16", "--config.loss.itc_weight=1.0",
-                              "--config.loss.mined_negative_fraction=1.0", *flags])
+                              "--config.loss.mined_negative_fraction=1.0"])
     mesh, rules = sharding.make_mesh(config), sharding.logical_rules(config)
-    # the match logit reads the mined rows' cosines
-    model = GPTFace(dataclasses.replace(ITC, itm_similarity=True, itc_tokens=tokens))
+    model = GPTFace(dataclasses.replace(ITC, itm_similarity=True))  # the match logit reads the mined rows' cosines
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, eps=1e-4, weight_decay=0.01))
     step = trainer.make_train_step(model, tx, config)
     batch = {k: jnp.asarray(v) for k, v in _batch(16).items()}
@@ -140,8 +96,7 @@ def test_step_with_itc_on_a_mesh_equals_the_single_device_step(shape, tokens, ca
     new_state, metrics = jax.jit(step)(single, batch)
     assert float(metrics["itc_loss"]) > 0
     assert float(metrics["mined_negatives"]) > 0   # the mined rows are drawn alike on the mesh
-    keys = ("loss", "itc_loss", "itc_i2t_accuracy", "grad_norm", "mined_negatives", "mined_similarity")
-    for key in keys + (("itc_token_loss", "itc_token_t2i_accuracy") if tokens else ()):
+    for key in ("loss", "itc_loss", "itc_i2t_accuracy", "grad_norm", "mined_negatives", "mined_similarity"):
         np.testing.assert_allclose(float(s_metrics[key]), float(metrics[key]), rtol=1e-5, err_msg=key)
     # Adam's first update is about lr * sign(g) = 0.01 per element; where |g| is near eps = 1e-4 the
     # summation order of a sharded reduction moves it by up to 1e-5 (0.1% of an update)

@@ -68,9 +68,10 @@ embed = jax.jit(lambda p, t, c: model.apply(p, t, c, method=GPTFace.itc_embeddin
 put = sharding.global_batch_put(mesh, config)
 text_emb, image_emb = sharding.run_in_batches(lambda t, c: embed(params, t, c),
                                               [split["text_ids"], split["image_codes"]], 100, put)
+similarity = np.asarray(image_emb) @ np.asarray(text_emb).T
 caption_facts = [mentioned_facts(c) for c in split["captions"]]
-consistent_pairs, only_pairs = [], collections.defaultdict(list)
-for i in range(len(image_emb)):
+consistent, only = [], collections.defaultdict(list)
+for i in range(len(similarity)):
     for j, facts in enumerate(caption_facts):
         if j == i or not facts:
             continue
@@ -78,32 +79,15 @@ for i in range(len(image_emb)):
                     for f in facts]
         wrong = [f[0] for f, (_, false) in zip(facts, verdicts) if false]
         if not wrong and any(true for true, _ in verdicts):
-            consistent_pairs.append((i, j))
+            consistent.append(similarity[i, j])
         elif len(wrong) == 1:
-            only_pairs[wrong[0]].append((i, j))
-
-
-def auc_table(title, similarity):
-    consistent = [similarity[i, j] for i, j in consistent_pairs]
-    print(f"\n{title}, consistent captions ({len(consistent)} pairs) against captions contradicting one fact")
-    print("| contradicted fact | pairs | AUC |")
-    print("| --- | --- | --- |")
-    for fact, pairs_of_fact in sorted(only_pairs.items(), key=lambda kv: -len(kv[1])):
-        scores = [similarity[i, j] for i, j in pairs_of_fact]
-        scores_and_labels = np.concatenate([consistent, scores]), np.r_[np.ones(len(consistent)), np.zeros(len(scores))]
-        print(f"| {fact} | {len(scores)} | {itm_eval.auc(*scores_and_labels):.3f} |")
-
-
-auc_table("ITC cosine", np.asarray(image_emb) @ np.asarray(text_emb).T)
-if model.config.itc_tokens:  # FILIP's token-wise scores, each direction
-    from gptface_jax.models import losses
-    embed_tokens = jax.jit(lambda p, t, c: model.apply(p, t, c, method=GPTFace.itc_token_embeddings)[2:])
-    text_tokens, image_tokens = (np.asarray(a) for a in sharding.run_in_batches(
-        lambda t, c: embed_tokens(params, t, c), [split["text_ids"], split["image_codes"]], 100, put))
-    scores = jax.jit(losses.token_similarities)
-    chunks = [scores(image_tokens[s:s + 10], text_tokens, split["text_ids"]) for s in range(0, len(image_tokens), 10)]
-    auc_table("Token-wise image -> text score", np.concatenate([np.asarray(a) for a, _ in chunks]))
-    auc_table("Token-wise text -> image score", np.concatenate([np.asarray(b) for _, b in chunks]))
+            only[wrong[0]].append(similarity[i, j])
+print(f"\nITC cosine, consistent captions ({len(consistent)} pairs) against captions contradicting one fact")
+print("| contradicted fact | pairs | AUC |")
+print("| --- | --- | --- |")
+for fact, scores in sorted(only.items(), key=lambda kv: -len(kv[1])):
+    scores_and_labels = np.concatenate([consistent, scores]), np.r_[np.ones(len(consistent)), np.zeros(len(scores))]
+    print(f"| {fact} | {len(scores)} | {itm_eval.auc(*scores_and_labels):.3f} |")
 
 captions = itm_eval.load_split(ShardSource(config.data.pretokenized, "train", verify=False), 6000)
 embed_text = jax.jit(lambda p, t: model.apply(p, t, method=GPTFace.itc_text))  # the captions' images are not needed

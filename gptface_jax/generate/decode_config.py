@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-GUIDES = ("itm", "itc", "both", "tokens")
+GUIDES = ("itm", "itc", "both")
 ORDERS = ("confidence", "left_to_right")
 
 
@@ -24,8 +24,7 @@ class DecodeConfig:
     # how match-like x looks whatever the caption (off: the plain match log-odds)
     guidance_contrast: bool = False
     # what the guidance gradient follows: "itm" (the fused match log-odds), "itc" (the unimodal
-    # embeddings' similarity; needs ITC heads), "both" (the two normalised gradients added) or "tokens"
-    # (the token-wise ITC score: each caption word's best image token; needs model.itc_tokens)
+    # embeddings' similarity; needs ITC heads) or "both" (the two normalised gradients added)
     guide: str = "itm"
     # which masked positions are kept each step: "confidence" (MaskGIT: the most confident, on a
     # cosine schedule) or "left_to_right" (the leftmost, an equal share per step: one token per

@@ -40,7 +40,6 @@ import jax.numpy as jnp
 
 from data_pipelines.text_tokenizer import MASK, NUM_SPECIAL, PAD
 from gptface_jax.generate.decode_config import DecodeConfig  # noqa: F401  (re-exported: decoding.DecodeConfig)
-from gptface_jax.models import losses
 from gptface_jax.models.transformer import GPTFace, image_hidden, text_hidden
 
 IMAGE, TEXT = "image", "text"
@@ -143,33 +142,6 @@ def _itc_score_of_logits(model: GPTFace, params, text, image, modality, mask, ta
     return score
 
 
-def _token_score_of_logits(model: GPTFace, params, text, image, modality, mask, table, tau, negative=None):
-    """Token-wise text -> image score (each caption word's best image token, averaged; FILIP), scaled by
-    its learned scale, the generated side relaxed through its own unimodal pass; minus the same score
-    against the negative control, if given."""
-    scale = jnp.exp(params["params"]["itc_token_log_scale"])
-    if modality == IMAGE:
-        controls = [(model.apply(params, ids, method=GPTFace.itc_text_tokens), ids > MASK)
-                    for ids in ([text] if negative is None else [text, negative])]
-        base = model.apply(params, image, method=GPTFace.embed_image)
-        offset, method, generated = 0, GPTFace.itc_image_tokens, image
-    else:
-        controls = [(model.apply(params, codes, method=GPTFace.itc_image_tokens), None)
-                    for codes in ([image] if negative is None else [image, negative])]
-        base, _ = model.apply(params, text, method=GPTFace.embed_text)
-        offset, method, generated = 1, GPTFace.itc_text_tokens, text
-        words = (text > MASK) | mask   # the masked positions are being written: words too
-
-    def score(logits):
-        embeds = _relaxed(model, params, modality, base, offset, logits, mask, table, tau)
-        relaxed = model.apply(params, generated, inputs_embeds=embeds, method=method)
-        scores = [losses.paired_text_to_image(relaxed, tokens, w) if modality == IMAGE
-                  else losses.paired_text_to_image(tokens, relaxed, words) for tokens, w in controls]
-        return scale * (scores[0] - (scores[1] if len(scores) > 1 else 0.0))
-
-    return score
-
-
 def _guidance_scores(model, params, text, image, modality, mask, table, config: DecodeConfig, negative=None):
     """The scores whose gradients guide: ITM match log-odds (contrasted with the blank control under
     `guidance_contrast`, always with a negative control), ITC similarity, or both."""
@@ -187,11 +159,6 @@ def _guidance_scores(model, params, text, image, modality, mask, table, config: 
             raise ValueError("guide='itc' needs a model with ITC heads (model.itc_dim > 0)")
         scores.append(_itc_score_of_logits(model, params, text, image, modality, mask, table, config.guidance_tau,
                                            negative))
-    if config.guide == "tokens":
-        if not model.config.itc_tokens:
-            raise ValueError("guide='tokens' needs a model with token-wise ITC heads (model.itc_tokens)")
-        scores.append(_token_score_of_logits(model, params, text, image, modality, mask, table,
-                                             config.guidance_tau, negative))
     return scores
 
 

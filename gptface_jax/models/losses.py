@@ -127,44 +127,6 @@ def itc_loss(text_emb, image_emb, caption_ids, log_scale, bias, kind: str = "sig
                   "itc_scale": jnp.exp(log_scale), "itc_bias": bias}
 
 
-def token_similarities(image_tokens, text_tokens, caption_ids):
-    """FILIP's token-wise scores of every (image, caption) pair: image_tokens (I, N, E), text_tokens (T, L, E)
-    L2-normalised, caption_ids (T, L) -> (image -> text (I, T), text -> image (I, T)).
-
-    Image -> text: the mean over image tokens of each one's best cosine among the caption's words;
-    text -> image: the mean over the caption's words (ids above [MASK]) of each one's best image token.
-    """
-    words = caption_ids > MASK
-    cosine = jnp.einsum("ikd,jld->ijkl", image_tokens, text_tokens)                    # (I, T, N, L)
-    image_to_text = jnp.where(words[None, :, None, :], cosine, -1.0).max(3).mean(2)
-    best_token = cosine.max(2)                                                          # (I, T, L)
-    text_to_image = (jnp.where(words[None], best_token, 0.0).sum(2)
-                     / jnp.maximum(words.sum(1), 1)[None].astype(jnp.float32))
-    return image_to_text, text_to_image
-
-
-def paired_text_to_image(image_tokens, text_tokens, words):
-    """Token-wise text -> image score of each row's own pair: image_tokens (B, N, E), text_tokens (B, L, E),
-    words (B, L) bool -> (B,): the mean over the words of each one's best cosine among the image tokens."""
-    best = jnp.einsum("bkd,bld->bkl", image_tokens, text_tokens).max(1)
-    return jnp.where(words, best, 0.0).sum(1) / jnp.maximum(words.sum(1), 1).astype(jnp.float32)
-
-
-def token_itc_loss(image_tokens, text_tokens, caption_ids, log_scale):
-    """Softmax ITC on FILIP's token-wise scores over the whole batch: image -> text on the image side's
-    score, text -> image on the caption side's; identical captions are positives as in `itc_loss`."""
-    image_to_text, text_to_image = token_similarities(image_tokens, text_tokens, caption_ids)
-    positive = identical_captions(caption_ids)
-    targets = positive / positive.sum(1, keepdims=True)
-    scale = jnp.exp(log_scale)
-    loss = 0.5 * (-(targets * jax.nn.log_softmax(scale * image_to_text, 1)).sum(1).mean()
-                  - (targets * jax.nn.log_softmax(scale * text_to_image.T, 1)).sum(1).mean())
-    hit_text = jnp.take_along_axis(positive, image_to_text.argmax(1)[:, None], 1)[:, 0]
-    hit_image = jnp.take_along_axis(positive, text_to_image.argmax(0)[:, None], 1)[:, 0]
-    return loss, {"itc_token_loss": loss, "itc_token_i2t_accuracy": hit_text.mean(),
-                  "itc_token_t2i_accuracy": hit_image.mean(), "itc_token_scale": scale}
-
-
 def word_logits(text_emb, word_head):
     """(B, E) L2-normalised text embeddings -> (B, V) token logits through `itc_word_head` (E, V);
     the embeddings are scaled to unit variance per dimension first."""

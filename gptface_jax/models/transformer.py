@@ -60,11 +60,6 @@ class ModelConfig:
     # the text side dropped the expression and the smile as the image side had (run ibf1), and neither
     # ever started; with the head the text side holds them (run w1, docs/experiments.md). Needs itc_dim.
     itc_words: bool = False
-    # Token-wise ITC (FILIP, Yao et al. 2021): every caption word and image token is projected on its
-    # own, and a pair scores the mean over one side's tokens of their best match on the other side
-    # (loss.itc_token_weight). A word such as "smiling" can then match the few mouth tokens directly,
-    # where the pooled [CLS] embeddings have not learnt to carry them. Needs itc_dim.
-    itc_tokens: bool = False
 
     def kernel_std(self, fan_in: int) -> float:
         return 0.02 if self.kernel_init == "normal" else fan_in ** -0.5
@@ -87,7 +82,7 @@ class ModelConfig:
                    dropout=m.dropout, compute_dtype=m.compute_dtype, attention=m.attention,
                    tie_heads=m.tie_heads, kernel_init=m.kernel_init, residual_dtype=m.residual_dtype,
                    remat=m.remat, scan_layers=m.scan_layers, itc_dim=m.itc_dim,
-                   itm_similarity=m.itm_similarity, itc_words=m.itc_words, itc_tokens=m.itc_tokens)
+                   itm_similarity=m.itm_similarity, itc_words=m.itc_words)
 
 
 def _init(scale: float = 0.02, axes: tuple = ()):
@@ -255,13 +250,6 @@ class GPTFace(nn.Module):
         if c.itc_words:
             self.itc_word_head = self.param("itc_word_head", _init(c.kernel_std(c.itc_dim), (None, "vocab")),
                                             (c.itc_dim, padded(c.text_vocab)))
-        if c.itc_tokens:
-            std = c.kernel_std(c.width)
-            self.itc_token_text_proj = self.param("itc_token_text_proj", _init(std, ("embed", None)),
-                                                  (c.width, c.itc_dim))
-            self.itc_token_image_proj = self.param("itc_token_image_proj", _init(std, ("embed", None)),
-                                                   (c.width, c.itc_dim))
-            self.itc_token_log_scale = self.param("itc_token_log_scale", _constant(2.302585, ()), ())
         if c.itm_similarity:  # 1: the term starts at the contrastive loss's own scale
             self.itm_similarity_gain = self.param("itm_similarity_gain", _constant(1.0, ()), ())
         if not c.tie_heads:
@@ -304,49 +292,22 @@ class GPTFace(nn.Module):
 
         `inputs_embeds` (B, L + 2, D), when given, replaces the embedded sequence (guidance relaxes tokens).
         """
-        cls = self.text_states(text_ids, deterministic, inputs_embeds)[:, 0]
-        return _l2_normalise(cls.astype(jnp.float32) @ self.itc_text_proj)
-
-    def text_states(self, text_ids, deterministic: bool = True, inputs_embeds=None):
-        """(B, L) text ids -> (B, L + 2, D) final states of the text-only pass `[CLS] text [SEP]`."""
         text, text_mask = self.embed_text(text_ids)
         text = text if inputs_embeds is None else inputs_embeds
-        return self.encode(text, text_mask, deterministic)
+        cls = self.encode(text, text_mask, deterministic)[:, 0]
+        return _l2_normalise(cls.astype(jnp.float32) @ self.itc_text_proj)
 
     def itc_image(self, image_codes, deterministic: bool = True, inputs_embeds=None):
         """(B, N) image codes -> (B, E) L2-normalised embedding of the image-only pass `[CLS] image`.
 
         `inputs_embeds` (B, N, D), when given, replaces the embedded image (guidance relaxes tokens).
         """
-        cls = self.image_states(image_codes, deterministic, inputs_embeds)[:, 0]
-        return _l2_normalise(cls.astype(jnp.float32) @ self.itc_image_proj)
-
-    def image_states(self, image_codes, deterministic: bool = True, inputs_embeds=None):
-        """(B, N) image codes -> (B, N + 1, D) final states of the image-only pass `[CLS] image`."""
         image = self.embed_image(image_codes) if inputs_embeds is None else inputs_embeds
         cls = (self.text_embed[CLS] + self.text_pos[0] + self.segment[0])[None, None]
         image = jnp.concatenate([jnp.broadcast_to(cls, (image.shape[0], 1, cls.shape[-1])).astype(image.dtype), image],
                                 axis=1)
-        return self.encode(image, jnp.ones(image.shape[:2], bool), deterministic)
-
-    def itc_text_tokens(self, text_ids, deterministic: bool = True, inputs_embeds=None):
-        """(B, L) text ids -> (B, L, E) L2-normalised token embeddings of the caption positions (token-wise ITC)."""
-        text = self.text_states(text_ids, deterministic, inputs_embeds).astype(jnp.float32)
-        return _l2_normalise(text[:, 1:-1] @ self.itc_token_text_proj)
-
-    def itc_image_tokens(self, image_codes, deterministic: bool = True, inputs_embeds=None):
-        """(B, N) image codes -> (B, N, E) L2-normalised token embeddings of the image tokens (token-wise ITC)."""
-        image = self.image_states(image_codes, deterministic, inputs_embeds).astype(jnp.float32)
-        return _l2_normalise(image[:, 1:] @ self.itc_token_image_proj)
-
-    def itc_token_embeddings(self, text_ids, image_codes, deterministic: bool = True):
-        """One pass per modality -> (text (B, E), image (B, E), text tokens (B, L, E), image tokens (B, N, E)),
-        all L2-normalised: the pooled ITC embeddings and every caption position's and image token's own."""
-        text = self.text_states(text_ids, deterministic).astype(jnp.float32)
-        image = self.image_states(image_codes, deterministic).astype(jnp.float32)
-        return (_l2_normalise(text[:, 0] @ self.itc_text_proj), _l2_normalise(image[:, 0] @ self.itc_image_proj),
-                _l2_normalise(text[:, 1:-1] @ self.itc_token_text_proj),
-                _l2_normalise(image[:, 1:] @ self.itc_token_image_proj))
+        cls = self.encode(image, jnp.ones(image.shape[:2], bool), deterministic)[:, 0]
+        return _l2_normalise(cls.astype(jnp.float32) @ self.itc_image_proj)
 
     def itc_embeddings(self, text_ids, image_codes, deterministic: bool = True):
         """Unimodal passes -> (text (B, E), image (B, E)) L2-normalised embeddings.

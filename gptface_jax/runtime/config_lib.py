@@ -96,7 +96,6 @@ ADDED_FIELDS = {
     "loss.negative_fraction": 0.5,
     "model.itc_dim": 0, "model.itm_similarity": False, "loss.itc_weight": 0.0, "loss.itc_kind": "softmax",
     "loss.mined_negative_fraction": 0.0, "model.itc_words": False, "loss.itc_word_weight": 0.0,
-    "model.itc_tokens": False, "loss.itc_token_weight": 0.0,
     "train.b1": 0.9, "train.b2": 0.98, "train.end_lr_fraction": 0.1, "train.time_budget_s": 0.0,
     "train.divergence_factor": 0.0, "train.schedule_steps": 0, "train.cooldown_steps": 0,
 }
@@ -258,11 +257,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           "model.itc_words=True and loss.itc_word_weight > 0 go together (the head and its loss)")
     check(not m.itc_words or config.loss.itc_weight > 0,
           "model.itc_words=True reads the ITC text embedding: set model.itc_dim > 0 and loss.itc_weight > 0")
-    check((config.loss.itc_token_weight > 0) == bool(m.itc_tokens),
-          "model.itc_tokens=True and loss.itc_token_weight > 0 go together (the token heads and their loss)")
-    check(not m.itc_tokens or (config.loss.itc_weight > 0 and config.train.accum_steps == 1),
-          "model.itc_tokens=True rides on ITC and is not cached across micro-batches: set model.itc_dim > 0, "
-          "loss.itc_weight > 0 and train.accum_steps=1")
     check(not m.itm_similarity or config.loss.itc_weight > 0,
           "model.itm_similarity=True reads the ITC embeddings: set model.itc_dim > 0 and loss.itc_weight > 0")
     check(config.loss.itc_kind in ("sigmoid", "softmax"),

@@ -111,30 +111,18 @@ def make_train_step(model: GPTFace, tx, config):
     c = model.config
     w = config.loss
     k = config.train.accum_steps
-    itc_names = (("itc_log_scale", "itc_bias") + (("itc_word_head",) if c.itc_words else ())
-                 + (("itc_token_log_scale",) if c.itc_tokens else ()))
-    if c.itc_tokens and k > 1:
-        raise ValueError("model.itc_tokens needs train.accum_steps = 1 (its token embeddings are not cached)")
+    itc_names = ("itc_log_scale", "itc_bias") + (("itc_word_head",) if c.itc_words else ())
 
     def embed(params, batch, rng):
-        """Every row's own clean caption and image through the unimodal passes: (text, image) (B, E), and
-        with model.itc_tokens (text tokens, image tokens) (B, L | N, E), else None."""
-        method = GPTFace.itc_token_embeddings if c.itc_tokens else GPTFace.itc_embeddings
-        out = model.apply(params, batch["caption_ids"], batch["image_targets"], deterministic=False,
-                          rngs={"dropout": jax.random.fold_in(rng, 1)}, method=method)
-        return out[0], out[1], (out[2:] if c.itc_tokens else None)
+        """Every row's own clean caption and image through the unimodal passes: (text, image) (B, E)."""
+        return model.apply(params, batch["caption_ids"], batch["image_targets"], deterministic=False,
+                           rngs={"dropout": jax.random.fold_in(rng, 1)}, method=GPTFace.itc_embeddings)
 
-    def contrastive(itc_params, text_emb, image_emb, batch, rng, tokens=None):
+    def contrastive(itc_params, text_emb, image_emb, batch, rng):
         """ITC over the given rows, the ITM negatives mined from it and each ITM row's similarity logit:
         (itc, (metrics, batch with the mined rows and "similarity_logit"))."""
         itc, metrics = losses.itc_loss(text_emb, image_emb, batch["caption_ids"], itc_params["itc_log_scale"],
                                        itc_params["itc_bias"], w.itc_kind)
-        if tokens is not None:
-            text_tokens, image_tokens = tokens
-            token_loss, token_metrics = losses.token_itc_loss(image_tokens, text_tokens, batch["caption_ids"],
-                                                              itc_params["itc_token_log_scale"])
-            metrics = {**metrics, **token_metrics}
-            itc = itc + w.itc_token_weight / w.itc_weight * token_loss
         if c.itc_words:  # the text embedding keeps every caption token, not only those the image side matches
             words = losses.caption_word_loss(losses.word_logits(text_emb, itc_params["itc_word_head"]),
                                              batch["caption_ids"])
@@ -162,13 +150,13 @@ def make_train_step(model: GPTFace, tx, config):
         whole-batch loss's for these rows; its value and metrics come from `gradients`."""
         contrastive_part, reported, extra = 0.0, 0.0, {}
         if w.itc_weight > 0:
-            text_emb, image_emb, tokens = embed(params, batch, rng)
+            text_emb, image_emb = embed(params, batch, rng)
             if "itc_grad_text" in batch:
                 contrastive_part = ((batch["itc_grad_text"] * text_emb).sum()
                                     + (batch["itc_grad_image"] * image_emb).sum())
             else:
                 itc_params = {name: params["params"][name] for name in itc_names}
-                contrastive_part, (extra, batch) = contrastive(itc_params, text_emb, image_emb, batch, rng, tokens)
+                contrastive_part, (extra, batch) = contrastive(itc_params, text_emb, image_emb, batch, rng)
                 reported = contrastive_part
         out = model.apply(params, batch["text_inputs"], batch["image_inputs"], deterministic=False,
                           rngs={"dropout": rng})
@@ -196,7 +184,7 @@ def make_train_step(model: GPTFace, tx, config):
         the cached embedding gradients), the ITC parameters' gradients, the loss and its metrics."""
         def one(_, xs):
             i, micro_batch = xs
-            return None, embed(params, micro_batch, jax.random.fold_in(rng, i))[:2]
+            return None, embed(params, micro_batch, jax.random.fold_in(rng, i))
         _, (text_emb, image_emb) = jax.lax.scan(one, None, (jnp.arange(k), split(batch)))
         text_emb, image_emb = (jax.lax.stop_gradient(e.swapaxes(0, 1).reshape(-1, e.shape[-1]))
                                for e in (text_emb, image_emb))  # back to batch order (row j * k + i)
