@@ -23,6 +23,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.shards import ShardSource
 from data_pipelines.synthfaces.attributes import HAIR_COLOURS
 from gptface_jax.evals.downstream import load_labelled
+from gptface_jax.models.conv import Conv
 from gptface_jax.serving.export import flatten
 from gptface_jax.serving.exported import unflatten
 
@@ -38,8 +39,8 @@ class FaceCNN(nn.Module):
     def __call__(self, images_uint8):
         x = images_uint8.astype(jnp.float32) / 127.5 - 1.0
         for features in (32, 64, 64):
-            x = nn.relu(nn.Conv(features, (3, 3), strides=(2, 2))(x))
-            x = nn.relu(nn.Conv(features, (3, 3))(x))
+            x = nn.relu(Conv(features, (3, 3), strides=(2, 2))(x))
+            x = nn.relu(Conv(features, (3, 3))(x))
         # Faces are aligned, so where a feature is matters (a hat is at the top, a beard at the
         # bottom): the spatial map is flattened, not pooled.
         x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
