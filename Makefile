@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/synthfaces.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/conv_gradients.py
 
 install: $(STAMP)
 
