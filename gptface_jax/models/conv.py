@@ -40,10 +40,15 @@ def windows(x, kernel: Sequence[int], strides: Sequence[int]):
                             for i in range(kh) for j in range(kw)], axis=-1)
 
 
+def _xla_conv(x, kernel, strides):
+    return jax.lax.conv_general_dilated(x, kernel, strides, "SAME", dimension_numbers=_DIMENSIONS)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv_same(x, kernel, strides: tuple[int, int]):
-    """SAME convolution of NHWC `x` with an HWIO `kernel`: lax's forward pass, GEMM gradients."""
-    return jax.lax.conv_general_dilated(x, kernel, strides, "SAME", dimension_numbers=_DIMENSIONS)
+    """SAME convolution of NHWC `x` with an HWIO `kernel`: XLA's forward pass and input gradient, a GEMM
+    kernel gradient."""
+    return _xla_conv(x, kernel, strides)
 
 
 def _forward(x, kernel, strides):
@@ -53,8 +58,7 @@ def _forward(x, kernel, strides):
 def _backward(strides, saved, grad):
     x, kernel = saved
     # the input's gradient: XLA's transposed convolution, as fast as the forward pass
-    grad_x = jax.vjp(lambda a: jax.lax.conv_general_dilated(a, kernel, strides, "SAME",
-                                                            dimension_numbers=_DIMENSIONS), x)[1](grad)[0]
+    grad_x = jax.vjp(lambda a: _xla_conv(a, kernel, strides), x)[1](grad)[0]
     # the kernel's: every window against the output gradient, one product over batch x positions
     rows = windows(x, kernel.shape[:2], strides).reshape(-1, kernel[..., 0].size)
     grad_kernel = (rows.T @ grad.reshape(-1, grad.shape[-1])).reshape(kernel.shape)
@@ -70,12 +74,11 @@ class Conv(nn.Module):
     features: int
     kernel_size: Sequence[int]
     strides: Sequence[int] = (1, 1)
-    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
         return conv_same(x, kernel, tuple(self.strides)) + bias
